@@ -1,0 +1,122 @@
+import { Redis } from 'ioredis';
+import { Accounts } from './core/accounts.js';
+import { AuditLog } from './core/audit-log.js';
+import { Authenticator } from './core/authenticate.js';
+import { systemClock, type Clock } from './core/clock.js';
+import { bcryptHasher, makeDummyHash } from './core/passwords.js';
+import type { CredentialCache, RateLimiter, Store } from './core/ports.js';
+import { RateWindows } from './core/rate-windows.js';
+import { SecretBox } from './core/secret-box.js';
+import { dataPath, type Config } from './config/load.js';
+import { loadSecrets } from './config/secrets.js';
+import { createLogger, type Logger } from './log.js';
+import { AuditSpool } from './stores/audit-spool.js';
+import { MemoryCredentialCache, RedisCredentialCache } from './stores/credential-cache.js';
+import { EmbeddedStore } from './stores/embedded-store.js';
+import { MemoryLimiter } from './stores/memory-limiter.js';
+import { MongoStore } from './stores/mongo-store.js';
+import { RedisLimiter } from './stores/redis-limiter.js';
+
+/** Everything a front end needs, wired from configuration. */
+export interface App {
+  config: Config;
+  log: Logger;
+  store: Store;
+  audit: AuditLog;
+  auth: Authenticator;
+  accounts: Accounts;
+  limiter: RateLimiter;
+  cache: CredentialCache;
+  clock: Clock;
+  close(): Promise<void>;
+}
+
+async function openStore(cfg: Config): Promise<Store> {
+  const store =
+    cfg.store.kind === 'mongodb'
+      ? await MongoStore.connect(cfg.store.mongodb_url)
+      : new EmbeddedStore(dataPath(cfg, cfg.store.path));
+  await store.init();
+  return store;
+}
+
+function redisClient(url: string): Redis {
+  // Fail fast while Redis is down so logins answer "try again later" instead of hanging.
+  return new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: false });
+}
+
+export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger } = {}): Promise<App> {
+  const clock = opts.clock ?? systemClock;
+  const log = opts.log ?? createLogger(cfg.log.level);
+  const secrets = loadSecrets(dataPath(cfg, cfg.secrets.keys_file));
+  const box = new SecretBox(secrets.keys, secrets.currentKeyId);
+  const store = await openStore(cfg);
+  const redis = cfg.redis.url ? redisClient(cfg.redis.url) : null;
+  redis?.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
+  const limiter: RateLimiter = redis ? new RedisLimiter(redis) : new MemoryLimiter(clock);
+  const cache: CredentialCache = redis ? new RedisCredentialCache(redis) : new MemoryCredentialCache(clock);
+  const audit = new AuditLog(store.audit, clock, cfg.audit.retention, new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')), (err, e) =>
+    log.error({ err: (err as Error).message, action: e.action }, 'audit store failed; event spooled'),
+  );
+  const hasher = bcryptHasher(cfg.auth.bcrypt_rounds);
+  const l = cfg.limits;
+  const windows = new RateWindows(limiter, {
+    passwordFailures: l.password_failures,
+    passwordWindowMs: l.password_window,
+    totpFailures: l.totp_failures,
+    totpWindowMs: l.totp_window,
+    ipFailures: l.ip_failures,
+    ipWindowMs: l.ip_window,
+    allowList: l.allow_list,
+  });
+  const auth = new Authenticator({
+    store,
+    audit,
+    windows,
+    cache,
+    hasher,
+    box,
+    serverKey: secrets.hmacKey,
+    clock,
+    settings: { totpWindowSteps: cfg.auth.totp_window_steps, verifiedCacheTtlMs: cfg.auth.verified_cache_ttl },
+    dummyHash: await makeDummyHash(hasher),
+  });
+  const pp = cfg.password_policy;
+  const accounts = new Accounts({
+    store,
+    audit,
+    hasher,
+    box,
+    serverKey: secrets.hmacKey,
+    clock,
+    settings: {
+      aspMaxPerUser: cfg.auth.asp_max_per_user,
+      recoveryCodeCount: cfg.auth.recovery_codes,
+      totpIssuer: cfg.auth.totp_issuer,
+      totpWindowSteps: cfg.auth.totp_window_steps,
+      tempPasswordTtlMs: cfg.auth.temp_password_ttl,
+      passwordPolicy: {
+        minLength: pp.min_length,
+        requireLower: pp.require_lower,
+        requireUpper: pp.require_upper,
+        requireDigit: pp.require_digit,
+        requireSpecial: pp.require_special,
+      },
+    },
+  });
+  return {
+    config: cfg,
+    log,
+    store,
+    audit,
+    auth,
+    accounts,
+    limiter,
+    cache,
+    clock,
+    async close() {
+      await store.close();
+      redis?.disconnect();
+    },
+  };
+}

@@ -1,0 +1,129 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseToml } from 'smol-toml';
+import { z } from 'zod';
+import { PosternError } from '../core/errors.js';
+import { parseDuration } from './duration.js';
+
+const duration = z.string().transform((s, ctx) => {
+  const ms = parseDuration(s);
+  if (ms === null) {
+    ctx.addIssue({ code: 'custom', message: 'expected a duration such as 500ms, 60s, 5m, 24h or 30d' });
+    return z.NEVER;
+  }
+  return ms;
+});
+const count = z.number().int().min(1);
+const cidr = z.string().refine((s) => /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(s), 'expected an IP address or CIDR');
+
+const schema = z.strictObject({
+  server: z.strictObject({ data_dir: z.string().min(1), hostname: z.string().min(1) }),
+  store: z.strictObject({
+    kind: z.enum(['embedded', 'mongodb']),
+    path: z.string().min(1),
+    mongodb_url: z.string().regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// or mongodb+srv:// URL'),
+  }),
+  redis: z.strictObject({ url: z.union([z.literal(''), z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss://')]) }),
+  secrets: z.strictObject({ keys_file: z.string().min(1) }),
+  auth: z.strictObject({
+    bcrypt_rounds: z.number().int().min(10).max(15),
+    asp_max_per_user: count,
+    totp_window_steps: z.number().int().min(0).max(10),
+    totp_issuer: z.string().min(1),
+    recovery_codes: z.number().int().min(4).max(50),
+    temp_password_ttl: duration,
+    verified_cache_ttl: duration,
+  }),
+  limits: z.strictObject({
+    password_failures: count,
+    password_window: duration,
+    totp_failures: count,
+    totp_window: duration,
+    ip_failures: count,
+    ip_window: duration,
+    allow_list: z.array(cidr),
+  }),
+  audit: z.strictObject({ retention: duration }),
+  password_policy: z.strictObject({
+    min_length: z.number().int().min(1).max(128),
+    require_lower: z.boolean(),
+    require_upper: z.boolean(),
+    require_digit: z.boolean(),
+    require_special: z.boolean(),
+  }),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
+});
+
+export type Config = z.output<typeof schema>;
+type Tree = Record<string, unknown>;
+
+export const DEFAULT_CONFIG_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'config', 'default.toml');
+
+function readToml(path: string): Tree {
+  if (!existsSync(path)) throw new PosternError('config_invalid', `config file ${path} does not exist`);
+  try {
+    return parseToml(readFileSync(path, 'utf8')) as Tree;
+  } catch (err) {
+    throw new PosternError('config_invalid', `config file ${path}: ${(err as Error).message}`);
+  }
+}
+
+function merge(base: Tree, over: Tree): Tree {
+  const out: Tree = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' ? merge(b as Tree, v as Tree) : v;
+  }
+  return out;
+}
+
+/** A value from the environment read as TOML (numbers, booleans, arrays) or else as a string. */
+function envValue(raw: string): unknown {
+  try {
+    return (parseToml(`v = ${raw}`) as Tree).v;
+  } catch {
+    return raw;
+  }
+}
+
+/** POSTERN_LIMITS__PASSWORD_FAILURES=10 → { limits: { password_failures: 10 } } */
+function fromEnv(env: NodeJS.ProcessEnv): Tree {
+  const out: Tree = {};
+  for (const [name, raw] of Object.entries(env)) {
+    const m = /^POSTERN_([A-Z0-9_]+?)__([A-Z0-9_]+)$/.exec(name);
+    if (!m || raw === undefined) continue;
+    const section = m[1]!.toLowerCase();
+    const key = m[2]!.toLowerCase();
+    out[section] = { ...((out[section] as Tree) ?? {}), [key]: envValue(raw) };
+  }
+  return out;
+}
+
+/**
+ * Defaults, then the override file, then POSTERN_* variables; validated as a whole. A wrong
+ * value stops the program with the key named and what it expects.
+ */
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}): Config {
+  const env = opts.env ?? process.env;
+  let tree = readToml(DEFAULT_CONFIG_FILE);
+  const file = opts.file ?? env.POSTERN_CONFIG;
+  if (file) tree = merge(tree, readToml(file));
+  tree = merge(tree, fromEnv(env));
+  const parsed = schema.safeParse(tree);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const key = i.path.join('.') || '(top level)';
+      const msg = i.code === 'unrecognized_keys' ? `unknown key(s) ${i.keys.join(', ')}` : i.message;
+      return `  ${key}: ${msg}`;
+    });
+    throw new PosternError('config_invalid', `invalid configuration:\n${lines.join('\n')}`);
+  }
+  const cfg = parsed.data;
+  cfg.server.data_dir = resolve(cfg.server.data_dir);
+  return cfg;
+}
+
+export function dataPath(cfg: Config, p: string): string {
+  return isAbsolute(p) ? p : join(cfg.server.data_dir, p);
+}

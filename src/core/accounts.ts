@@ -1,0 +1,253 @@
+import { randomBytes } from 'node:crypto';
+import { aspPrefixHash, formatAsp, generateAspSecret } from './asp.js';
+import type { AuditInput, AuditLog } from './audit-log.js';
+import type { Clock } from './clock.js';
+import { PosternError, conflict, invalid, notFound } from './errors.js';
+import type { Hasher, Store, UserPatch } from './ports.js';
+import { checkPasswordPolicy, type PasswordPolicy } from './password-policy.js';
+import { generateRecoveryCode, hashRecoveryCode } from './recovery-codes.js';
+import type { SecretBox } from './secret-box.js';
+import { checkTotp, newTotpSecret, totpUri } from './totp.js';
+import { PROTOCOL_SCOPES, type Asp, type ProtocolScope, type Role, type User } from './types.js';
+import { domainOf, normalizeUsername, validUsername } from './username.js';
+
+export interface AccountSettings {
+  aspMaxPerUser: number;
+  recoveryCodeCount: number;
+  totpIssuer: string;
+  totpWindowSteps: number;
+  tempPasswordTtlMs: number;
+  passwordPolicy: PasswordPolicy;
+}
+
+export interface AccountDeps {
+  store: Store;
+  audit: AuditLog;
+  hasher: Hasher;
+  box: SecretBox;
+  serverKey: Buffer;
+  clock: Clock;
+  settings: AccountSettings;
+}
+
+/** Who asked for a change, for the audit trail. */
+export interface Actor {
+  name: string;
+  ip?: string | null;
+  protocol?: 'http' | 'cli';
+}
+
+export interface NewAspResult {
+  asp: Asp;
+  /** Shown once, grouped in fours; never stored in clear. */
+  password: string;
+}
+
+/**
+ * Every change to authentication data goes through here, so each one bumps the credential
+ * version where it must and leaves an audit event.
+ */
+export class Accounts {
+  constructor(private readonly d: AccountDeps) {}
+
+  private now(): Date {
+    return this.d.clock.now();
+  }
+
+  private async audit(actor: Actor, user: Pick<User, 'id' | 'username'> | null, e: AuditInput): Promise<void> {
+    await this.d.audit.record({
+      userId: user?.id ?? null,
+      username: user?.username ?? null,
+      actor: actor.name,
+      ip: actor.ip ?? null,
+      protocol: actor.protocol ?? null,
+      ...e,
+    });
+  }
+
+  async get(username: string): Promise<User> {
+    const user = await this.d.store.users.findByName(normalizeUsername(username));
+    if (!user) throw notFound(`user "${normalizeUsername(username)}"`);
+    return user;
+  }
+
+  async createUser(
+    actor: Actor,
+    input: { username: string; password: string; role?: Role; email?: string | null; scopes?: ProtocolScope[]; temporary?: boolean },
+  ): Promise<User> {
+    const username = validUsername(input.username);
+    checkPasswordPolicy(input.password, this.d.settings.passwordPolicy);
+    const now = this.now();
+    if (await this.d.store.users.findByName(username)) throw conflict(`user "${username}" already exists`);
+    const user = await this.d.store.users.create(
+      {
+        username,
+        displayName: input.username.trim(),
+        domain: domainOf(username),
+        email: input.email ?? null,
+        role: input.role ?? 'user',
+        status: 'active',
+        passwordHash: await this.d.hasher.hash(input.password),
+        passwordChangedAt: now,
+        mustChangePassword: input.temporary ?? false,
+        passwordExpiresAt: input.temporary ? new Date(now.getTime() + this.d.settings.tempPasswordTtlMs) : null,
+        scopes: input.scopes ?? [...PROTOCOL_SCOPES],
+        twoFactor: false,
+        totp: null,
+        totpPending: null,
+        pgp: null,
+        notices: [],
+      },
+      now,
+    );
+    await this.audit(actor, user, { action: 'user.create', result: 'success', reason: user.role });
+    return user;
+  }
+
+  private async patch(user: User, patch: UserPatch, bump: boolean): Promise<User> {
+    const updated = await this.d.store.users.update(user.id, patch, this.now(), bump);
+    if (!updated) throw notFound(`user "${user.username}"`);
+    return updated;
+  }
+
+  async setPassword(actor: Actor, username: string, password: string, opts: { temporary?: boolean } = {}): Promise<User> {
+    const user = await this.get(username);
+    checkPasswordPolicy(password, this.d.settings.passwordPolicy);
+    const now = this.now();
+    const updated = await this.patch(
+      user,
+      {
+        passwordHash: await this.d.hasher.hash(password),
+        passwordChangedAt: now,
+        mustChangePassword: opts.temporary ?? false,
+        passwordExpiresAt: opts.temporary ? new Date(now.getTime() + this.d.settings.tempPasswordTtlMs) : null,
+      },
+      true,
+    );
+    await this.audit(actor, user, { action: opts.temporary ? 'password.reset' : 'password.change', result: 'success' });
+    return updated;
+  }
+
+  async setStatus(actor: Actor, username: string, status: User['status']): Promise<User> {
+    const user = await this.get(username);
+    const updated = await this.patch(user, { status }, true);
+    await this.audit(actor, user, { action: 'user.status', result: 'success', reason: status });
+    return updated;
+  }
+
+  async setRole(actor: Actor, username: string, role: Role): Promise<User> {
+    const user = await this.get(username);
+    const updated = await this.patch(user, { role }, true);
+    await this.audit(actor, user, { action: 'user.update', result: 'success', reason: `role=${role}` });
+    return updated;
+  }
+
+  async deleteUser(actor: Actor, username: string): Promise<void> {
+    const user = await this.get(username);
+    await this.d.store.asps.deleteAllOfUser(user.id);
+    await this.d.store.recoveryCodes.replace(user.id, [], this.now());
+    await this.d.store.users.delete(user.id);
+    await this.audit(actor, user, { action: 'user.delete', result: 'success' });
+  }
+
+  async createAsp(
+    actor: Actor,
+    username: string,
+    input: { description: string; scopes: ProtocolScope[]; expiresAt?: Date | null },
+  ): Promise<NewAspResult> {
+    const user = await this.get(username);
+    const description = input.description.trim();
+    if (description.length > 200) throw invalid('ASP description must be at most 200 characters');
+    if (input.scopes.length === 0) throw invalid('an ASP needs at least one scope');
+    if (input.expiresAt && input.expiresAt.getTime() <= this.now().getTime()) throw invalid('ASP expiry must be in the future');
+    if ((await this.d.store.asps.countByUser(user.id)) >= this.d.settings.aspMaxPerUser) {
+      throw new PosternError('limit_reached', `at most ${this.d.settings.aspMaxPerUser} ASPs per user: revoke one first`);
+    }
+    const secret = generateAspSecret();
+    const asp = await this.d.store.asps.create({
+      userId: user.id,
+      description,
+      scopes: input.scopes,
+      hash: await this.d.hasher.hash(secret),
+      prefixHash: aspPrefixHash(secret),
+      createdAt: this.now(),
+      expiresAt: input.expiresAt ?? null,
+    });
+    await this.patch(user, {}, true);
+    await this.audit(actor, user, { action: 'asp.create', result: 'success', aspId: asp.id, reason: asp.scopes.join(',') });
+    return { asp, password: formatAsp(secret) };
+  }
+
+  async listAsps(username: string): Promise<Asp[]> {
+    const user = await this.get(username);
+    return this.d.store.asps.listByUser(user.id);
+  }
+
+  async revokeAsp(actor: Actor, username: string, aspId: string): Promise<void> {
+    const user = await this.get(username);
+    if (!(await this.d.store.asps.delete(user.id, aspId))) throw notFound(`ASP "${aspId}" of "${user.username}"`);
+    await this.patch(user, {}, true);
+    await this.audit(actor, user, { action: 'asp.delete', result: 'success', aspId });
+  }
+
+  /** Step one of enrolment: a new seed to show; 2FA stays off until confirmTotp. */
+  async setupTotp(actor: Actor, username: string): Promise<{ secret: string; uri: string }> {
+    const user = await this.get(username);
+    const secret = newTotpSecret();
+    await this.patch(user, { totpPending: this.d.box.seal(secret, user.id) }, false);
+    await this.audit(actor, user, { action: 'totp.setup', result: 'success' });
+    return { secret, uri: totpUri(secret, this.d.settings.totpIssuer, user.username) };
+  }
+
+  /** Step two: a valid code turns TOTP on and returns fresh recovery codes (shown once). */
+  async confirmTotp(actor: Actor, username: string, code: string): Promise<{ recoveryCodes: string[] }> {
+    const user = await this.get(username);
+    if (!user.totpPending) throw new PosternError('totp_not_pending', 'start TOTP setup first');
+    const seed = this.d.box.open(user.totpPending, user.id);
+    const step = await checkTotp(seed, code, this.now(), this.d.settings.totpWindowSteps, null);
+    if (step === null) {
+      await this.audit(actor, user, { action: 'totp.enable', result: 'failure', reason: 'invalid_code' });
+      throw new PosternError('invalid_code', 'the code does not match: check the device clock and try the next code');
+    }
+    await this.patch(
+      user,
+      { totp: { sealedSecret: user.totpPending, enabledAt: this.now() }, totpPending: null, twoFactor: true },
+      true,
+    );
+    // The enrolment code counts as used, so it cannot sign in a second time.
+    await this.d.store.users.advanceTotpStep(user.id, step);
+    await this.audit(actor, user, { action: 'totp.enable', result: 'success' });
+    return { recoveryCodes: await this.regenerateRecoveryCodes(actor, user.username) };
+  }
+
+  async regenerateRecoveryCodes(actor: Actor, username: string): Promise<string[]> {
+    const user = await this.get(username);
+    const codes = Array.from({ length: this.d.settings.recoveryCodeCount }, generateRecoveryCode);
+    const hashes = codes.map((c) => hashRecoveryCode(this.d.serverKey, user.id, c));
+    await this.d.store.recoveryCodes.replace(user.id, hashes, this.now());
+    await this.audit(actor, user, { action: 'recovery.regenerate', result: 'success' });
+    return codes;
+  }
+
+  /** Admin reset (B1): every second factor off; the user is told at next sign-in. */
+  async resetSecondFactor(actor: Actor, username: string): Promise<User> {
+    const user = await this.get(username);
+    const notices = [...new Set([...user.notices, 'two_factor_reset_by_admin'])];
+    const updated = await this.patch(user, { twoFactor: false, totp: null, totpPending: null, notices }, true);
+    await this.d.store.recoveryCodes.replace(user.id, [], this.now());
+    await this.audit(actor, user, { action: '2fa.reset', result: 'success' });
+    return updated;
+  }
+
+  /** A temporary password for master only (A9); it does not bypass the second factor. */
+  async issueTemporaryPassword(actor: Actor, username: string): Promise<string> {
+    const password = `${randomBytes(9).toString('base64url')}aA1!`;
+    await this.setPassword(actor, username, password, { temporary: true });
+    return password;
+  }
+
+  async clearNotices(username: string): Promise<void> {
+    const user = await this.get(username);
+    await this.patch(user, { notices: [] }, false);
+  }
+}

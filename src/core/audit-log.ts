@@ -1,0 +1,58 @@
+import type { Clock } from './clock.js';
+import type { AuditStore } from './ports.js';
+import type { AuditEvent } from './types.js';
+
+export type AuditInput = Partial<AuditEvent> & Pick<AuditEvent, 'action' | 'result'>;
+
+/** Where events go while the main audit store is down, so none is lost. */
+export interface AuditFallback {
+  append(event: AuditEvent, expiresAt: Date): Promise<void>;
+  /** Hands spooled events to `sink` in order, dropping each once sink accepted it. */
+  drain(sink: (event: AuditEvent, expiresAt: Date) => Promise<void>): Promise<number>;
+}
+
+export interface AuditErrorSink {
+  (err: unknown, event: AuditEvent): void;
+}
+
+/** Fills in defaults and retention, and never loses an event to a store outage. */
+export class AuditLog {
+  constructor(
+    private readonly store: AuditStore,
+    private readonly clock: Clock,
+    private readonly retentionMs: number,
+    private readonly fallback: AuditFallback | null = null,
+    private readonly onError: AuditErrorSink = () => {},
+  ) {}
+
+  async record(input: AuditInput): Promise<void> {
+    const event: AuditEvent = {
+      time: this.clock.now(),
+      reason: null,
+      userId: null,
+      username: null,
+      ip: null,
+      protocol: null,
+      scope: null,
+      aspId: null,
+      sessionId: null,
+      userAgent: null,
+      actor: null,
+      ...input,
+    };
+    const expiresAt = new Date(event.time.getTime() + this.retentionMs);
+    try {
+      await this.store.append(event, expiresAt);
+    } catch (err) {
+      this.onError(err, event);
+      if (!this.fallback) throw err;
+      await this.fallback.append(event, expiresAt);
+    }
+  }
+
+  /** Moves spooled events into the store once it is back; returns how many moved. */
+  async flushFallback(): Promise<number> {
+    if (!this.fallback) return 0;
+    return this.fallback.drain((e, exp) => this.store.append(e, exp));
+  }
+}

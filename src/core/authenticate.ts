@@ -1,0 +1,234 @@
+import { aspPrefixHash, normalizeAspInput } from './asp.js';
+import type { AuditLog } from './audit-log.js';
+import type { Clock } from './clock.js';
+import { isTemporary } from './errors.js';
+import { keyedHash } from './keyed-hash.js';
+import type { CredentialCache, Hasher, Store } from './ports.js';
+import type { RateWindows } from './rate-windows.js';
+import { hashRecoveryCode } from './recovery-codes.js';
+import type { SecretBox } from './secret-box.js';
+import { checkTotp } from './totp.js';
+import type { Asp, AuthFailReason, AuthRequest, AuthResult, SecondFactorKind, User } from './types.js';
+import { normalizeUsername } from './username.js';
+
+export interface AuthSettings {
+  totpWindowSteps: number;
+  verifiedCacheTtlMs: number;
+}
+
+export interface AuthDeps {
+  store: Pick<Store, 'users' | 'asps' | 'recoveryCodes'>;
+  audit: AuditLog;
+  windows: RateWindows;
+  cache: CredentialCache;
+  hasher: Hasher;
+  box: SecretBox;
+  /** HMAC key for fingerprints, cache keys and recovery code hashes. */
+  serverKey: Buffer;
+  clock: Clock;
+  settings: AuthSettings;
+  /** bcrypt hash of nothing anyone knows: compared against for unknown users. */
+  dummyHash: string;
+}
+
+const MESSAGES: Record<AuthFailReason, string> = {
+  invalid_credentials: 'Invalid username or password',
+  locked: 'Too many failed attempts, try again later',
+  account_disabled: 'Account is disabled',
+  scope_denied: 'This password is not valid for this service',
+  asp_required: 'Two-factor authentication is on: use an application-specific password for mail clients',
+  asp_expired: 'This application-specific password has expired',
+  asp_not_for_master: 'Application-specific passwords cannot sign in to the account',
+  second_factor_required: 'A second factor is required',
+  second_factor_invalid: 'Invalid second factor',
+  password_expired: 'This temporary password has expired',
+  temporary_failure: 'Temporary failure, try again later',
+};
+
+/** Longer secrets are refused before hashing: nobody's password is this long. */
+const MAX_SECRET_LENGTH = 1024;
+
+type Match = { kind: 'password' } | { kind: 'asp'; asp: Asp };
+type Outcome = { result: AuthResult; user: User | null; aspId: string | null };
+
+const fail = (reason: AuthFailReason, extra: Partial<Extract<AuthResult, { ok: false }>> = {}): AuthResult => ({
+  ok: false,
+  reason,
+  message: MESSAGES[reason],
+  ...extra,
+});
+
+/**
+ * The one decision: may this secret open this scope for this user? Every call writes one
+ * audit event. Faults of a store or Redis give `temporary_failure`, never a wrong-password
+ * answer.
+ */
+export class Authenticator {
+  constructor(private readonly d: AuthDeps) {}
+
+  async authenticate(req: AuthRequest): Promise<AuthResult> {
+    const username = normalizeUsername(req.username);
+    let outcome: Outcome;
+    try {
+      outcome = await this.decide(req, username);
+    } catch (err) {
+      if (!isTemporary(err)) throw err;
+      outcome = { result: fail('temporary_failure'), user: null, aspId: null };
+    }
+    const { result, user, aspId } = outcome;
+    await this.d.audit.record({
+      action: 'auth',
+      result: result.ok ? 'success' : result.reason === 'temporary_failure' ? 'error' : 'failure',
+      reason: result.ok ? result.credential : result.reason,
+      userId: user?.id ?? null,
+      username: username || null,
+      ip: req.ip,
+      protocol: req.protocol,
+      scope: req.scope,
+      aspId,
+      sessionId: req.sessionId ?? null,
+      userAgent: req.userAgent ?? null,
+    });
+    return result;
+  }
+
+  private async decide(req: AuthRequest, username: string): Promise<Outcome> {
+    const none = (result: AuthResult, user: User | null = null): Outcome => ({ result, user, aspId: null });
+    if (!username || !req.secret || req.secret.length > MAX_SECRET_LENGTH) {
+      return none(fail('invalid_credentials'));
+    }
+    const [lock, user] = await Promise.all([
+      this.d.windows.passwordLock(username, req.ip),
+      this.d.store.users.findByName(username),
+    ]);
+    const cacheKey = user
+      ? keyedHash(this.d.serverKey, 'verified', user.id, req.scope, req.secret, String(user.credentialVersion))
+      : null;
+    const cached = cacheKey ? await this.d.cache.get(cacheKey) : null;
+    // A secret verified moments ago keeps working during a lockout; strangers' guesses are
+    // refused here, before any hash is computed.
+    if (lock.locked && !cached) return none(fail('locked', { retryAfter: lock.retryAfterSec }), user);
+
+    const match = cached && user ? await this.fromCache(user, cached) : await this.verifySecret(user, req.secret);
+    if (!user || !match) {
+      await this.d.windows.passwordFailed(username, req.ip, this.fingerprint(username, req.secret));
+      return none(fail('invalid_credentials'), user);
+    }
+    const aspId = match.kind === 'asp' ? match.asp.id : null;
+    const result = await this.applyRules(req, user, match);
+    if (!result.ok && result.reason !== 'second_factor_required' && result.reason !== 'second_factor_invalid') {
+      // A right secret in the wrong place still counts (once, by fingerprint): else it is an oracle.
+      if (result.reason !== 'locked') {
+        await this.d.windows.passwordFailed(username, req.ip, this.fingerprint(username, req.secret));
+      }
+      return { result, user, aspId };
+    }
+    if (!result.ok) return { result, user, aspId };
+
+    await this.d.windows.succeeded(username);
+    if (!cached && cacheKey) await this.remember(cacheKey, match);
+    if (match.kind === 'asp') {
+      await this.d.store.asps.recordUse(match.asp.id, { time: this.d.clock.now(), ip: req.ip, protocol: req.protocol });
+    }
+    return { result, user, aspId };
+  }
+
+  /** ASP candidates first (picked by prefix hash), then the account password. */
+  private async verifySecret(user: User | null, secret: string): Promise<Match | null> {
+    if (!user) {
+      await this.d.hasher.verify(secret, this.d.dummyHash);
+      return null;
+    }
+    const aspSecret = normalizeAspInput(secret);
+    if (aspSecret) {
+      const candidates = await this.d.store.asps.findByPrefix(user.id, aspPrefixHash(aspSecret));
+      for (const asp of candidates) {
+        if (await this.d.hasher.verify(aspSecret, asp.hash)) return { kind: 'asp', asp };
+      }
+    }
+    return (await this.d.hasher.verify(secret, user.passwordHash)) ? { kind: 'password' } : null;
+  }
+
+  private async fromCache(user: User, cached: string): Promise<Match | null> {
+    if (cached === 'password') return { kind: 'password' };
+    const aspId = cached.slice('asp:'.length);
+    const asp = (await this.d.store.asps.listByUser(user.id)).find((a) => a.id === aspId);
+    return asp ? { kind: 'asp', asp } : null;
+  }
+
+  private async remember(cacheKey: string, match: Match): Promise<void> {
+    let ttl = this.d.settings.verifiedCacheTtlMs;
+    if (match.kind === 'asp' && match.asp.expiresAt) {
+      ttl = Math.min(ttl, match.asp.expiresAt.getTime() - this.d.clock.now().getTime());
+    }
+    if (ttl > 0) await this.d.cache.set(cacheKey, match.kind === 'asp' ? `asp:${match.asp.id}` : 'password', ttl);
+  }
+
+  /** Scope rules of MISSION A2/A3/A9 once the secret is known to be right. */
+  private async applyRules(req: AuthRequest, user: User, match: Match): Promise<AuthResult> {
+    const now = this.d.clock.now();
+    if (user.status !== 'active') return fail('account_disabled');
+    const ok = (): AuthResult => ({
+      ok: true,
+      userId: user.id,
+      username: user.username,
+      credential: match.kind,
+      aspId: match.kind === 'asp' ? match.asp.id : null,
+      mustChangePassword: match.kind === 'password' && user.mustChangePassword,
+      notices: user.notices,
+    });
+
+    if (match.kind === 'asp') {
+      const asp = match.asp;
+      if (asp.expiresAt && asp.expiresAt.getTime() <= now.getTime()) return fail('asp_expired');
+      if (req.scope === 'master') return fail('asp_not_for_master');
+      if (!asp.scopes.includes(req.scope) || !user.scopes.includes(req.scope)) return fail('scope_denied');
+      return ok();
+    }
+
+    if (user.passwordExpiresAt && user.passwordExpiresAt.getTime() <= now.getTime()) return fail('password_expired');
+    if (req.scope !== 'master') {
+      if (user.twoFactor) return fail('asp_required');
+      // A temporary password (admin reset, new account) opens only the account page.
+      if (user.mustChangePassword || !user.scopes.includes(req.scope)) return fail('scope_denied');
+      return ok();
+    }
+    if (!user.twoFactor) return ok();
+    return (await this.checkSecondFactor(req, user)) ?? ok();
+  }
+
+  /** Null when the second factor passed; otherwise the refusal. */
+  private async checkSecondFactor(req: AuthRequest, user: User): Promise<AuthResult | null> {
+    const methods: SecondFactorKind[] = user.totp ? ['totp', 'recovery'] : ['recovery'];
+    const factor = req.secondFactor;
+    if (!factor || !factor.code) return fail('second_factor_required', { methods });
+    const lock = await this.d.windows.totpLock(user.username);
+    if (lock.locked) return fail('locked', { retryAfter: lock.retryAfterSec });
+
+    const passed = factor.kind === 'totp' ? await this.checkTotpCode(user, factor.code) : await this.useRecoveryCode(user, factor.code);
+    if (passed) return null;
+    await this.d.windows.totpFailed(user.username, this.fingerprint(user.username, `${factor.kind}:${factor.code}`));
+    return fail('second_factor_invalid', { methods });
+  }
+
+  private async checkTotpCode(user: User, code: string): Promise<boolean> {
+    if (!user.totp) return false;
+    const seed = this.d.box.open(user.totp.sealedSecret, user.id);
+    const step = await checkTotp(seed, code, this.d.clock.now(), this.d.settings.totpWindowSteps, user.totpLastStep);
+    // The store refuses a step that is not newer, so two logins racing with one code cannot both pass.
+    return step !== null && (await this.d.store.users.advanceTotpStep(user.id, step));
+  }
+
+  private async useRecoveryCode(user: User, code: string): Promise<boolean> {
+    const hash = hashRecoveryCode(this.d.serverKey, user.id, code);
+    const used = await this.d.store.recoveryCodes.consume(user.id, hash, this.d.clock.now());
+    if (used) {
+      await this.d.audit.record({ action: 'recovery.use', result: 'success', userId: user.id, username: user.username });
+    }
+    return used;
+  }
+
+  private fingerprint(username: string, secret: string): string {
+    return keyedHash(this.d.serverKey, 'failed', username, secret);
+  }
+}

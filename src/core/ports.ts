@@ -1,0 +1,90 @@
+// Interfaces the core needs from the outside world. Stores implement them; the core never
+// imports a store. Every method may reject with a temporary PosternError when its backend
+// is down.
+import type { Asp, AuditEvent, AuditPage, AuditQuery, LastUse, User } from './types.js';
+
+export type NewUser = Omit<User, 'id' | 'credentialVersion' | 'createdAt' | 'updatedAt' | 'totpLastStep'>;
+export type UserPatch = Partial<Omit<User, 'id' | 'username' | 'credentialVersion' | 'createdAt' | 'updatedAt'>>;
+
+export interface UserStore {
+  /** Rejects with code `conflict` when the username exists. */
+  create(user: NewUser, now: Date): Promise<User>;
+  findByName(username: string): Promise<User | null>;
+  findById(id: string): Promise<User | null>;
+  /** Applies the patch; bumps credentialVersion when `bump` so cached verifications stop matching. */
+  update(id: string, patch: UserPatch, now: Date, bump: boolean): Promise<User | null>;
+  delete(id: string): Promise<boolean>;
+  list(limit: number, afterUsername?: string): Promise<User[]>;
+  /** Records a TOTP step only if newer than the last accepted one: false means replay. Atomic. */
+  advanceTotpStep(id: string, step: number): Promise<boolean>;
+}
+
+export type NewAsp = Omit<Asp, 'id' | 'lastUse'>;
+
+export interface AspStore {
+  create(asp: NewAsp): Promise<Asp>;
+  listByUser(userId: string): Promise<Asp[]>;
+  countByUser(userId: string): Promise<number>;
+  findByPrefix(userId: string, prefixHash: string): Promise<Asp[]>;
+  delete(userId: string, aspId: string): Promise<boolean>;
+  deleteAllOfUser(userId: string): Promise<void>;
+  recordUse(aspId: string, use: LastUse): Promise<void>;
+}
+
+export interface RecoveryCodeStore {
+  /** Replaces the user's whole set. */
+  replace(userId: string, hashes: string[], now: Date): Promise<void>;
+  /** Marks the code used; false if it does not exist or was used already. Atomic. */
+  consume(userId: string, hash: string, now: Date): Promise<boolean>;
+  countUnused(userId: string): Promise<number>;
+}
+
+export interface AuditStore {
+  append(event: AuditEvent, expiresAt: Date): Promise<void>;
+  /** Newest first; entries past their expiry are never returned. */
+  query(q: AuditQuery, now: Date): Promise<AuditPage>;
+  /** Deletes expired entries; returns how many. MongoDB's TTL index does this on its own. */
+  purgeExpired(now: Date): Promise<number>;
+}
+
+/** Everything persistent, behind one handle. */
+export interface Store {
+  users: UserStore;
+  asps: AspStore;
+  recoveryCodes: RecoveryCodeStore;
+  audit: AuditStore;
+  /** Creates tables/collections and indexes. Idempotent. */
+  init(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface WindowState {
+  /** Distinct failures counted in the current window. */
+  count: number;
+  /** Milliseconds until the window ends (0 when no window is open). */
+  resetInMs: number;
+}
+
+/**
+ * Fixed failure windows: the window opens at the first failure and lasts windowMs.
+ * A failure carrying a fingerprint already seen in the window is not counted again.
+ */
+export interface RateLimiter {
+  peek(key: string): Promise<WindowState>;
+  fail(key: string, fingerprint: string, windowMs: number): Promise<WindowState>;
+  clear(keys: string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Short-lived memory of verified secrets, keyed by an HMAC (never the secret). */
+export interface CredentialCache {
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string, ttlMs: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Slow hashing (bcrypt), so that it can run off the main thread. */
+export interface Hasher {
+  hash(secret: string): Promise<string>;
+  verify(secret: string, hash: string): Promise<boolean>;
+}

@@ -1,0 +1,261 @@
+// Domain types of postern, defined once and imported everywhere else.
+
+/** Where a secret is used. `master` is the web API and account management. */
+export type Scope = 'master' | 'imap' | 'pop3' | 'smtp';
+export type ProtocolScope = Exclude<Scope, 'master'>;
+export const PROTOCOL_SCOPES: readonly ProtocolScope[] = ['imap', 'pop3', 'smtp'];
+export const SCOPES: readonly Scope[] = ['master', ...PROTOCOL_SCOPES];
+
+export type Role = 'user' | 'admin' | 'auditor';
+export const ROLES: readonly Role[] = ['user', 'admin', 'auditor'];
+
+export type AccountStatus = 'active' | 'disabled';
+
+/** The transport a request arrived on, recorded in audit events. */
+export type Protocol = 'imap' | 'pop3' | 'smtp' | 'lmtp' | 'http' | 'cli';
+
+export interface Totp {
+  /** Seed, sealed with the application key (see secret-box). */
+  sealedSecret: string;
+  enabledAt: Date;
+}
+
+export interface PgpSettings {
+  publicKey: string;
+  fingerprint: string;
+  encrypt: boolean;
+}
+
+export interface User {
+  id: string;
+  /** Normal form (NFC, lower case): the one key every lookup and rate window uses. */
+  username: string;
+  displayName: string;
+  /** Domain part of the username, '' when there is none; domain policy hangs off it. */
+  domain: string;
+  email: string | null;
+  role: Role;
+  status: AccountStatus;
+  passwordHash: string;
+  passwordChangedAt: Date;
+  /** Set on temporary passwords (admin reset, new account): usable for master only. */
+  mustChangePassword: boolean;
+  passwordExpiresAt: Date | null;
+  /** Protocol scopes this account may use at all. */
+  scopes: ProtocolScope[];
+  /** True once any second factor is on (TOTP, security key, or the recovery-codes-only starter). */
+  twoFactor: boolean;
+  totp: Totp | null;
+  /** Seed shown at setup, waiting for the first valid code before 2FA turns on. */
+  totpPending: string | null;
+  /** Newest TOTP time step accepted; codes at or before it are replays. */
+  totpLastStep: number | null;
+  pgp: PgpSettings | null;
+  /** Messages for the user's next sign-in, e.g. that an admin turned 2FA off. */
+  notices: string[];
+  /** Bumped by every change of password, ASP, 2FA state or status; keys the verified-credential cache. */
+  credentialVersion: number;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface LastUse {
+  time: Date;
+  ip: string | null;
+  protocol: Protocol | null;
+}
+
+/** Application-specific password. */
+export interface Asp {
+  id: string;
+  userId: string;
+  description: string;
+  scopes: ProtocolScope[];
+  /** bcrypt of the 16 letters. */
+  hash: string;
+  /** md5 of the first 4 letters: narrows the bcrypt checks at login to likely candidates. */
+  prefixHash: string;
+  createdAt: Date;
+  expiresAt: Date | null;
+  lastUse: LastUse | null;
+}
+
+export interface RecoveryCode {
+  userId: string;
+  hash: string;
+  usedAt: Date | null;
+}
+
+/** A server-side session of the web API (token stored hashed). */
+export interface Session {
+  id: string;
+  userId: string;
+  tokenHash: string;
+  trustedDeviceId: string | null;
+  ip: string | null;
+  userAgent: string | null;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+/** A device on which the second factor is not asked again until expiresAt. */
+export interface TrustedDevice {
+  id: string;
+  userId: string;
+  tokenHash: string;
+  label: string;
+  createdAt: Date;
+  expiresAt: Date;
+  lastUse: LastUse | null;
+}
+
+export interface WebAuthnCredential {
+  id: string;
+  userId: string;
+  credentialId: string;
+  publicKey: string;
+  signCount: number;
+  transports: string[];
+  label: string;
+  createdAt: Date;
+}
+
+export interface ApiToken {
+  id: string;
+  tokenHash: string;
+  role: Exclude<Role, 'user'>;
+  description: string;
+  createdBy: string;
+  createdAt: Date;
+  expiresAt: Date | null;
+}
+
+/** One-time challenge (emailed code, nonce) with tries left and a time to live. */
+export interface Challenge {
+  key: string;
+  codeHash: string;
+  triesLeft: number;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+export type FeatureName = 'two_factor_required' | 'two_factor_recommended' | 'email_codes' | 'trusted_devices';
+export interface FeatureSetting {
+  status: 'enabled' | 'disabled';
+  /** When locked, domain admins cannot override the server-wide status. */
+  lock: 'locked' | 'unlocked';
+}
+export interface Domain {
+  name: string;
+  features: Partial<Record<FeatureName, FeatureSetting['status']>>;
+  createdAt: Date;
+}
+
+export type AuditResult = 'success' | 'failure' | 'error';
+
+export type AuditAction =
+  | 'auth'
+  | 'user.create'
+  | 'user.delete'
+  | 'user.update'
+  | 'user.status'
+  | 'password.change'
+  | 'password.reset'
+  | 'asp.create'
+  | 'asp.delete'
+  | 'totp.setup'
+  | 'totp.enable'
+  | 'totp.disable'
+  | '2fa.reset'
+  | 'recovery.regenerate'
+  | 'recovery.use'
+  | 'pgp.update'
+  | 'policy.update';
+
+export interface AuditEvent {
+  id?: string;
+  time: Date;
+  action: AuditAction;
+  result: AuditResult;
+  /** Machine-readable why, e.g. an AuthFailReason. */
+  reason: string | null;
+  userId: string | null;
+  username: string | null;
+  ip: string | null;
+  protocol: Protocol | null;
+  scope: Scope | null;
+  aspId: string | null;
+  sessionId: string | null;
+  userAgent: string | null;
+  /** Who made a change: the user themself, an admin's name, or 'cli'. */
+  actor: string | null;
+}
+
+export interface AuditQuery {
+  username?: string;
+  action?: AuditAction;
+  result?: AuditResult;
+  ip?: string;
+  protocol?: Protocol;
+  since?: Date;
+  until?: Date;
+  limit: number;
+  /** Opaque cursor from a previous page. */
+  cursor?: string;
+}
+
+export interface AuditPage {
+  events: AuditEvent[];
+  nextCursor: string | null;
+}
+
+/** How a secret was recognised. */
+export type CredentialKind = 'password' | 'asp';
+export type SecondFactorKind = 'totp' | 'recovery';
+export type SecondFactor = { kind: SecondFactorKind; code: string };
+
+export type AuthFailReason =
+  | 'invalid_credentials'
+  | 'locked'
+  | 'account_disabled'
+  | 'scope_denied'
+  | 'asp_required'
+  | 'asp_expired'
+  | 'asp_not_for_master'
+  | 'second_factor_required'
+  | 'second_factor_invalid'
+  | 'password_expired'
+  | 'temporary_failure';
+
+export interface AuthRequest {
+  username: string;
+  secret: string;
+  scope: Scope;
+  ip: string | null;
+  protocol: Protocol;
+  secondFactor?: SecondFactor;
+  sessionId?: string;
+  userAgent?: string;
+}
+
+export type AuthResult =
+  | {
+      ok: true;
+      userId: string;
+      username: string;
+      credential: CredentialKind;
+      aspId: string | null;
+      /** The secret was a temporary password: the user must change it now. */
+      mustChangePassword: boolean;
+      notices: string[];
+    }
+  | {
+      ok: false;
+      reason: AuthFailReason;
+      /** Safe to show the client. */
+      message: string;
+      /** Seconds to wait, for `locked`. */
+      retryAfter?: number;
+      /** Second factors the account can use, for `second_factor_required`. */
+      methods?: SecondFactorKind[];
+    };

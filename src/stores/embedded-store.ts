@@ -1,0 +1,283 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { PosternError, conflict, invalid, temporary } from '../core/errors.js';
+import type { AspStore, AuditStore, NewAsp, NewUser, RecoveryCodeStore, Store, UserPatch, UserStore } from '../core/ports.js';
+import type { Asp, AuditEvent, AuditPage, AuditQuery, LastUse, User } from '../core/types.js';
+import { decodeCursor, encodeCursor, fromJson, newId, toJson } from './documents.js';
+
+// The data model of the whole product. Documents are JSON so the shape matches the MongoDB
+// store; columns exist only for what is looked up, made unique, or changed atomically.
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS users (
+  id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, doc TEXT NOT NULL,
+  credential_version INTEGER NOT NULL DEFAULT 0, totp_last_step INTEGER);
+CREATE TABLE IF NOT EXISTS asps (
+  id TEXT PRIMARY KEY, user_id TEXT NOT NULL, prefix_hash TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS asps_user_prefix ON asps (user_id, prefix_hash);
+CREATE TABLE IF NOT EXISTS recovery_codes (
+  user_id TEXT NOT NULL, hash TEXT NOT NULL, created_at INTEGER NOT NULL, used_at INTEGER,
+  PRIMARY KEY (user_id, hash));
+CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+  action TEXT NOT NULL, result TEXT NOT NULL, username TEXT, ip TEXT, protocol TEXT, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time DESC, id DESC);
+CREATE INDEX IF NOT EXISTS audit_user_time ON audit (username, time DESC);
+CREATE INDEX IF NOT EXISTS audit_expires ON audit (expires_at);
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY, user_id TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, expires_at INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
+CREATE TABLE IF NOT EXISTS trusted_devices (
+  id TEXT PRIMARY KEY, user_id TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, expires_at INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS webauthn_credentials (
+  id TEXT PRIMARY KEY, user_id TEXT NOT NULL, credential_id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_tokens (id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS challenges (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+`;
+
+type Row = Record<string, unknown>;
+
+/** Runs a statement, turning SQLite faults into temporary failures and unique violations into conflicts. */
+function guard<T>(what: string, fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (err) {
+    if (err instanceof PosternError) return Promise.reject(err);
+    const code = (err as { code?: string }).code ?? '';
+    if (code.startsWith('SQLITE_CONSTRAINT')) return Promise.reject(conflict(`${what}: already exists`));
+    return Promise.reject(temporary(err, 'embedded store'));
+  }
+}
+
+function userFromRow(row: Row | undefined): User | null {
+  if (!row) return null;
+  return {
+    ...fromJson<User>(row.doc as string),
+    id: row.id as string,
+    credentialVersion: row.credential_version as number,
+    totpLastStep: (row.totp_last_step as number | null) ?? null,
+  };
+}
+
+function docOf(user: User): string {
+  const { id: _id, credentialVersion: _v, totpLastStep: _t, ...rest } = user;
+  return toJson(rest);
+}
+
+class EmbeddedUsers implements UserStore {
+  constructor(private readonly db: Database.Database) {}
+
+  create(input: NewUser, now: Date): Promise<User> {
+    return guard(`user "${input.username}"`, () => {
+      const user: User = { ...input, id: newId(), credentialVersion: 0, totpLastStep: null, createdAt: now, updatedAt: now };
+      this.db.prepare('INSERT INTO users (id, username, doc) VALUES (?, ?, ?)').run(user.id, user.username, docOf(user));
+      return user;
+    });
+  }
+
+  findByName(username: string): Promise<User | null> {
+    return guard('user', () => userFromRow(this.db.prepare('SELECT * FROM users WHERE username = ?').get(username) as Row));
+  }
+
+  findById(id: string): Promise<User | null> {
+    return guard('user', () => userFromRow(this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as Row));
+  }
+
+  update(id: string, patch: UserPatch, now: Date, bump: boolean): Promise<User | null> {
+    return guard('user', () =>
+      this.db.transaction(() => {
+        const current = userFromRow(this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as Row);
+        if (!current) return null;
+        const next: User = { ...current, ...patch, updatedAt: now, credentialVersion: current.credentialVersion + (bump ? 1 : 0) };
+        // A new TOTP seed starts a new step history.
+        const resetStep = 'totp' in patch;
+        this.db
+          .prepare(
+            `UPDATE users SET doc = ?, credential_version = ?, totp_last_step = CASE WHEN ? THEN NULL ELSE totp_last_step END WHERE id = ?`,
+          )
+          .run(docOf(next), next.credentialVersion, resetStep ? 1 : 0, id);
+        return resetStep ? { ...next, totpLastStep: null } : next;
+      })(),
+    );
+  }
+
+  delete(id: string): Promise<boolean> {
+    return guard('user', () => this.db.prepare('DELETE FROM users WHERE id = ?').run(id).changes > 0);
+  }
+
+  list(limit: number, afterUsername?: string): Promise<User[]> {
+    return guard('user', () =>
+      (
+        this.db
+          .prepare('SELECT * FROM users WHERE username > ? ORDER BY username LIMIT ?')
+          .all(afterUsername ?? '', limit) as Row[]
+      ).map((r) => userFromRow(r)!),
+    );
+  }
+
+  advanceTotpStep(id: string, step: number): Promise<boolean> {
+    return guard('user', () => {
+      const res = this.db
+        .prepare('UPDATE users SET totp_last_step = ? WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)')
+        .run(step, id, step);
+      return res.changes === 1;
+    });
+  }
+}
+
+const aspFromRow = (row: Row): Asp => ({ ...fromJson<Asp>(row.doc as string), id: row.id as string });
+
+class EmbeddedAsps implements AspStore {
+  constructor(private readonly db: Database.Database) {}
+
+  create(input: NewAsp): Promise<Asp> {
+    return guard('ASP', () => {
+      const asp: Asp = { ...input, id: newId(), lastUse: null };
+      this.db
+        .prepare('INSERT INTO asps (id, user_id, prefix_hash, doc) VALUES (?, ?, ?, ?)')
+        .run(asp.id, asp.userId, asp.prefixHash, toJson(asp));
+      return asp;
+    });
+  }
+
+  listByUser(userId: string): Promise<Asp[]> {
+    return guard('ASP', () =>
+      (this.db.prepare('SELECT * FROM asps WHERE user_id = ? ORDER BY rowid').all(userId) as Row[]).map(aspFromRow),
+    );
+  }
+
+  countByUser(userId: string): Promise<number> {
+    return guard('ASP', () => (this.db.prepare('SELECT count(*) AS n FROM asps WHERE user_id = ?').get(userId) as Row).n as number);
+  }
+
+  findByPrefix(userId: string, prefixHash: string): Promise<Asp[]> {
+    return guard('ASP', () =>
+      (this.db.prepare('SELECT * FROM asps WHERE user_id = ? AND prefix_hash = ?').all(userId, prefixHash) as Row[]).map(aspFromRow),
+    );
+  }
+
+  delete(userId: string, aspId: string): Promise<boolean> {
+    return guard('ASP', () => this.db.prepare('DELETE FROM asps WHERE id = ? AND user_id = ?').run(aspId, userId).changes > 0);
+  }
+
+  deleteAllOfUser(userId: string): Promise<void> {
+    return guard('ASP', () => void this.db.prepare('DELETE FROM asps WHERE user_id = ?').run(userId));
+  }
+
+  recordUse(aspId: string, use: LastUse): Promise<void> {
+    return guard('ASP', () => {
+      this.db.prepare(`UPDATE asps SET doc = json_set(doc, '$.lastUse', json(?)) WHERE id = ?`).run(toJson(use), aspId);
+    });
+  }
+}
+
+class EmbeddedRecoveryCodes implements RecoveryCodeStore {
+  constructor(private readonly db: Database.Database) {}
+
+  replace(userId: string, hashes: string[], now: Date): Promise<void> {
+    return guard('recovery codes', () =>
+      this.db.transaction(() => {
+        this.db.prepare('DELETE FROM recovery_codes WHERE user_id = ?').run(userId);
+        const insert = this.db.prepare('INSERT INTO recovery_codes (user_id, hash, created_at) VALUES (?, ?, ?)');
+        for (const h of hashes) insert.run(userId, h, now.getTime());
+      })(),
+    );
+  }
+
+  consume(userId: string, hash: string, now: Date): Promise<boolean> {
+    return guard('recovery codes', () => {
+      const res = this.db
+        .prepare('UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND hash = ? AND used_at IS NULL')
+        .run(now.getTime(), userId, hash);
+      return res.changes === 1;
+    });
+  }
+
+  countUnused(userId: string): Promise<number> {
+    return guard('recovery codes', () =>
+      (this.db.prepare('SELECT count(*) AS n FROM recovery_codes WHERE user_id = ? AND used_at IS NULL').get(userId) as Row).n as number,
+    );
+  }
+}
+
+class EmbeddedAudit implements AuditStore {
+  constructor(private readonly db: Database.Database) {}
+
+  append(event: AuditEvent, expiresAt: Date): Promise<void> {
+    return guard('audit', () => {
+      const { id: _id, ...doc } = event;
+      this.db
+        .prepare(
+          'INSERT INTO audit (time, expires_at, action, result, username, ip, protocol, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(event.time.getTime(), expiresAt.getTime(), event.action, event.result, event.username, event.ip, event.protocol, toJson(doc));
+    });
+  }
+
+  query(q: AuditQuery, now: Date): Promise<AuditPage> {
+    return guard('audit', () => {
+      const where = ['expires_at > ?'];
+      const args: unknown[] = [now.getTime()];
+      const eq = (col: string, v: string | undefined) => {
+        if (v !== undefined) {
+          where.push(`${col} = ?`);
+          args.push(v);
+        }
+      };
+      eq('username', q.username);
+      eq('action', q.action);
+      eq('result', q.result);
+      eq('ip', q.ip);
+      eq('protocol', q.protocol);
+      if (q.since) (where.push('time >= ?'), args.push(q.since.getTime()));
+      if (q.until) (where.push('time < ?'), args.push(q.until.getTime()));
+      if (q.cursor) {
+        const c = decodeCursor(q.cursor);
+        if (!c || !/^\d+$/.test(c.id)) throw invalid('invalid audit cursor');
+        where.push('(time < ? OR (time = ? AND id < ?))');
+        args.push(c.time, c.time, Number(c.id));
+      }
+      const rows = this.db
+        .prepare(`SELECT id, doc FROM audit WHERE ${where.join(' AND ')} ORDER BY time DESC, id DESC LIMIT ?`)
+        .all(...args, q.limit + 1) as Row[];
+      const events = rows.slice(0, q.limit).map((r) => ({ ...fromJson<AuditEvent>(r.doc as string), id: String(r.id) }));
+      const last = events[events.length - 1];
+      const nextCursor = rows.length > q.limit && last ? encodeCursor({ time: last.time.getTime(), id: last.id! }) : null;
+      return { events, nextCursor };
+    });
+  }
+
+  purgeExpired(now: Date): Promise<number> {
+    return guard('audit', () => this.db.prepare('DELETE FROM audit WHERE expires_at <= ?').run(now.getTime()).changes);
+  }
+}
+
+/** The default store: one SQLite file, durable across restarts, no server to install. */
+export class EmbeddedStore implements Store {
+  readonly users: EmbeddedUsers;
+  readonly asps: EmbeddedAsps;
+  readonly recoveryCodes: EmbeddedRecoveryCodes;
+  readonly audit: EmbeddedAudit;
+  private readonly db: Database.Database;
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.users = new EmbeddedUsers(this.db);
+    this.asps = new EmbeddedAsps(this.db);
+    this.recoveryCodes = new EmbeddedRecoveryCodes(this.db);
+    this.audit = new EmbeddedAudit(this.db);
+  }
+
+  async init(): Promise<void> {
+    this.db.exec(SCHEMA);
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

@@ -1,0 +1,258 @@
+import { MongoClient, MongoServerError, ObjectId, type Collection, type Db, type Filter } from 'mongodb';
+import { PosternError, conflict, invalid, temporary } from '../core/errors.js';
+import type { AspStore, AuditStore, NewAsp, NewUser, RecoveryCodeStore, Store, UserPatch, UserStore } from '../core/ports.js';
+import type { Asp, AuditEvent, AuditPage, AuditQuery, LastUse, User } from '../core/types.js';
+import { decodeCursor, encodeCursor } from './documents.js';
+
+type UserDoc = Omit<User, 'id'> & { _id: ObjectId };
+type AspDoc = Omit<Asp, 'id' | 'userId'> & { _id: ObjectId; userId: ObjectId };
+type RecoveryDoc = { userId: ObjectId; hash: string; createdAt: Date; usedAt: Date | null };
+type AuditDoc = Omit<AuditEvent, 'id'> & { _id?: ObjectId; expiresAt: Date };
+
+/** Maps driver errors: duplicate key → conflict; anything else (network, election) → temporary. */
+async function guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof PosternError) throw err;
+    if (err instanceof MongoServerError && err.code === 11000) throw conflict(`${what}: already exists`);
+    throw temporary(err, 'MongoDB');
+  }
+}
+
+const oid = (id: string): ObjectId | null => (ObjectId.isValid(id) && /^[0-9a-f]{24}$/i.test(id) ? new ObjectId(id) : null);
+
+function userOf(doc: UserDoc | null): User | null {
+  if (!doc) return null;
+  const { _id, ...rest } = doc;
+  return { ...rest, id: _id.toHexString(), totpLastStep: rest.totpLastStep ?? null };
+}
+
+function aspOf(doc: AspDoc): Asp {
+  const { _id, userId, ...rest } = doc;
+  return { ...rest, id: _id.toHexString(), userId: userId.toHexString() };
+}
+
+class MongoUsers implements UserStore {
+  constructor(private readonly c: Collection<UserDoc>) {}
+
+  create(input: NewUser, now: Date): Promise<User> {
+    return guard(`user "${input.username}"`, async () => {
+      const doc: UserDoc = { ...input, _id: new ObjectId(), credentialVersion: 0, totpLastStep: null, createdAt: now, updatedAt: now };
+      await this.c.insertOne(doc);
+      return userOf(doc)!;
+    });
+  }
+
+  findByName(username: string): Promise<User | null> {
+    return guard('user', async () => userOf(await this.c.findOne({ username })));
+  }
+
+  findById(id: string): Promise<User | null> {
+    const _id = oid(id);
+    return _id ? guard('user', async () => userOf(await this.c.findOne({ _id }))) : Promise.resolve(null);
+  }
+
+  update(id: string, patch: UserPatch, now: Date, bump: boolean): Promise<User | null> {
+    const _id = oid(id);
+    if (!_id) return Promise.resolve(null);
+    // A new TOTP seed starts a new step history.
+    const set = { ...patch, updatedAt: now, ...('totp' in patch ? { totpLastStep: null } : {}) };
+    return guard('user', async () =>
+      userOf(
+        await this.c.findOneAndUpdate({ _id }, { $set: set, $inc: { credentialVersion: bump ? 1 : 0 } }, { returnDocument: 'after' }),
+      ),
+    );
+  }
+
+  delete(id: string): Promise<boolean> {
+    const _id = oid(id);
+    return _id ? guard('user', async () => (await this.c.deleteOne({ _id })).deletedCount === 1) : Promise.resolve(false);
+  }
+
+  list(limit: number, afterUsername?: string): Promise<User[]> {
+    return guard('user', async () =>
+      (await this.c.find({ username: { $gt: afterUsername ?? '' } }).sort({ username: 1 }).limit(limit).toArray()).map(
+        (d) => userOf(d)!,
+      ),
+    );
+  }
+
+  advanceTotpStep(id: string, step: number): Promise<boolean> {
+    const _id = oid(id);
+    if (!_id) return Promise.resolve(false);
+    return guard('user', async () => {
+      const res = await this.c.updateOne(
+        { _id, $or: [{ totpLastStep: null }, { totpLastStep: { $lt: step } }] },
+        { $set: { totpLastStep: step } },
+      );
+      return res.modifiedCount === 1;
+    });
+  }
+}
+
+class MongoAsps implements AspStore {
+  constructor(private readonly c: Collection<AspDoc>) {}
+
+  create(input: NewAsp): Promise<Asp> {
+    const userId = oid(input.userId);
+    if (!userId) return Promise.reject(invalid('bad user id'));
+    return guard('ASP', async () => {
+      const doc: AspDoc = { ...input, _id: new ObjectId(), userId, lastUse: null };
+      await this.c.insertOne(doc);
+      return aspOf(doc);
+    });
+  }
+
+  private byUser(userId: string, extra: Filter<AspDoc> = {}): Promise<Asp[]> {
+    const u = oid(userId);
+    if (!u) return Promise.resolve([]);
+    return guard('ASP', async () => (await this.c.find({ userId: u, ...extra }).sort({ _id: 1 }).toArray()).map(aspOf));
+  }
+
+  listByUser(userId: string): Promise<Asp[]> {
+    return this.byUser(userId);
+  }
+
+  countByUser(userId: string): Promise<number> {
+    const u = oid(userId);
+    return u ? guard('ASP', () => this.c.countDocuments({ userId: u })) : Promise.resolve(0);
+  }
+
+  findByPrefix(userId: string, prefixHash: string): Promise<Asp[]> {
+    return this.byUser(userId, { prefixHash });
+  }
+
+  delete(userId: string, aspId: string): Promise<boolean> {
+    const u = oid(userId);
+    const a = oid(aspId);
+    if (!u || !a) return Promise.resolve(false);
+    return guard('ASP', async () => (await this.c.deleteOne({ _id: a, userId: u })).deletedCount === 1);
+  }
+
+  deleteAllOfUser(userId: string): Promise<void> {
+    const u = oid(userId);
+    return u ? guard('ASP', async () => void (await this.c.deleteMany({ userId: u }))) : Promise.resolve();
+  }
+
+  recordUse(aspId: string, use: LastUse): Promise<void> {
+    const a = oid(aspId);
+    return a ? guard('ASP', async () => void (await this.c.updateOne({ _id: a }, { $set: { lastUse: use } }))) : Promise.resolve();
+  }
+}
+
+class MongoRecoveryCodes implements RecoveryCodeStore {
+  constructor(private readonly c: Collection<RecoveryDoc>) {}
+
+  replace(userId: string, hashes: string[], now: Date): Promise<void> {
+    const u = oid(userId);
+    if (!u) return Promise.resolve();
+    return guard('recovery codes', async () => {
+      await this.c.deleteMany({ userId: u });
+      if (hashes.length) await this.c.insertMany(hashes.map((hash) => ({ userId: u, hash, createdAt: now, usedAt: null })));
+    });
+  }
+
+  consume(userId: string, hash: string, now: Date): Promise<boolean> {
+    const u = oid(userId);
+    if (!u) return Promise.resolve(false);
+    return guard('recovery codes', async () => {
+      const res = await this.c.updateOne({ userId: u, hash, usedAt: null }, { $set: { usedAt: now } });
+      return res.modifiedCount === 1;
+    });
+  }
+
+  countUnused(userId: string): Promise<number> {
+    const u = oid(userId);
+    return u ? guard('recovery codes', () => this.c.countDocuments({ userId: u, usedAt: null })) : Promise.resolve(0);
+  }
+}
+
+class MongoAudit implements AuditStore {
+  constructor(private readonly c: Collection<AuditDoc>) {}
+
+  append(event: AuditEvent, expiresAt: Date): Promise<void> {
+    const { id: _id, ...doc } = event;
+    return guard('audit', async () => void (await this.c.insertOne({ ...doc, expiresAt })));
+  }
+
+  query(q: AuditQuery, now: Date): Promise<AuditPage> {
+    const filter: Filter<AuditDoc> = { expiresAt: { $gt: now } };
+    for (const key of ['username', 'action', 'result', 'ip', 'protocol'] as const) {
+      if (q[key] !== undefined) Object.assign(filter, { [key]: q[key] });
+    }
+    if (q.since || q.until) filter.time = { ...(q.since ? { $gte: q.since } : {}), ...(q.until ? { $lt: q.until } : {}) };
+    if (q.cursor) {
+      const c = decodeCursor(q.cursor);
+      const id = c ? oid(c.id) : null;
+      if (!c || !id) return Promise.reject(invalid('invalid audit cursor'));
+      filter.$or = [{ time: { $lt: new Date(c.time) } }, { time: new Date(c.time), _id: { $lt: id } }];
+    }
+    return guard('audit', async () => {
+      const docs = await this.c.find(filter).sort({ time: -1, _id: -1 }).limit(q.limit + 1).toArray();
+      const events: AuditEvent[] = docs.slice(0, q.limit).map(({ _id, expiresAt: _e, ...rest }) => ({ ...rest, id: _id!.toHexString() }));
+      const last = events[events.length - 1];
+      const nextCursor = docs.length > q.limit && last ? encodeCursor({ time: last.time.getTime(), id: last.id! }) : null;
+      return { events, nextCursor };
+    });
+  }
+
+  /** The TTL index removes expired entries by itself (within about a minute); queries already hide them. */
+  purgeExpired(now: Date): Promise<number> {
+    return guard('audit', async () => (await this.c.deleteMany({ expiresAt: { $lte: now } })).deletedCount);
+  }
+}
+
+/** Production store on the official driver, used directly (no ODM). */
+export class MongoStore implements Store {
+  readonly users: MongoUsers;
+  readonly asps: MongoAsps;
+  readonly recoveryCodes: MongoRecoveryCodes;
+  readonly audit: MongoAudit;
+  private readonly db: Db;
+
+  constructor(private readonly client: MongoClient, dbName?: string) {
+    this.db = client.db(dbName);
+    this.users = new MongoUsers(this.db.collection('users'));
+    this.asps = new MongoAsps(this.db.collection('asps'));
+    this.recoveryCodes = new MongoRecoveryCodes(this.db.collection('recovery_codes'));
+    this.audit = new MongoAudit(this.db.collection('audit'));
+  }
+
+  static async connect(url: string, dbName?: string): Promise<MongoStore> {
+    const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000, appName: 'postern' });
+    await guard('MongoDB', () => client.connect());
+    return new MongoStore(client, dbName);
+  }
+
+  /** Indexes for the whole data model, including features that build on them later. */
+  async init(): Promise<void> {
+    const db = this.db;
+    await guard('MongoDB', async () => {
+      await db.collection('users').createIndex({ username: 1 }, { unique: true });
+      await db.collection('users').createIndex({ domain: 1 });
+      await db.collection('asps').createIndex({ userId: 1, prefixHash: 1 });
+      await db.collection('recovery_codes').createIndex({ userId: 1, hash: 1 }, { unique: true });
+      // expireAfterSeconds 0 on expiresAt: each entry carries its own end, so the retention
+      // can change without rebuilding the index.
+      await db.collection('audit').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
+      await db.collection('audit').createIndex({ time: -1, _id: -1 });
+      await db.collection('audit').createIndex({ username: 1, time: -1 });
+      await db.collection('sessions').createIndex({ tokenHash: 1 }, { unique: true });
+      await db.collection('sessions').createIndex({ userId: 1 });
+      await db.collection('sessions').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
+      await db.collection('trusted_devices').createIndex({ tokenHash: 1 }, { unique: true });
+      await db.collection('trusted_devices').createIndex({ userId: 1 });
+      await db.collection('trusted_devices').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
+      await db.collection('webauthn_credentials').createIndex({ credentialId: 1 }, { unique: true });
+      await db.collection('webauthn_credentials').createIndex({ userId: 1 });
+      await db.collection('api_tokens').createIndex({ tokenHash: 1 }, { unique: true });
+      await db.collection('challenges').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
+      await db.collection('domains').createIndex({ name: 1 }, { unique: true });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
