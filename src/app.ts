@@ -1,12 +1,11 @@
 import { Redis } from 'ioredis';
-import { Accounts } from './core/accounts.js';
-import { AuditLog } from './core/audit-log.js';
-import { Authenticator } from './core/authenticate.js';
+import type { Accounts } from './core/accounts.js';
+import type { AuditLog } from './core/audit-log.js';
+import type { Authenticator } from './core/authenticate.js';
+import { createCore, type CoreSettings } from './core/core.js';
 import { systemClock, type Clock } from './core/clock.js';
-import { bcryptHasher, makeDummyHash } from './core/passwords.js';
+import { bcryptHasher } from './core/passwords.js';
 import type { CredentialCache, RateLimiter, Store } from './core/ports.js';
-import { RateWindows } from './core/rate-windows.js';
-import { SecretBox } from './core/secret-box.js';
 import { dataPath, type Config } from './config/load.js';
 import { loadSecrets } from './config/secrets.js';
 import { createLogger, type Logger } from './log.js';
@@ -45,51 +44,13 @@ function redisClient(url: string): Redis {
   return new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: false });
 }
 
-export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger } = {}): Promise<App> {
-  const clock = opts.clock ?? systemClock;
-  const log = opts.log ?? createLogger(cfg.log.level);
-  const secrets = loadSecrets(dataPath(cfg, cfg.secrets.keys_file));
-  const box = new SecretBox(secrets.keys, secrets.currentKeyId);
-  const store = await openStore(cfg);
-  const redis = cfg.redis.url ? redisClient(cfg.redis.url) : null;
-  redis?.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
-  const limiter: RateLimiter = redis ? new RedisLimiter(redis) : new MemoryLimiter(clock);
-  const cache: CredentialCache = redis ? new RedisCredentialCache(redis) : new MemoryCredentialCache(clock);
-  const audit = new AuditLog(store.audit, clock, cfg.audit.retention, new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')), (err, e) =>
-    log.error({ err: (err as Error).message, action: e.action }, 'audit store failed; event spooled'),
-  );
-  const hasher = bcryptHasher(cfg.auth.bcrypt_rounds);
+/** Maps the configuration file's sections onto the core's settings. */
+export function coreSettings(cfg: Config): CoreSettings {
   const l = cfg.limits;
-  const windows = new RateWindows(limiter, {
-    passwordFailures: l.password_failures,
-    passwordWindowMs: l.password_window,
-    totpFailures: l.totp_failures,
-    totpWindowMs: l.totp_window,
-    ipFailures: l.ip_failures,
-    ipWindowMs: l.ip_window,
-    allowList: l.allow_list,
-  });
-  const auth = new Authenticator({
-    store,
-    audit,
-    windows,
-    cache,
-    hasher,
-    box,
-    serverKey: secrets.hmacKey,
-    clock,
-    settings: { totpWindowSteps: cfg.auth.totp_window_steps, verifiedCacheTtlMs: cfg.auth.verified_cache_ttl },
-    dummyHash: await makeDummyHash(hasher),
-  });
   const pp = cfg.password_policy;
-  const accounts = new Accounts({
-    store,
-    audit,
-    hasher,
-    box,
-    serverKey: secrets.hmacKey,
-    clock,
-    settings: {
+  return {
+    auth: { totpWindowSteps: cfg.auth.totp_window_steps, verifiedCacheTtlMs: cfg.auth.verified_cache_ttl },
+    accounts: {
       aspMaxPerUser: cfg.auth.asp_max_per_user,
       recoveryCodeCount: cfg.auth.recovery_codes,
       totpIssuer: cfg.auth.totp_issuer,
@@ -103,7 +64,40 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
         requireSpecial: pp.require_special,
       },
     },
+    limits: {
+      passwordFailures: l.password_failures,
+      passwordWindowMs: l.password_window,
+      totpFailures: l.totp_failures,
+      totpWindowMs: l.totp_window,
+      ipFailures: l.ip_failures,
+      ipWindowMs: l.ip_window,
+      allowList: l.allow_list,
+    },
+    auditRetentionMs: cfg.audit.retention,
+  };
+}
+
+export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger } = {}): Promise<App> {
+  const clock = opts.clock ?? systemClock;
+  const log = opts.log ?? createLogger(cfg.log.level);
+  const secrets = loadSecrets(dataPath(cfg, cfg.secrets.keys_file));
+  const store = await openStore(cfg);
+  const redis = cfg.redis.url ? redisClient(cfg.redis.url) : null;
+  redis?.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
+  const limiter: RateLimiter = redis ? new RedisLimiter(redis) : new MemoryLimiter(clock);
+  const cache: CredentialCache = redis ? new RedisCredentialCache(redis) : new MemoryCredentialCache(clock);
+  const core = await createCore({
+    store,
+    limiter,
+    cache,
+    clock,
+    hasher: bcryptHasher(cfg.auth.bcrypt_rounds),
+    keys: { current: secrets.currentKeyId, keys: secrets.keys, hmac: secrets.hmacKey },
+    settings: coreSettings(cfg),
+    auditFallback: new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')),
+    onAuditError: (err, e) => log.error({ err: (err as Error).message, action: e.action }, 'audit store failed; event spooled'),
   });
+  const { audit, auth, accounts } = core;
   return {
     config: cfg,
     log,

@@ -1,0 +1,234 @@
+import { Command, Option } from 'commander';
+import { createApp, type App } from '../app.js';
+import { loadConfig } from '../config/load.js';
+import { parseDuration } from '../config/duration.js';
+import { parseAspScopes } from '../core/asp.js';
+import { PosternError, invalid } from '../core/errors.js';
+import { ROLES, type AuditAction, type AuditResult, type Protocol, type Role } from '../core/types.js';
+import { iso, readSecret, table } from './io.js';
+import { serve } from './serve.js';
+
+const actor = { name: 'cli', protocol: 'cli' as const };
+
+async function withApp<T>(cmd: Command, fn: (app: App) => Promise<T>): Promise<T> {
+  const opts = cmd.optsWithGlobals<{ config?: string }>();
+  const config = loadConfig({ file: opts.config });
+  // The CLI prints results itself; only warnings from the core go to the log.
+  config.log.level = process.env.POSTERN_LOG__LEVEL ? config.log.level : 'warn';
+  const app = await createApp(config);
+  try {
+    return await fn(app);
+  } finally {
+    await app.close();
+  }
+}
+
+function since(text: string): Date {
+  const ms = parseDuration(text);
+  if (ms === null) throw invalid(`--since expects a duration such as 30m, 24h or 7d, not "${text}"`);
+  return new Date(Date.now() - ms);
+}
+
+async function newPassword(): Promise<string> {
+  const password = await readSecret('New password: ');
+  if (process.stdin.isTTY && (await readSecret('Repeat password: ')) !== password) throw invalid('passwords do not match');
+  return password;
+}
+
+export function buildCli(): Command {
+  const program = new Command('postern')
+    .description('postern: mail authentication gateway')
+    .option('-c, --config <file>', 'configuration file overriding config/default.toml')
+    .showHelpAfterError();
+
+  program
+    .command('serve')
+    .description('run postern on the configured listeners')
+    .action((_o, cmd: Command) => serve(loadConfig({ file: cmd.optsWithGlobals<{ config?: string }>().config })));
+
+  const user = program.command('user').description('manage accounts');
+  user
+    .command('add <name>')
+    .description('create an account (password read from stdin or prompted)')
+    .addOption(new Option('--role <role>', 'role').choices(ROLES as string[]).default('user'))
+    .option('--email <address>', 'where notifications go')
+    .option('--temporary', 'the password must be changed at first sign-in and works only for the account page')
+    .action((name: string, o: { role: Role; email?: string; temporary?: boolean }, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        const password = await newPassword();
+        const u = await app.accounts.createUser(actor, { username: name, password, role: o.role, email: o.email ?? null, temporary: o.temporary });
+        console.log(`created ${u.username} (${u.role}) id ${u.id}`);
+      }),
+    );
+  user
+    .command('passwd <name>')
+    .description("set an account's password (read from stdin or prompted)")
+    .option('--temporary', 'works only for the account page until changed; expires')
+    .action((name: string, o: { temporary?: boolean }, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        await app.accounts.setPassword(actor, name, await newPassword(), { temporary: o.temporary });
+        console.log(`password of ${name} changed`);
+      }),
+    );
+  user
+    .command('show <name>')
+    .description('show an account')
+    .option('--json', 'print JSON')
+    .action((name: string, o: { json?: boolean }, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        const u = await app.accounts.get(name);
+        const asps = await app.store.asps.countByUser(u.id);
+        const codes = await app.store.recoveryCodes.countUnused(u.id);
+        const view = {
+          id: u.id,
+          username: u.username,
+          role: u.role,
+          status: u.status,
+          email: u.email,
+          scopes: u.scopes,
+          twoFactor: u.twoFactor,
+          totp: u.totp ? `enabled ${iso(u.totp.enabledAt)}` : 'off',
+          recoveryCodesLeft: codes,
+          asps,
+          mustChangePassword: u.mustChangePassword,
+          passwordChanged: iso(u.passwordChangedAt),
+          created: iso(u.createdAt),
+        };
+        if (o.json) return console.log(JSON.stringify(view, null, 2));
+        for (const [k, v] of Object.entries(view)) console.log(`${k.padEnd(19)} ${Array.isArray(v) ? v.join(',') : String(v)}`);
+      }),
+    );
+  user
+    .command('list')
+    .description('list accounts')
+    .action((_o, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        const users = await app.store.users.list(1000);
+        console.log(table(['USERNAME', 'ROLE', 'STATUS', '2FA', 'CREATED'], users.map((u) => [u.username, u.role, u.status, u.twoFactor ? 'on' : 'off', iso(u.createdAt)])));
+      }),
+    );
+  for (const [verb, status] of [['disable', 'disabled'], ['enable', 'active']] as const) {
+    user
+      .command(`${verb} <name>`)
+      .description(`${verb} an account`)
+      .action((name: string, _o, cmd: Command) =>
+        withApp(cmd, async (app) => {
+          await app.accounts.setStatus(actor, name, status);
+          console.log(`${name} is ${status}`);
+        }),
+      );
+  }
+
+  const asp = program.command('asp').description('application-specific passwords');
+  asp
+    .command('create <name>')
+    .description('create an ASP and print it once')
+    .requiredOption('--scope <scopes>', 'imap, pop3, smtp (comma separated) or *')
+    .option('--description <text>', 'what it is for', '')
+    .option('--expires <duration>', 'lifetime, e.g. 30d')
+    .action((name: string, o: { scope: string; description: string; expires?: string }, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        const ttl = o.expires === undefined ? null : parseDuration(o.expires);
+        if (ttl === null && o.expires !== undefined) throw invalid(`--expires expects a duration such as 30d, not "${o.expires}"`);
+        const { asp: a, password } = await app.accounts.createAsp(actor, name, {
+          description: o.description,
+          scopes: parseAspScopes(o.scope),
+          expiresAt: ttl === null ? null : new Date(app.clock.now().getTime() + ttl),
+        });
+        console.log(`id:       ${a.id}\nscopes:   ${a.scopes.join(',')}\nexpires:  ${iso(a.expiresAt)}\npassword: ${password}`);
+        console.error('The password is shown only now.');
+      }),
+    );
+  asp
+    .command('list <name>')
+    .description("list a user's ASPs")
+    .action((name: string, _o, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        const asps = await app.accounts.listAsps(name);
+        console.log(
+          table(
+            ['ID', 'SCOPES', 'DESCRIPTION', 'CREATED', 'EXPIRES', 'LAST USE'],
+            asps.map((a) => [a.id, a.scopes.join(','), a.description, iso(a.createdAt), iso(a.expiresAt), a.lastUse ? `${iso(a.lastUse.time)} ${a.lastUse.protocol ?? ''} ${a.lastUse.ip ?? ''}`.trim() : '-']),
+          ),
+        );
+      }),
+    );
+  asp
+    .command('revoke <name> <id>')
+    .description('revoke one ASP')
+    .action((name: string, id: string, _o, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        await app.accounts.revokeAsp(actor, name, id);
+        console.log(`revoked ${id}`);
+      }),
+    );
+
+  program
+    .command('2fa')
+    .description('second factors')
+    .command('reset <name>')
+    .description("turn off a user's second factors (the user is told at next sign-in)")
+    .action((name: string, _o, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        await app.accounts.resetSecondFactor(actor, name);
+        console.log(`second factors of ${name} reset`);
+      }),
+    );
+
+  program
+    .command('audit')
+    .description('query the audit log, newest first')
+    .option('--user <name>', 'only this user')
+    .option('--action <action>', 'e.g. auth, asp.create')
+    .addOption(new Option('--result <result>').choices(['success', 'failure', 'error']))
+    .option('--ip <address>')
+    .option('--protocol <protocol>', 'imap, pop3, smtp, http, cli')
+    .option('--since <duration>', 'e.g. 24h')
+    .option('--limit <n>', 'rows', '50')
+    .option('--json', 'print JSON lines')
+    .action((o: { user?: string; action?: string; result?: string; ip?: string; protocol?: string; since?: string; limit: string; json?: boolean }, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        const limit = Number(o.limit);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid('--limit must be 1..10000');
+        const page = await app.store.audit.query(
+          {
+            username: o.user?.normalize('NFC').toLowerCase(),
+            action: o.action as AuditAction | undefined,
+            result: o.result as AuditResult | undefined,
+            ip: o.ip,
+            protocol: o.protocol as Protocol | undefined,
+            since: o.since ? since(o.since) : undefined,
+            limit,
+          },
+          app.clock.now(),
+        );
+        if (o.json) return page.events.forEach((e) => console.log(JSON.stringify(e)));
+        console.log(
+          table(
+            ['TIME', 'ACTION', 'RESULT', 'REASON', 'USER', 'IP', 'PROTO', 'SCOPE', 'ASP'],
+            page.events.map((e) => [iso(e.time), e.action, e.result, e.reason ?? '-', e.username ?? '-', e.ip ?? '-', e.protocol ?? '-', e.scope ?? '-', e.aspId ?? '-']),
+          ),
+        );
+      }),
+    );
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildCli().exitOverride().parseAsync(argv);
+    return 0;
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number; message?: string };
+    if (typeof e.code === 'string' && e.code.startsWith('commander.')) {
+      // commander already printed help or the usage error.
+      return e.exitCode === 0 ? 0 : 1;
+    }
+    if (err instanceof PosternError && !err.temporary) {
+      console.error(`postern: ${err.message}`);
+      return 1;
+    }
+    console.error(`postern: ${err instanceof Error ? err.message : String(err)}`);
+    return 2;
+  }
+}

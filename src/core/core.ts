@@ -1,0 +1,52 @@
+import { Accounts, type AccountSettings } from './accounts.js';
+import { AuditLog, type AuditErrorSink, type AuditFallback } from './audit-log.js';
+import { Authenticator, type AuthSettings } from './authenticate.js';
+import type { Clock } from './clock.js';
+import { makeDummyHash } from './passwords.js';
+import type { CredentialCache, Hasher, RateLimiter, Store } from './ports.js';
+import { RateWindows, type LimitSettings } from './rate-windows.js';
+import { SecretBox } from './secret-box.js';
+
+export interface CoreSettings {
+  auth: AuthSettings;
+  accounts: AccountSettings;
+  limits: LimitSettings;
+  auditRetentionMs: number;
+}
+
+export interface CoreDeps {
+  store: Store;
+  limiter: RateLimiter;
+  cache: CredentialCache;
+  hasher: Hasher;
+  clock: Clock;
+  keys: { current: string; keys: ReadonlyMap<string, Buffer>; hmac: Buffer };
+  settings: CoreSettings;
+  auditFallback?: AuditFallback;
+  onAuditError?: AuditErrorSink;
+}
+
+export interface Core {
+  auth: Authenticator;
+  accounts: Accounts;
+  audit: AuditLog;
+  windows: RateWindows;
+  box: SecretBox;
+}
+
+/** Wires the core's parts around the given stores; no I/O of its own beyond them. */
+export async function createCore(d: CoreDeps): Promise<Core> {
+  const box = new SecretBox(d.keys.keys, d.keys.current);
+  const audit = new AuditLog(d.store.audit, d.clock, d.settings.auditRetentionMs, d.auditFallback ?? null, d.onAuditError);
+  const windows = new RateWindows(d.limiter, d.settings.limits);
+  const common = { store: d.store, audit, hasher: d.hasher, box, serverKey: d.keys.hmac, clock: d.clock };
+  const auth = new Authenticator({
+    ...common,
+    windows,
+    cache: d.cache,
+    settings: d.settings.auth,
+    dummyHash: await makeDummyHash(d.hasher),
+  });
+  const accounts = new Accounts({ ...common, settings: d.settings.accounts });
+  return { auth, accounts, audit, windows, box };
+}
