@@ -40,8 +40,9 @@ async function openStore(cfg: Config): Promise<Store> {
 }
 
 function redisClient(url: string): Redis {
-  // Fail fast while Redis is down so logins answer "try again later" instead of hanging.
-  return new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: false });
+  // Fail fast while Redis is down (one reconnect try, 2 s per command) so logins answer
+  // "try again later" instead of hanging.
+  return new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 2000, connectTimeout: 2000 });
 }
 
 /** Maps the configuration file's sections onto the core's settings. */

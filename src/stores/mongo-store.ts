@@ -220,7 +220,10 @@ export class MongoStore implements Store {
   }
 
   static async connect(url: string, dbName?: string): Promise<MongoStore> {
-    const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000, appName: 'postern' });
+    // A 5 s server selection bound unless the URL sets its own: a login must not wait 30 s
+    // (the driver's default) to learn that MongoDB is down.
+    const timeout = /[?&]serverSelectionTimeoutMS=/i.test(url) ? {} : { serverSelectionTimeoutMS: 5000 };
+    const client = new MongoClient(url, { ...timeout, appName: 'postern' });
     await guard('MongoDB', () => client.connect());
     return new MongoStore(client, dbName);
   }

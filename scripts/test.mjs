@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// The whole test suite on a fresh machine: installs what it needs (npm packages, Debian's
+// servers the suite starts), builds, runs vitest, and ends with a plain "N passed, N failed".
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+process.chdir(root);
+
+// Debian packages the suite runs for real: command → package.
+const DEBIAN = { 'redis-server': 'redis-server', gpg: 'gnupg' };
+
+function have(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+function run(cmd, args) {
+  console.log(`$ ${cmd} ${args.join(' ')}`);
+  execFileSync(cmd, args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+const missing = Object.entries(DEBIAN).filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg);
+if (missing.length) {
+  if (process.getuid?.() !== 0) {
+    console.error(`missing Debian packages: ${missing.join(' ')} (install them, or run as root to have them installed)`);
+    process.exit(2);
+  }
+  run('apt-get', ['update', '-qq']);
+  run('apt-get', ['install', '-y', '-qq', ...missing]);
+}
+
+if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) run('npm', ['ci', '--no-audit', '--no-fund']);
+run('npm', ['run', 'build', '--silent']);
+
+const results = join(root, '.vitest-results.json');
+rmSync(results, { force: true });
+const vitest = spawnSync(
+  join(root, 'node_modules', '.bin', 'vitest'),
+  ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${results}`, ...process.argv.slice(2)],
+  { stdio: 'inherit' },
+);
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+if (existsSync(results)) {
+  const r = JSON.parse(readFileSync(results, 'utf8'));
+  passed = r.numPassedTests;
+  failed = r.numFailedTests + (r.numFailedTestSuites ?? 0);
+  skipped = r.numPendingTests + (r.numTodoTests ?? 0);
+} else {
+  failed = 1;
+}
+if (skipped) console.log(`${skipped} skipped (MongoDB contract runs only when MONGODB_URL is set)`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 || vitest.status !== 0 ? 1 : 0);

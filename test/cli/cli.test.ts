@@ -1,0 +1,89 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config/load.js';
+
+const BIN = resolve(__dirname, '../../bin/postern');
+const dataDir = mkdtempSync(join(tmpdir(), 'postern-cli-'));
+const env = { ...process.env, POSTERN_SERVER__DATA_DIR: dataDir, POSTERN_AUTH__BCRYPT_ROUNDS: '10' };
+
+function postern(args: string[], input = '', extraEnv: Record<string, string> = {}) {
+  const r = spawnSync(BIN, args, { input, env: { ...env, ...extraEnv }, encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+async function authenticate(username: string, secret: string, scope: 'imap' | 'smtp' | 'master') {
+  const app = await createApp(loadConfig({ env }));
+  try {
+    return await app.auth.authenticate({ username, secret, scope, ip: '127.0.0.1', protocol: scope === 'master' ? 'http' : scope });
+  } finally {
+    await app.close();
+  }
+}
+
+describe('postern CLI', () => {
+  it('creates users from a piped password and reports user errors with exit code 1', () => {
+    expect(postern(['user', 'add', 'Carol', '--role', 'auditor'], 'Pass-word-42\n')).toMatchObject({ code: 0 });
+    const dup = postern(['user', 'add', 'carol'], 'Pass-word-42\n');
+    expect(dup.code).toBe(1);
+    expect(dup.err).toContain('user "carol" already exists');
+    const weak = postern(['user', 'add', 'dave'], 'short\n');
+    expect(weak.code).toBe(1);
+    expect(weak.err).toContain('password needs at least 8 characters');
+    expect(postern(['user', 'add', 'erin', '--role', 'root'], 'Pass-word-42\n').code).toBe(1);
+    const shown = postern(['user', 'show', 'CAROL', '--json']);
+    expect(JSON.parse(shown.out)).toMatchObject({ username: 'carol', role: 'auditor', twoFactor: false });
+    expect(postern(['user', 'show', 'nobody']).code).toBe(1);
+  });
+
+  it('prints a new ASP once, and that ASP opens only its scopes until revoked', async () => {
+    expect(postern(['user', 'add', 'frank'], 'Pass-word-42\n').code).toBe(0);
+    const made = postern(['asp', 'create', 'frank', '--scope', 'imap', '--description', 'Thunderbird', '--expires', '30d']);
+    expect(made.code).toBe(0);
+    const password = /password: ([a-z]{4} [a-z]{4} [a-z]{4} [a-z]{4})/.exec(made.out)?.[1];
+    const id = /id:\s+([0-9a-f]{24})/.exec(made.out)?.[1];
+    expect(password && id).toBeTruthy();
+    expect(await authenticate('frank', password!, 'imap')).toMatchObject({ ok: true, aspId: id });
+    expect(await authenticate('frank', password!, 'smtp')).toMatchObject({ ok: false, reason: 'scope_denied' });
+    const list = postern(['asp', 'list', 'frank']);
+    expect(list.out).toContain('Thunderbird');
+    expect(list.out).not.toContain(password!);
+    expect(postern(['asp', 'create', 'frank', '--scope', 'master']).code).toBe(1);
+    expect(postern(['asp', 'revoke', 'frank', id!]).code).toBe(0);
+    expect(await authenticate('frank', password!, 'imap')).toMatchObject({ ok: false, reason: 'invalid_credentials' });
+    expect(postern(['asp', 'revoke', 'frank', id!]).code).toBe(1);
+  });
+
+  it('changes passwords, resets 2FA, and shows the audit trail as a table or JSON', async () => {
+    expect(postern(['user', 'add', 'gina'], 'Pass-word-42\n').code).toBe(0);
+    expect(postern(['user', 'passwd', 'gina'], 'New-pass-word-7\n').code).toBe(0);
+    expect(await authenticate('gina', 'Pass-word-42', 'imap')).toMatchObject({ ok: false });
+    expect(await authenticate('gina', 'New-pass-word-7', 'imap')).toMatchObject({ ok: true });
+    expect(postern(['2fa', 'reset', 'gina']).code).toBe(0);
+    const table = postern(['audit', '--user', 'gina']);
+    expect(table.code).toBe(0);
+    const lines = table.out.trim().split('\n');
+    expect(lines[0]).toMatch(/^TIME\s+ACTION\s+RESULT\s+REASON\s+USER/);
+    expect(lines[2]).toMatch(/2fa\.reset\s+success/);
+    const json = postern(['audit', '--user', 'gina', '--action', 'auth', '--result', 'failure', '--since', '1h', '--json']);
+    const events = json.out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ action: 'auth', result: 'failure', reason: 'invalid_credentials', username: 'gina' });
+    expect(postern(['audit', '--since', 'yesterday']).code).toBe(1);
+  });
+
+  it('exits 2 when the store is down and 1 on a configuration error', () => {
+    const down = postern(['user', 'list'], '', {
+      POSTERN_STORE__KIND: 'mongodb',
+      POSTERN_STORE__MONGODB_URL: 'mongodb://127.0.0.1:9/postern?serverSelectionTimeoutMS=300',
+    });
+    expect(down.code).toBe(2);
+    expect(down.err).toContain('MongoDB is unavailable');
+    const bad = postern(['user', 'list'], '', { POSTERN_AUTH__BCRYPT_ROUNDS: '3' });
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain('auth.bcrypt_rounds');
+  });
+});

@@ -1,0 +1,99 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/core/audit-log.js';
+import { temporary } from '../../src/core/errors.js';
+import type { AuditStore } from '../../src/core/ports.js';
+import { AuditSpool } from '../../src/stores/audit-spool.js';
+import { EmbeddedStore } from '../../src/stores/embedded-store.js';
+import { RedisLimiter } from '../../src/stores/redis-limiter.js';
+import { PASSWORD, actor, req, testCore } from '../helpers/core.js';
+import { startRedis } from '../helpers/redis-server.js';
+
+describe('faults answer "try again later", never "wrong password"', () => {
+  it('gives temporary_failure when Redis goes down, and audits it as an error', async () => {
+    const redis = await startRedis();
+    const c = await testCore({ limiter: () => new RedisLimiter(redis.client()) });
+    await c.accounts.createUser(actor, { username: 'alice', password: PASSWORD });
+    expect(await c.auth.authenticate(req('alice', PASSWORD))).toMatchObject({ ok: true });
+    await redis.stop();
+    const r = await c.auth.authenticate(req('alice', PASSWORD));
+    expect(r).toMatchObject({ ok: false, reason: 'temporary_failure' });
+    const wrong = await c.auth.authenticate(req('alice', 'Wrong-password-1'));
+    expect(wrong).toMatchObject({ ok: false, reason: 'temporary_failure' });
+    const { events } = await c.store.audit.query({ username: 'alice', result: 'error', limit: 10 }, c.clock.now());
+    expect(events.map((e) => e.reason)).toEqual(['temporary_failure', 'temporary_failure']);
+  });
+
+  it('gives temporary_failure when the user store is down', async () => {
+    const store = new EmbeddedStore(':memory:');
+    const c = await testCore({ store });
+    await c.accounts.createUser(actor, { username: 'alice', password: PASSWORD });
+    const users = store.users;
+    users.findByName = () => Promise.reject(temporary(new Error('connection reset'), 'embedded store'));
+    expect(await c.auth.authenticate(req('alice', PASSWORD))).toMatchObject({ ok: false, reason: 'temporary_failure' });
+  });
+});
+
+describe('audit trail (A8)', () => {
+  it('keeps events for the retention period, then they vanish', async () => {
+    const c = await testCore();
+    await c.accounts.createUser(actor, { username: 'alice', password: PASSWORD });
+    await c.auth.authenticate(req('alice', PASSWORD));
+    const q = () => c.store.audit.query({ username: 'alice', limit: 10 }, c.clock.now());
+    expect((await q()).events.map((e) => e.action)).toEqual(['auth', 'user.create']);
+    c.clock.advance(29 * 86_400_000);
+    expect((await q()).events).toHaveLength(2);
+    c.clock.advance(2 * 86_400_000);
+    expect((await q()).events).toHaveLength(0);
+  });
+
+  it('records every change of authentication data with its actor', async () => {
+    const c = await testCore();
+    await c.accounts.createUser({ name: 'root' }, { username: 'alice', password: PASSWORD });
+    const { asp } = await c.accounts.createAsp(actor, 'alice', { description: '', scopes: ['imap'] });
+    await c.accounts.revokeAsp(actor, 'alice', asp.id);
+    await c.accounts.setPassword(actor, 'alice', 'Another-pass-1');
+    await c.accounts.setupTotp(actor, 'alice');
+    await c.accounts.regenerateRecoveryCodes(actor, 'alice');
+    await c.accounts.resetSecondFactor({ name: 'admin-bob' }, 'alice');
+    await c.accounts.setStatus(actor, 'alice', 'disabled');
+    const { events } = await c.store.audit.query({ username: 'alice', limit: 50 }, c.clock.now());
+    expect(events.map((e) => e.action).reverse()).toEqual([
+      'user.create',
+      'asp.create',
+      'asp.delete',
+      'password.change',
+      'totp.setup',
+      'recovery.regenerate',
+      '2fa.reset',
+      'user.status',
+    ]);
+    expect(events.find((e) => e.action === '2fa.reset')?.actor).toBe('admin-bob');
+    expect(events.find((e) => e.action === 'asp.delete')?.aspId).toBe(asp.id);
+  });
+
+  it('loses no event while the audit store is down: they are spooled and written back later', async () => {
+    const store = new EmbeddedStore(':memory:');
+    await store.init();
+    let down = true;
+    const flaky: AuditStore = {
+      append: (e, exp) => (down ? Promise.reject(new Error('store down')) : store.audit.append(e, exp)),
+      query: (q, now) => store.audit.query(q, now),
+      purgeExpired: (now) => store.audit.purgeExpired(now),
+    };
+    const spool = new AuditSpool(join(mkdtempSync(join(tmpdir(), 'postern-spool-')), 'spool.jsonl'));
+    const clock = { now: () => new Date() };
+    const log = new AuditLog(flaky, clock, 86_400_000, spool);
+    await log.record({ action: 'auth', result: 'failure', username: 'alice', reason: 'one' });
+    await log.record({ action: 'auth', result: 'success', username: 'alice', reason: 'two' });
+    expect((await store.audit.query({ limit: 10 }, new Date())).events).toHaveLength(0);
+    down = false;
+    expect(await log.flushFallback()).toBe(2);
+    const { events } = await store.audit.query({ limit: 10 }, new Date());
+    expect(events.map((e) => e.reason).sort()).toEqual(['one', 'two']);
+    expect(events[0]?.time).toBeInstanceOf(Date);
+    expect(await log.flushFallback()).toBe(0);
+  });
+});

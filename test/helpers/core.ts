@@ -1,0 +1,91 @@
+import { randomBytes } from 'node:crypto';
+import { ManualClock, type Clock } from '../../src/core/clock.js';
+import { createCore, type Core, type CoreSettings } from '../../src/core/core.js';
+import { bcryptHasher } from '../../src/core/passwords.js';
+import type { CredentialCache, Hasher, RateLimiter, Store } from '../../src/core/ports.js';
+import type { LimitSettings } from '../../src/core/rate-windows.js';
+import { MemoryCredentialCache } from '../../src/stores/credential-cache.js';
+import { EmbeddedStore } from '../../src/stores/embedded-store.js';
+import { MemoryLimiter } from '../../src/stores/memory-limiter.js';
+
+export const PASSWORD = 'Correct-horse-9';
+export const actor = { name: 'test' };
+
+/** Counts hash checks, so tests can see whether bcrypt ran at all. */
+export class CountingHasher implements Hasher {
+  verifies = 0;
+  private readonly inner = bcryptHasher(4);
+  hash(secret: string) {
+    return this.inner.hash(secret);
+  }
+  verify(secret: string, hash: string) {
+    this.verifies++;
+    return this.inner.verify(secret, hash);
+  }
+}
+
+export const defaultLimits: LimitSettings = {
+  passwordFailures: 5,
+  passwordWindowMs: 60_000,
+  totpFailures: 6,
+  totpWindowMs: 180_000,
+  ipFailures: 50,
+  ipWindowMs: 300_000,
+  allowList: [],
+};
+
+export function testSettings(limits: Partial<LimitSettings> = {}): CoreSettings {
+  return {
+    auth: { totpWindowSteps: 2, verifiedCacheTtlMs: 300_000 },
+    accounts: {
+      aspMaxPerUser: 50,
+      recoveryCodeCount: 10,
+      totpIssuer: 'postern-test',
+      totpWindowSteps: 2,
+      tempPasswordTtlMs: 24 * 3_600_000,
+      passwordPolicy: { minLength: 8, requireLower: true, requireUpper: true, requireDigit: true, requireSpecial: true },
+    },
+    limits: { ...defaultLimits, ...limits },
+    auditRetentionMs: 30 * 86_400_000,
+  };
+}
+
+export interface TestCore extends Core {
+  store: Store;
+  clock: ManualClock;
+  hasher: CountingHasher;
+  limiter: RateLimiter;
+  cache: CredentialCache;
+}
+
+/** The real core on an in-memory SQLite store, a manual clock and cheap bcrypt (cost 4). */
+export async function testCore(
+  opts: { store?: Store; limiter?: (clock: Clock) => RateLimiter; limits?: Partial<LimitSettings>; keys?: Map<string, Buffer>; current?: string } = {},
+): Promise<TestCore> {
+  const clock = new ManualClock(Date.now());
+  const store = opts.store ?? new EmbeddedStore(':memory:');
+  await store.init();
+  const limiter = opts.limiter ? opts.limiter(clock) : new MemoryLimiter(clock);
+  const cache = new MemoryCredentialCache(clock);
+  const hasher = new CountingHasher();
+  const keys = opts.keys ?? new Map([['k1', randomBytes(32)]]);
+  const core = await createCore({
+    store,
+    limiter,
+    cache,
+    hasher,
+    clock,
+    keys: { current: opts.current ?? 'k1', keys, hmac: randomBytes(32) },
+    settings: testSettings(opts.limits),
+  });
+  hasher.verifies = 0;
+  return { ...core, store, clock, hasher, limiter, cache };
+}
+
+export const req = (username: string, secret: string, scope: 'master' | 'imap' | 'pop3' | 'smtp' = 'imap', ip = '192.0.2.10') => ({
+  username,
+  secret,
+  scope,
+  ip,
+  protocol: scope === 'master' ? ('http' as const) : scope,
+});

@@ -1,0 +1,180 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { NewUser, Store } from '../../src/core/ports.js';
+import type { AuditEvent } from '../../src/core/types.js';
+
+const T0 = new Date('2026-03-01T10:00:00Z');
+
+export function newUser(username: string): NewUser {
+  return {
+    username,
+    displayName: username,
+    domain: '',
+    email: null,
+    role: 'user',
+    status: 'active',
+    passwordHash: '$2a$04$abcdefghijklmnopqrstuu5Hq3lJ1f6o4tZ8sVwK1pZ3d9y7m2sK.',
+    passwordChangedAt: T0,
+    mustChangePassword: false,
+    passwordExpiresAt: null,
+    scopes: ['imap', 'pop3', 'smtp'],
+    twoFactor: false,
+    totp: null,
+    totpPending: null,
+    pgp: null,
+    notices: [],
+  };
+}
+
+function event(i: number, extra: Partial<AuditEvent> = {}): AuditEvent {
+  return {
+    time: new Date(T0.getTime() + i * 1000),
+    action: 'auth',
+    result: i % 2 ? 'failure' : 'success',
+    reason: null,
+    userId: null,
+    username: i % 3 ? 'alice' : 'bob',
+    ip: `192.0.2.${i % 4}`,
+    protocol: 'imap',
+    scope: 'imap',
+    aspId: null,
+    sessionId: null,
+    userAgent: null,
+    actor: null,
+    ...extra,
+  };
+}
+
+/** One behaviour for every Store: run against the embedded store and MongoDB alike. */
+export function storeContract(name: string, open: () => Promise<Store>, opts: { skip?: boolean } = {}) {
+  describe.skipIf(opts.skip)(`store contract: ${name}`, () => {
+    let s: Store;
+    beforeEach(async () => {
+      s = await open();
+      await s.init();
+    });
+    afterEach(async () => s?.close());
+
+    it('creates users, finds them by name and id, and refuses a duplicate name', async () => {
+      const u = await s.users.create(newUser('alice'), T0);
+      expect(u.id).toMatch(/^[0-9a-f]{24}$/);
+      expect(await s.users.findByName('alice')).toMatchObject({ id: u.id, credentialVersion: 0, passwordChangedAt: T0 });
+      expect((await s.users.findById(u.id))?.username).toBe('alice');
+      expect(await s.users.findById('000000000000000000000000')).toBeNull();
+      expect(await s.users.findById('not-an-id')).toBeNull();
+      await expect(s.users.create(newUser('alice'), T0)).rejects.toMatchObject({ code: 'conflict' });
+    });
+
+    it('bumps the credential version only when asked, and keeps dates as dates', async () => {
+      const u = await s.users.create(newUser('alice'), T0);
+      const later = new Date(T0.getTime() + 5000);
+      const a = await s.users.update(u.id, { email: 'a@example.org' }, later, false);
+      expect(a).toMatchObject({ email: 'a@example.org', credentialVersion: 0, updatedAt: later });
+      const b = await s.users.update(u.id, { status: 'disabled' }, later, true);
+      expect(b?.credentialVersion).toBe(1);
+      expect((await s.users.findById(u.id))?.passwordChangedAt).toBeInstanceOf(Date);
+      expect(await s.users.update('000000000000000000000000', {}, later, true)).toBeNull();
+    });
+
+    it('advances the TOTP step only forward, once per step, and resets it with a new seed', async () => {
+      const u = await s.users.create(newUser('alice'), T0);
+      expect(await s.users.advanceTotpStep(u.id, 100)).toBe(true);
+      const race = await Promise.all([s.users.advanceTotpStep(u.id, 101), s.users.advanceTotpStep(u.id, 101)]);
+      expect(race.filter(Boolean)).toHaveLength(1);
+      expect(await s.users.advanceTotpStep(u.id, 99)).toBe(false);
+      expect((await s.users.findById(u.id))?.totpLastStep).toBe(101);
+      await s.users.update(u.id, { totp: { sealedSecret: 'x', enabledAt: T0 } }, T0, true);
+      expect((await s.users.findById(u.id))?.totpLastStep).toBeNull();
+    });
+
+    it('lists users in name order with paging, and deletes them', async () => {
+      for (const n of ['carol', 'alice', 'bob']) await s.users.create(newUser(n), T0);
+      expect((await s.users.list(2)).map((u) => u.username)).toEqual(['alice', 'bob']);
+      expect((await s.users.list(2, 'bob')).map((u) => u.username)).toEqual(['carol']);
+      const bob = await s.users.findByName('bob');
+      expect(await s.users.delete(bob!.id)).toBe(true);
+      expect(await s.users.findByName('bob')).toBeNull();
+    });
+
+    it('keeps ASPs per user, finds candidates by prefix hash, records use and revokes', async () => {
+      const a = await s.users.create(newUser('alice'), T0);
+      const b = await s.users.create(newUser('bob'), T0);
+      const base = { description: 'phone', scopes: ['imap' as const], hash: 'h', createdAt: T0, expiresAt: null };
+      const x = await s.asps.create({ ...base, userId: a.id, prefixHash: 'p1' });
+      await s.asps.create({ ...base, userId: a.id, prefixHash: 'p2' });
+      await s.asps.create({ ...base, userId: b.id, prefixHash: 'p1' });
+      expect(await s.asps.countByUser(a.id)).toBe(2);
+      expect((await s.asps.findByPrefix(a.id, 'p1')).map((x) => x.id)).toEqual([x.id]);
+      await s.asps.recordUse(x.id, { time: T0, ip: '192.0.2.1', protocol: 'imap' });
+      expect((await s.asps.listByUser(a.id))[0]?.lastUse).toEqual({ time: T0, ip: '192.0.2.1', protocol: 'imap' });
+      expect(await s.asps.delete(b.id, x.id)).toBe(false);
+      expect(await s.asps.delete(a.id, x.id)).toBe(true);
+      expect(await s.asps.countByUser(a.id)).toBe(1);
+      await s.asps.deleteAllOfUser(a.id);
+      expect(await s.asps.countByUser(a.id)).toBe(0);
+      expect(await s.asps.countByUser(b.id)).toBe(1);
+    });
+
+    it('consumes each recovery code once, even when two uses race', async () => {
+      const u = await s.users.create(newUser('alice'), T0);
+      await s.recoveryCodes.replace(u.id, ['c1', 'c2', 'c3'], T0);
+      expect(await s.recoveryCodes.countUnused(u.id)).toBe(3);
+      const race = await Promise.all([s.recoveryCodes.consume(u.id, 'c1', T0), s.recoveryCodes.consume(u.id, 'c1', T0)]);
+      expect(race.filter(Boolean)).toHaveLength(1);
+      expect(await s.recoveryCodes.consume(u.id, 'nope', T0)).toBe(false);
+      expect(await s.recoveryCodes.countUnused(u.id)).toBe(2);
+      await s.recoveryCodes.replace(u.id, ['d1'], T0);
+      expect(await s.recoveryCodes.consume(u.id, 'c2', T0)).toBe(false);
+      expect(await s.recoveryCodes.consume(u.id, 'd1', T0)).toBe(true);
+    });
+
+    it('queries audit events newest first with filters and cursor paging', async () => {
+      const retain = 30 * 86_400_000;
+      for (let i = 0; i < 25; i++) {
+        const e = event(i);
+        await s.audit.append(e, new Date(e.time.getTime() + retain));
+      }
+      const now = new Date(T0.getTime() + 60_000);
+      const all: AuditEvent[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await s.audit.query({ limit: 10, cursor }, now);
+        all.push(...page.events);
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
+      expect(all).toHaveLength(25);
+      expect(all.map((e) => e.time.getTime())).toEqual([...all.map((e) => e.time.getTime())].sort((a, b) => b - a));
+      expect(new Set(all.map((e) => e.id)).size).toBe(25);
+
+      const bobFailures = await s.audit.query({ username: 'bob', result: 'failure', limit: 100 }, now);
+      expect(bobFailures.events.map((e) => e.time.getTime() - T0.getTime())).toEqual([21000, 15000, 9000, 3000]);
+      const byIp = await s.audit.query({ ip: '192.0.2.0', limit: 100 }, now);
+      expect(byIp.events).toHaveLength(7);
+      const range = await s.audit.query({ since: new Date(T0.getTime() + 5000), until: new Date(T0.getTime() + 8000), limit: 100 }, now);
+      expect(range.events).toHaveLength(3);
+      await expect(s.audit.query({ limit: 10, cursor: 'garbage' }, now)).rejects.toMatchObject({ code: 'invalid_input' });
+    });
+
+    it('pages correctly through events that share one timestamp', async () => {
+      for (let i = 0; i < 7; i++) await s.audit.append(event(0, { reason: `r${i}` }), new Date(T0.getTime() + 86_400_000));
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await s.audit.query({ limit: 3, cursor }, T0);
+        seen.push(...page.events.map((e) => e.reason!));
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
+      expect(seen.sort()).toEqual(['r0', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6']);
+    });
+
+    it('hides audit events past their expiry and purges them', async () => {
+      const day = 86_400_000;
+      await s.audit.append(event(0, { reason: 'old' }), new Date(T0.getTime() + 30 * day));
+      await s.audit.append(event(0, { time: new Date(T0.getTime() + 10 * day), reason: 'new' }), new Date(T0.getTime() + 40 * day));
+      const at = (d: number) => new Date(T0.getTime() + d * day);
+      expect((await s.audit.query({ limit: 10 }, at(29))).events).toHaveLength(2);
+      expect((await s.audit.query({ limit: 10 }, at(31))).events.map((e) => e.reason)).toEqual(['new']);
+      expect(await s.audit.purgeExpired(at(31))).toBe(1);
+      expect((await s.audit.query({ limit: 10 }, at(41))).events).toHaveLength(0);
+    });
+  });
+}
