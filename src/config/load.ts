@@ -17,6 +17,9 @@ const duration = z.string().transform((s, ctx) => {
 const count = z.number().int().min(1);
 const cidr = z.string().refine((s) => /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(s), 'expected an IP address or CIDR');
 
+const port = z.number().int().min(0).max(65535);
+const listener = z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port, tls_port: port });
+
 const schema = z.strictObject({
   server: z.strictObject({ data_dir: z.string().min(1), hostname: z.string().min(1) }),
   store: z.strictObject({
@@ -53,6 +56,32 @@ const schema = z.strictObject({
     require_special: z.boolean(),
   }),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
+  tls: z.strictObject({ cert: z.string(), key: z.string() }),
+  frontend: z.strictObject({
+    plaintext_auth_networks: z.array(cidr),
+    max_auth_failures: count,
+    preauth_timeout: duration,
+    max_line_length: z.number().int().min(512).max(1_048_576),
+    max_literal_size: z.number().int().min(512).max(1_048_576),
+    max_preauth_per_ip: count,
+  }),
+  imap: listener.extend({ max_sessions_per_user: count }),
+  pop3: listener.extend({ max_sessions_per_user: count }),
+  submission: listener.extend({ max_message_size: count, max_recipients: count }),
+  lmtp: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port: port, max_message_size: count }),
+  upstream: z.strictObject({
+    host: z.string().min(1),
+    imap_port: port,
+    pop3_port: port,
+    smtp_port: port,
+    lmtp_port: port,
+    login: z.enum(['authzid', 'separator']),
+    master_user: z.string().min(1),
+    master_password: z.string(),
+    master_separator: z.string().length(1),
+    smtp_identity: z.enum(['xclient', 'none']),
+    connect_timeout: duration,
+  }),
 });
 
 export type Config = z.output<typeof schema>;

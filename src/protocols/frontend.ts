@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, TLSSocket } from 'node:tls';
+import type { Authenticator } from '../core/authenticate.js';
+import type { Logger } from '../log.js';
+import { ConnectionCounter, peerIp } from './limits.js';
+import type { TlsManager } from './tls.js';
+import type { ClientInfo, MailUpstream, UpstreamSession } from './upstream/mail-upstream.js';
+
+export interface FrontendSettings {
+  plaintextAllowed: (ip: string) => boolean;
+  maxAuthFailures: number;
+  preauthTimeoutMs: number;
+  maxLineLength: number;
+  maxLiteralSize: number;
+  hostname: string;
+}
+
+/** What every protocol front end shares: the core, the upstream, TLS and the counters. */
+export interface FrontendContext {
+  auth: Authenticator;
+  upstream: MailUpstream;
+  tls: TlsManager;
+  log: Logger;
+  settings: FrontendSettings;
+  preauth: ConnectionCounter;
+}
+
+export function clientInfo(socket: Socket, sessionId: string): ClientInfo {
+  return {
+    ip: peerIp(socket.remoteAddress),
+    port: socket.remotePort ?? 0,
+    localIp: peerIp(socket.localAddress),
+    localPort: socket.localPort ?? 0,
+    sessionId,
+  };
+}
+
+export const newSessionId = () => randomBytes(9).toString('base64url');
+
+/** Wraps an accepted plain socket in TLS (STARTTLS), with the current certificate. */
+export function startTls(socket: Socket, tls: TlsManager): TLSSocket {
+  return new TLSSocket(socket, { isServer: true, ...tls.serverOptions() });
+}
+
+/**
+ * Carries bytes both ways between client and upstream with backpressure (pipe), and closes
+ * both sides together.
+ */
+export function splice(client: Socket, up: UpstreamSession, clientPending: Buffer, onClose: () => void): void {
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    client.destroy();
+    up.socket.destroy();
+    onClose();
+  };
+  client.setTimeout(0);
+  if (up.pending.length) client.write(up.pending);
+  if (clientPending.length) up.socket.write(clientPending);
+  client.pipe(up.socket);
+  up.socket.pipe(client);
+  for (const s of [client, up.socket]) {
+    s.on('error', close);
+    s.on('close', close);
+    s.on('end', close);
+  }
+}
+
+export interface Listening {
+  close(): Promise<void>;
+  ports: number[];
+}
+
+/** Plain (STARTTLS) and implicit-TLS listeners for one protocol; port 0 in config means off. */
+export async function listen(
+  host: string,
+  ports: { plain: number; tls: number },
+  tls: TlsManager,
+  onConnection: (socket: Socket, secure: boolean) => void,
+): Promise<Listening> {
+  const servers: Server[] = [];
+  const bound: number[] = [];
+  const start = (server: Server, port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        const a = server.address();
+        bound.push(typeof a === 'object' && a ? a.port : port);
+        servers.push(server);
+        resolve();
+      });
+    });
+  if (ports.plain >= 0) await start(createServer((s) => onConnection(s, false)), ports.plain);
+  if (ports.tls >= 0) {
+    const server = createTlsServer(tls.serverOptions(), (s) => onConnection(s, true));
+    // A failed handshake is the client's problem, not the process's.
+    server.on('tlsClientError', () => {});
+    await start(server, ports.tls);
+  }
+  return {
+    ports: bound,
+    close: () =>
+      Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
+  };
+}

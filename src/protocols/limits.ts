@@ -1,0 +1,42 @@
+import { BlockList, isIP } from 'node:net';
+import { buildAllowList } from '../core/rate-windows.js';
+
+/** In-process counters for connections not yet logged in (per IP) and live sessions (per user). */
+export class ConnectionCounter {
+  private readonly counts = new Map<string, number>();
+
+  constructor(private readonly max: number) {}
+
+  /** Takes a slot; false when the key is at its maximum. */
+  acquire(key: string): boolean {
+    const n = this.counts.get(key) ?? 0;
+    if (n >= this.max) return false;
+    this.counts.set(key, n + 1);
+    return true;
+  }
+
+  release(key: string): void {
+    const n = (this.counts.get(key) ?? 1) - 1;
+    if (n <= 0) this.counts.delete(key);
+    else this.counts.set(key, n);
+  }
+
+  count(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+}
+
+/** Whether a client may send a password before TLS. */
+export function plaintextPolicy(networks: string[]): (ip: string) => boolean {
+  const list: BlockList = buildAllowList(networks);
+  return (ip) => {
+    const v = isIP(ip);
+    return v !== 0 && list.check(ip, v === 6 ? 'ipv6' : 'ipv4');
+  };
+}
+
+/** A socket's peer address with IPv4-mapped IPv6 (::ffff:1.2.3.4) reduced to IPv4. */
+export function peerIp(addr: string | undefined): string {
+  const a = addr ?? '';
+  return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
+}

@@ -1,0 +1,95 @@
+import type { SMTPServer } from 'smtp-server';
+import type { App } from '../app.js';
+import { listen, type FrontendContext, type Listening } from './frontend.js';
+import { imapSessionFactory } from './imap/imap-session.js';
+import { ConnectionCounter, plaintextPolicy } from './limits.js';
+import { pop3SessionFactory } from './pop3/pop3-session.js';
+import { createLmtpServer, createSubmissionServer } from './smtp/smtp-servers.js';
+import { TlsManager } from './tls.js';
+import { MailUpstream } from './upstream/mail-upstream.js';
+
+export interface RunningListeners {
+  tls: TlsManager;
+  /** Protocol → bound ports (plain/STARTTLS first, then implicit TLS). */
+  ports: Record<'imap' | 'pop3' | 'submission' | 'lmtp', number[]>;
+  close(): Promise<void>;
+}
+
+/** Config port 0 means "off"; the listener helper takes -1 for that. */
+const port = (p: number) => (p === 0 ? -1 : p);
+
+function smtpListen(server: SMTPServer, p: number, host: string): Promise<Listening> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(p, host, () => {
+      const a = server.server.address();
+      resolve({
+        ports: [typeof a === 'object' && a ? a.port : p],
+        close: () => new Promise<void>((r) => server.close(() => r())),
+      });
+    });
+  });
+}
+
+/** Starts every enabled mail listener from the configuration. */
+export async function startListeners(app: App): Promise<RunningListeners> {
+  const cfg = app.config;
+  const tls = await TlsManager.create(cfg.tls, cfg.server.data_dir, cfg.server.hostname);
+  const up = cfg.upstream;
+  const ctx: FrontendContext = {
+    auth: app.auth,
+    tls,
+    log: app.log,
+    preauth: new ConnectionCounter(cfg.frontend.max_preauth_per_ip),
+    upstream: new MailUpstream({
+      host: up.host,
+      imapPort: up.imap_port,
+      pop3Port: up.pop3_port,
+      timeoutMs: up.connect_timeout,
+      login: up.login,
+      masterUser: up.master_user,
+      masterPassword: up.master_password,
+      separator: up.master_separator,
+    }),
+    settings: {
+      plaintextAllowed: plaintextPolicy(cfg.frontend.plaintext_auth_networks),
+      maxAuthFailures: cfg.frontend.max_auth_failures,
+      preauthTimeoutMs: cfg.frontend.preauth_timeout,
+      maxLineLength: cfg.frontend.max_line_length,
+      maxLiteralSize: cfg.frontend.max_literal_size,
+      hostname: cfg.server.hostname,
+    },
+  };
+  const running: Listening[] = [];
+  const ports: RunningListeners['ports'] = { imap: [], pop3: [], submission: [], lmtp: [] };
+  try {
+    if (cfg.imap.enabled) {
+      const l = await listen(cfg.imap.host, { plain: port(cfg.imap.port), tls: port(cfg.imap.tls_port) }, tls, imapSessionFactory(ctx, cfg.imap.max_sessions_per_user));
+      running.push(l);
+      ports.imap = l.ports;
+    }
+    if (cfg.pop3.enabled) {
+      const l = await listen(cfg.pop3.host, { plain: port(cfg.pop3.port), tls: port(cfg.pop3.tls_port) }, tls, pop3SessionFactory(ctx, cfg.pop3.max_sessions_per_user));
+      running.push(l);
+      ports.pop3 = l.ports;
+    }
+    if (cfg.submission.enabled) {
+      const s = { maxMessageSize: cfg.submission.max_message_size, maxRecipients: cfg.submission.max_recipients, smtpPort: up.smtp_port, identity: up.smtp_identity };
+      for (const [p, secure] of [[cfg.submission.port, false], [cfg.submission.tls_port, true]] as const) {
+        if (p === 0) continue;
+        const l = await smtpListen(createSubmissionServer(ctx, s, secure), p, cfg.submission.host);
+        running.push(l);
+        ports.submission.push(...l.ports);
+      }
+    }
+    if (cfg.lmtp.enabled) {
+      const l = await smtpListen(createLmtpServer(ctx, app.store, { maxMessageSize: cfg.lmtp.max_message_size, lmtpPort: up.lmtp_port }), cfg.lmtp.port, cfg.lmtp.host);
+      running.push(l);
+      ports.lmtp = l.ports;
+    }
+  } catch (err) {
+    await Promise.all(running.map((l) => l.close()));
+    throw err;
+  }
+  return { tls, ports, close: async () => void (await Promise.all(running.map((l) => l.close()))) };
+}

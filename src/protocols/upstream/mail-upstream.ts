@@ -1,0 +1,137 @@
+import type { Socket } from 'node:net';
+import { b64 } from '../sasl.js';
+import { UpstreamConnection, upstreamDown, type Endpoint } from './connection.js';
+
+export interface UpstreamSettings {
+  host: string;
+  imapPort: number;
+  pop3Port: number;
+  timeoutMs: number;
+  /** authzid: SASL PLAIN as (user, master, pw); separator: (`user*master`, pw). */
+  login: 'authzid' | 'separator';
+  masterUser: string;
+  masterPassword: string;
+  separator: string;
+}
+
+export interface ClientInfo {
+  ip: string;
+  port: number;
+  localIp: string;
+  localPort: number;
+  sessionId: string;
+}
+
+export interface UpstreamSession {
+  socket: Socket;
+  /** Bytes the upstream sent after the login answer, to pass on first. */
+  pending: Buffer;
+  /** IMAP: the capabilities as the upstream sees them after login. */
+  capabilities: string;
+}
+
+const imapQuote = (s: string) => `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+
+/** Logs in to the upstream as the user, on the master credentials postern holds. */
+export class MailUpstream {
+  constructor(private readonly s: UpstreamSettings) {}
+
+  get host(): string {
+    return this.s.host;
+  }
+
+  get timeoutMs(): number {
+    return this.s.timeoutMs;
+  }
+
+  private plain(username: string): string {
+    const { masterUser, masterPassword, separator } = this.s;
+    return this.s.login === 'authzid'
+      ? b64(`${username}\0${masterUser}\0${masterPassword}`)
+      : b64(`\0${username}${separator}${masterUser}\0${masterPassword}`);
+  }
+
+  private endpoint(port: number): Endpoint {
+    return { host: this.s.host, port, timeoutMs: this.s.timeoutMs };
+  }
+
+  async imap(username: string, client: ClientInfo): Promise<UpstreamSession> {
+    const conn = await UpstreamConnection.open(this.endpoint(this.s.imapPort));
+    try {
+      const greeting = await conn.line();
+      if (!greeting.startsWith('* OK')) throw upstreamDown(`IMAP greeting "${greeting.slice(0, 80)}"`);
+      // The client's real address reaches the upstream (Dovecot trusts it from login_trusted_networks).
+      const id = [
+        ['x-originating-ip', client.ip],
+        ['x-originating-port', String(client.port)],
+        ['x-connected-ip', client.localIp],
+        ['x-connected-port', String(client.localPort)],
+        ['x-session-ext-id', client.sessionId],
+      ]
+        .map(([k, v]) => `${imapQuote(k!)} ${imapQuote(v!)}`)
+        .join(' ');
+      conn.write(`P1 ID (${id})\r\n`);
+      await this.imapTagged(conn, 'P1');
+      conn.write(`P2 AUTHENTICATE PLAIN ${this.plain(username)}\r\n`);
+      const { tagged, untagged } = await this.imapTagged(conn, 'P2');
+      if (!/^P2 OK/i.test(tagged)) throw upstreamDown(`IMAP login for ${username} refused: ${tagged.slice(3, 120)}`);
+      let caps = /\[CAPABILITY ([^\]]*)\]/i.exec(tagged)?.[1] ?? capabilityLine(untagged);
+      if (!caps) {
+        conn.write('P3 CAPABILITY\r\n');
+        caps = capabilityLine((await this.imapTagged(conn, 'P3')).untagged) ?? 'IMAP4rev1';
+      }
+      return { ...conn.handOver(), capabilities: caps };
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+  }
+
+  private async imapTagged(conn: UpstreamConnection, tag: string): Promise<{ tagged: string; untagged: string[] }> {
+    const untagged: string[] = [];
+    for (;;) {
+      const line = await conn.line();
+      if (line.startsWith(`${tag} `)) return { tagged: line, untagged };
+      untagged.push(line);
+      if (untagged.length > 100) throw upstreamDown('IMAP upstream sent too many lines');
+    }
+  }
+
+  async pop3(username: string, client: ClientInfo): Promise<UpstreamSession> {
+    const conn = await UpstreamConnection.open(this.endpoint(this.s.pop3Port));
+    try {
+      const greeting = await conn.line();
+      if (!greeting.startsWith('+OK')) throw upstreamDown(`POP3 greeting "${greeting.slice(0, 80)}"`);
+      conn.write('CAPA\r\n');
+      const capa = await this.pop3Multiline(conn);
+      if (capa.some((l) => /^XCLIENT\b/i.test(l))) {
+        conn.write(`XCLIENT ADDR=${client.ip} PORT=${client.port} SESSION=${client.sessionId}\r\n`);
+        const r = await conn.line();
+        if (!r.startsWith('+OK')) throw upstreamDown(`POP3 XCLIENT refused: ${r.slice(0, 80)}`);
+      }
+      conn.write(`AUTH PLAIN ${this.plain(username)}\r\n`);
+      const r = await conn.line();
+      if (!r.startsWith('+OK')) throw upstreamDown(`POP3 login for ${username} refused: ${r.slice(0, 120)}`);
+      return { ...conn.handOver(), capabilities: '' };
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+  }
+
+  private async pop3Multiline(conn: UpstreamConnection): Promise<string[]> {
+    const first = await conn.line();
+    if (!first.startsWith('+OK')) return [];
+    const lines: string[] = [];
+    for (;;) {
+      const l = await conn.line();
+      if (l === '.') return lines;
+      lines.push(l);
+      if (lines.length > 100) throw upstreamDown('POP3 upstream sent too many lines');
+    }
+  }
+}
+
+function capabilityLine(untagged: string[]): string | undefined {
+  return untagged.find((l) => /^\* CAPABILITY /i.test(l))?.slice('* CAPABILITY '.length);
+}
