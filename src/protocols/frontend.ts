@@ -97,6 +97,7 @@ export async function listen(
     const server = createTlsServer(tls.serverOptions(), (s) => onConnection(s, true));
     // A failed handshake is the client's problem, not the process's.
     server.on('tlsClientError', () => {});
+    tls.onReload((pem) => server.setSecureContext({ ...pem, minVersion: 'TLSv1.2' }));
     await start(server, ports.tls);
   }
   return {

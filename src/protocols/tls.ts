@@ -15,9 +15,12 @@ export interface TlsFiles {
  */
 export class TlsManager {
   private ctx: SecureContext;
+  private current: { cert: Buffer; key: Buffer };
+  private readonly listeners: Array<(pem: { cert: Buffer; key: Buffer }) => void> = [];
 
   private constructor(private readonly files: TlsFiles) {
-    this.ctx = TlsManager.load(files);
+    this.current = TlsManager.read(files);
+    this.ctx = TlsManager.load(this.current, files);
   }
 
   static async create(configured: TlsFiles, dataDir: string, hostname: string): Promise<TlsManager> {
@@ -42,9 +45,17 @@ export class TlsManager {
     return new TlsManager(files);
   }
 
-  private static load(files: TlsFiles): SecureContext {
+  private static read(files: TlsFiles): { cert: Buffer; key: Buffer } {
     try {
-      return createSecureContext({ cert: readFileSync(files.cert), key: readFileSync(files.key), minVersion: 'TLSv1.2' });
+      return { cert: readFileSync(files.cert), key: readFileSync(files.key) };
+    } catch (err) {
+      throw new PosternError('config_invalid', `cannot read TLS certificate ${files.cert} / key ${files.key}: ${(err as Error).message}`);
+    }
+  }
+
+  private static load(pem: { cert: Buffer; key: Buffer }, files: TlsFiles): SecureContext {
+    try {
+      return createSecureContext({ ...pem, minVersion: 'TLSv1.2' });
     } catch (err) {
       throw new PosternError('config_invalid', `cannot load TLS certificate ${files.cert} / key ${files.key}: ${(err as Error).message}`);
     }
@@ -60,12 +71,21 @@ export class TlsManager {
 
   /** Re-reads the files; on error the old certificate stays in use. */
   reload(): void {
-    this.ctx = TlsManager.load(this.files);
+    const pem = TlsManager.read(this.files);
+    this.ctx = TlsManager.load(pem, this.files);
+    this.current = pem;
+    for (const l of this.listeners) l(pem);
   }
 
-  /** Options for tls.createServer / new TLSSocket that always use the current certificate. */
+  /** Servers that hold a default context (for clients without SNI) renew it here on reload. */
+  onReload(fn: (pem: { cert: Buffer; key: Buffer }) => void): void {
+    this.listeners.push(fn);
+  }
+
+  /** Options for tls.createServer, smtp-server and STARTTLS sockets, with the current certificate. */
   serverOptions() {
     return {
+      ...this.current,
       SNICallback: (_name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => cb(null, this.ctx),
       secureContext: this.ctx,
       minVersion: 'TLSv1.2' as const,

@@ -48,8 +48,7 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
     disabledCommands: [],
     maxClients: 10_000,
     socketTimeout: ctx.settings.preauthTimeoutMs,
-    SNICallback: ctx.tls.serverOptions().SNICallback,
-    secureContext: ctx.tls.context,
+    ...ctx.tls.serverOptions(),
     logger: false,
     onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb) {
       const ip = peerIp(session.remoteAddress);
@@ -76,6 +75,7 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
     },
   });
   server.on('error', (err) => ctx.log.warn({ err: err.message }, 'submission connection error'));
+  ctx.tls.onReload((pem) => server.updateSecureContext(pem));
   return server;
 }
 

@@ -1,0 +1,36 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { greeting } from './dovecot.js';
+import { freePort, waitFor } from './ports.js';
+
+export interface Postfix {
+  smtpPort: number;
+  maillog(): string;
+  stop(): void;
+}
+
+const fixture = (name: string) => readFileSync(resolve(__dirname, '../fixtures', name), 'utf8');
+
+/** Debian's Postfix from its own config dir, relaying example.test to Dovecot's LMTP. */
+export async function startPostfix(lmtpPort: number): Promise<Postfix> {
+  const dir = mkdtempSync('/tmp/postern-postfix-');
+  const smtpPort = await freePort();
+  const fill = (t: string) => t.replaceAll('{{dir}}', dir).replaceAll('{{lmtpPort}}', String(lmtpPort)).replaceAll('{{smtpPort}}', String(smtpPort));
+  writeFileSync(join(dir, 'main.cf'), fill(fixture('postfix-main.cf')));
+  writeFileSync(join(dir, 'master.cf'), fill(fixture('postfix-master.cf')));
+  // stdio ignored: the daemon would keep inherited pipes open.
+  execFileSync('postfix', ['-c', dir, 'start'], { stdio: 'ignore' });
+  await waitFor('postfix smtpd', () => greeting(smtpPort, '220'));
+  return {
+    smtpPort,
+    maillog: () => (existsSync(join(dir, 'maillog')) ? readFileSync(join(dir, 'maillog'), 'utf8') : ''),
+    stop: () => {
+      try {
+        execFileSync('postfix', ['-c', dir, 'stop'], { stdio: 'ignore' });
+      } catch {
+        // already stopped
+      }
+    },
+  };
+}

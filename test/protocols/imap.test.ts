@@ -1,0 +1,184 @@
+import { ImapFlow } from 'imapflow';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { totpCode } from '../../src/core/totp.js';
+import { startGateway, type Gateway } from '../helpers/gateway.js';
+import { python } from '../helpers/python.js';
+import { RawClient } from '../helpers/raw-client.js';
+
+const PW = 'Account-pass-1';
+let gw: Gateway;
+let imapAsp: string;
+
+async function lmtpDeliver(port: number, to: string, subject: string) {
+  return python<Record<string, unknown>>(`
+import smtplib, json
+c = smtplib.LMTP('127.0.0.1', ${port})
+r = c.sendmail('sender@example.org', ['${to}'], 'From: sender@example.org\\r\\nTo: ${to}\\r\\nSubject: ${subject}\\r\\n\\r\\nhello from lmtp\\r\\n')
+c.quit()
+print(json.dumps(r))`);
+}
+
+function imapflow(user: string, pass: string, opts: { secure?: boolean; port?: number } = {}) {
+  return new ImapFlow({
+    host: '127.0.0.1',
+    port: opts.port ?? (opts.secure ? gw.ports.imaps : gw.ports.imap),
+    secure: opts.secure ?? false,
+    doSTARTTLS: opts.secure ? undefined : true,
+    tls: { rejectUnauthorized: false },
+    auth: { user, pass },
+    logger: false,
+  });
+}
+
+beforeAll(async () => {
+  gw = await startGateway();
+  await gw.addUser('alice', PW);
+  await gw.addUser('bob', PW);
+  imapAsp = (await gw.app.accounts.createAsp({ name: 'test' }, 'alice', { description: 'mail app', scopes: ['imap'] })).password;
+}, 60_000);
+afterAll(async () => gw?.stop());
+
+describe('IMAP through postern to Dovecot', () => {
+  it('delivers over LMTP into the Dovecot mailbox, and an imap-scoped ASP reads it (imapflow, STARTTLS)', async () => {
+    expect(await lmtpDeliver(gw.ports.lmtp, 'alice@example.test', 'First message')).toEqual({});
+    const c = imapflow('alice', imapAsp);
+    await c.connect();
+    expect(c.secureConnection).toBe(true);
+    const box = await c.mailboxOpen('INBOX');
+    expect(box.exists).toBe(1);
+    const msg = await c.fetchOne('1', { envelope: true, source: true });
+    expect(msg && msg.envelope?.subject).toBe('First message');
+    expect(msg && msg.source?.toString()).toContain('hello from lmtp');
+    await c.logout();
+  });
+
+  it('works over implicit TLS with python imaplib, passing the upstream capabilities after login', async () => {
+    const r = await python<{ login: string; caps: string[]; count: string }>(`
+import imaplib, json, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+c = imaplib.IMAP4_SSL('127.0.0.1', ${gw.ports.imaps}, ssl_context=ctx)
+typ, data = c.login('alice', '${imapAsp}')
+typ2, n = c.select('INBOX')
+print(json.dumps({'login': typ, 'caps': data[0].decode().split(']')[0].split(' ')[1:], 'count': n[0].decode()}))`);
+    expect(r.login).toBe('OK');
+    expect(r.count).toBe('1');
+    // Dovecot's post-login capabilities, e.g. its extensions postern does not advertise itself.
+    expect(r.caps).toEqual(expect.arrayContaining(['IMAP4rev1', 'UIDPLUS', 'MOVE']));
+  });
+
+  it("refuses a 2FA user's account password on IMAP with a message that says to use an ASP", async () => {
+    await gw.addUser('carol', PW);
+    const { secret } = await gw.app.accounts.setupTotp({ name: 'test' }, 'carol');
+    await gw.app.accounts.confirmTotp({ name: 'test' }, 'carol', await totpCode(secret, new Date()));
+    const r = await python<{ error: string }>(`
+import imaplib, json
+c = imaplib.IMAP4('127.0.0.1', ${gw.ports.imap})
+try:
+    c.login('carol', '${PW}'); print(json.dumps({'error': ''}))
+except imaplib.IMAP4.error as e:
+    print(json.dumps({'error': str(e)}))`);
+    expect(r.error).toContain('[AUTHENTICATIONFAILED]');
+    expect(r.error).toContain('application-specific password');
+  });
+
+  it('answers a lockout with [LIMIT] and the seconds to wait', async () => {
+    await gw.addUser('dave', PW);
+    for (let i = 0; i < 5; i++) {
+      const c = await RawClient.open(gw.ports.imap);
+      await c.until(/^\* OK/);
+      c.write(`a LOGIN dave Wrong-${i}\r\n`);
+      expect(await c.until(/^a /)).toMatch(/a NO \[AUTHENTICATIONFAILED\]/);
+      c.close();
+    }
+    const c = await RawClient.open(gw.ports.imap);
+    await c.until(/^\* OK/);
+    c.write(`a LOGIN dave ${PW}\r\n`);
+    expect(await c.until(/^a /)).toMatch(/^a NO \[LIMIT\] Too many failed attempts, try again in \d+ seconds/m);
+    c.close();
+  });
+
+  it('closes the connection after 3 failed logins', async () => {
+    const c = await RawClient.open(gw.ports.imap);
+    await c.until(/^\* OK/);
+    for (let i = 0; i < 3; i++) {
+      c.write(`t${i} LOGIN nobody${i} wrong\r\n`);
+      await c.until(new RegExp(`^t${i} NO`));
+    }
+    expect(await c.closedWithin()).toContain('* BYE Too many invalid authentication attempts');
+  });
+
+  it('accepts LOGIN with literals (synchronizing and LITERAL+) and AUTHENTICATE PLAIN with SASL-IR', async () => {
+    const c = await RawClient.open(gw.ports.imap);
+    await c.until(/^\* OK/);
+    c.write('a LOGIN {5}\r\n');
+    await c.until(/^\+ /);
+    c.write(`alice {${imapAsp.length}+}\r\n${imapAsp}\r\n`);
+    expect(await c.until(/^a /)).toMatch(/^a OK \[CAPABILITY IMAP4rev1/m);
+    c.write('b SELECT INBOX\r\n');
+    expect(await c.until(/^b /)).toContain('* 1 EXISTS');
+    c.close();
+
+    const d = await RawClient.open(gw.ports.imap);
+    await d.until(/^\* OK/);
+    d.write(`a AUTHENTICATE PLAIN ${Buffer.from(`\0alice\0${imapAsp}`).toString('base64')}\r\n`);
+    expect(await d.until(/^a /)).toMatch(/^a OK/m);
+    d.close();
+  });
+
+  it('refuses an oversized literal and an overlong line before login without buffering them', async () => {
+    const c = await RawClient.open(gw.ports.imap);
+    await c.until(/^\* OK/);
+    c.write('a LOGIN {999999}\r\n');
+    expect(await c.until(/^a /)).toMatch(/^a BAD literal too large/m);
+    c.write(`${'x'.repeat(10_000)}\r\n`);
+    expect(await c.closedWithin()).toContain('* BYE Line too long.');
+  });
+
+  it('advertises LOGINDISABLED before TLS off the plaintext networks, and refuses LOGIN there', async () => {
+    const strict = await startGateway({ env: { POSTERN_FRONTEND__PLAINTEXT_AUTH_NETWORKS: '[]' } });
+    try {
+      await strict.addUser('erin', PW);
+      const c = await RawClient.open(strict.ports.imap);
+      const greet = await c.until(/^\* OK/);
+      expect(greet).toContain('LOGINDISABLED');
+      expect(greet).toContain('STARTTLS');
+      expect(greet).not.toContain('AUTH=PLAIN');
+      c.write(`a LOGIN erin ${PW}\r\n`);
+      expect(await c.until(/^a /)).toMatch(/^a NO \[PRIVACYREQUIRED\]/m);
+      // After STARTTLS the same login works; a command pipelined with STARTTLS is discarded.
+      c.write(`b STARTTLS\r\nc LOGIN erin ${PW}\r\n`);
+      await c.until(/^b OK/);
+      await c.upgrade();
+      c.write('d CAPABILITY\r\n');
+      const caps = await c.until(/^d /);
+      expect(caps).not.toMatch(/^c /m);
+      expect(caps).toContain('AUTH=PLAIN');
+      expect(caps).not.toContain('LOGINDISABLED');
+      c.write(`e LOGIN erin ${PW}\r\n`);
+      expect(await c.until(/^e /)).toMatch(/^e OK/m);
+      c.close();
+    } finally {
+      await strict.stop();
+    }
+  }, 60_000);
+
+  it('audits each login with protocol, IP, ASP id and session, and the session id reaches Dovecot', async () => {
+    const { events } = await gw.app.store.audit.query({ username: 'alice', action: 'auth', result: 'success', limit: 1 }, new Date());
+    expect(events[0]).toMatchObject({ protocol: 'imap', scope: 'imap', ip: '127.0.0.1', reason: 'asp' });
+    expect(events[0]?.aspId).toMatch(/^[0-9a-f]{24}$/);
+    expect(gw.dovecot.log()).toContain(`session=<${events[0]?.sessionId}>`);
+  });
+
+  it('answers [UNAVAILABLE] when the upstream is down, not a wrong-password answer', async () => {
+    await gw.dovecot.stop();
+    try {
+      const c = await RawClient.open(gw.ports.imap);
+      await c.until(/^\* OK/);
+      c.write(`a LOGIN alice "${imapAsp}"\r\n`);
+      expect(await c.until(/^a /)).toMatch(/^a NO \[UNAVAILABLE\]/m);
+      c.close();
+    } finally {
+      await gw.dovecot.start();
+    }
+  });
+});
