@@ -10,7 +10,13 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 
 // Debian packages the suite runs for real: command → package.
-const DEBIAN = { 'redis-server': 'redis-server', gpg: 'gnupg' };
+const DEBIAN = {
+  'redis-server': 'redis-server',
+  gpg: 'gnupg',
+  dovecot: 'dovecot-imapd dovecot-pop3d dovecot-lmtpd',
+  postfix: 'postfix',
+  python3: 'python3',
+};
 
 function have(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
@@ -21,7 +27,7 @@ function run(cmd, args) {
   execFileSync(cmd, args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 }
 
-const missing = Object.entries(DEBIAN).filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg);
+const missing = Object.entries(DEBIAN).filter(([cmd]) => !have(cmd)).flatMap(([, pkgs]) => pkgs.split(' '));
 if (missing.length) {
   if (process.getuid?.() !== 0) {
     console.error(`missing Debian packages: ${missing.join(' ')} (install them, or run as root to have them installed)`);

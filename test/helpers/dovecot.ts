@@ -10,6 +10,7 @@ export interface Dovecot {
   imapPort: number;
   pop3Port: number;
   lmtpPort: number;
+  authPort: number;
   masterUser: string;
   masterPassword: string;
   /** Adds a user with a password of their own (for direct logins). */
@@ -39,7 +40,7 @@ export async function startDovecot(): Promise<Dovecot> {
   // The mail directory's parents must be traversable by the dovecot user.
   const dir = mkdtempSync('/tmp/postern-dovecot-');
   chmodSync(dir, 0o755);
-  const [imapPort, pop3Port, lmtpPort] = [await freePort(), await freePort(), await freePort()];
+  const [imapPort, pop3Port, lmtpPort, authPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const masterUser = 'postern';
   const masterPassword = randomBytes(12).toString('hex');
   const conf = readFileSync(TEMPLATE, 'utf8')
@@ -47,7 +48,8 @@ export async function startDovecot(): Promise<Dovecot> {
     .replaceAll('{{id}}', randomBytes(4).toString('hex'))
     .replaceAll('{{imapPort}}', String(imapPort))
     .replaceAll('{{pop3Port}}', String(pop3Port))
-    .replaceAll('{{lmtpPort}}', String(lmtpPort));
+    .replaceAll('{{lmtpPort}}', String(lmtpPort))
+    .replaceAll('{{authPort}}', String(authPort));
   const confFile = join(dir, 'dovecot.conf');
   writeFileSync(confFile, conf);
   writeFileSync(join(dir, 'master-users'), `${masterUser}:{PLAIN}${masterPassword}\n`);
@@ -62,6 +64,7 @@ export async function startDovecot(): Promise<Dovecot> {
     imapPort,
     pop3Port,
     lmtpPort,
+    authPort,
     masterUser,
     masterPassword,
     addUser(name, password) {

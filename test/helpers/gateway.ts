@@ -22,7 +22,13 @@ export interface Gateway {
 /** postern in front of a real Dovecot (and Postfix for submission), all on free ports. */
 export async function startGateway(opts: { postfix?: boolean; env?: Record<string, string> } = {}): Promise<Gateway> {
   const dovecot = await startDovecot();
-  const postfix = opts.postfix ? await startPostfix(dovecot.lmtpPort) : null;
+  let postfix: Postfix | null = null;
+  try {
+    postfix = opts.postfix ? await startPostfix(dovecot.lmtpPort, dovecot.authPort) : null;
+  } catch (err) {
+    await dovecot.stop();
+    throw err;
+  }
   const p = {
     imap: await freePort(),
     imaps: await freePort(),
