@@ -15,3 +15,42 @@ export function decodeBase64Line(line: string): string | null {
 }
 
 export const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+
+export type SaslStep =
+  | { kind: 'challenge'; text: string }
+  | { kind: 'done'; username: string; password: string }
+  | { kind: 'invalid'; message: string }
+  | { kind: 'canceled' };
+
+/** One SASL PLAIN or LOGIN exchange (RFC 4616, draft-murchison-sasl-login), protocol-neutral. */
+export class SaslExchange {
+  private username: string | undefined;
+
+  constructor(readonly mech: 'PLAIN' | 'LOGIN') {}
+
+  /** The first server challenge when the client sent no initial response. */
+  first(): string {
+    return this.mech === 'PLAIN' ? '' : b64('Username:');
+  }
+
+  /** Feeds one client line (base64, or `*` to cancel). */
+  step(line: string): SaslStep {
+    if (line.trim() === '*') return { kind: 'canceled' };
+    if (this.mech === 'PLAIN') {
+      const creds = decodePlain(line);
+      return creds ? { kind: 'done', ...creds } : { kind: 'invalid', message: 'Invalid SASL PLAIN response' };
+    }
+    const value = decodeBase64Line(line);
+    if (value === null) return { kind: 'invalid', message: 'Invalid base64 data' };
+    if (this.username === undefined) {
+      this.username = value;
+      return { kind: 'challenge', text: b64('Password:') };
+    }
+    return { kind: 'done', username: this.username, password: value };
+  }
+}
+
+export function saslMechanism(name: string): 'PLAIN' | 'LOGIN' | null {
+  const m = name.toUpperCase();
+  return m === 'PLAIN' || m === 'LOGIN' ? m : null;
+}

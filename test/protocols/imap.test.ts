@@ -125,6 +125,22 @@ except imaplib.IMAP4.error as e:
     d.close();
   });
 
+  it('runs AUTHENTICATE LOGIN step by step, and lets the client cancel', async () => {
+    const c = await RawClient.open(gw.ports.imap);
+    await c.until(/^\* OK/);
+    c.write('a AUTHENTICATE LOGIN\r\n');
+    expect(await c.until(/^\+ /)).toBe(`+ ${Buffer.from('Username:').toString('base64')}`);
+    c.write('*\r\n');
+    expect(await c.until(/^a /)).toBe('a BAD Authentication canceled.');
+    c.write('b AUTHENTICATE LOGIN\r\n');
+    await c.until(/^\+ /);
+    c.write(`${Buffer.from('alice').toString('base64')}\r\n`);
+    expect(await c.until(/^\+ /)).toBe(`+ ${Buffer.from('Password:').toString('base64')}`);
+    c.write(`${Buffer.from(imapAsp).toString('base64')}\r\n`);
+    expect(await c.until(/^b /)).toMatch(/^b OK \[CAPABILITY/);
+    c.close();
+  });
+
   it('refuses an oversized literal and an overlong line before login without buffering them', async () => {
     const c = await RawClient.open(gw.ports.imap);
     await c.until(/^\* OK/);

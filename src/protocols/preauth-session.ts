@@ -1,0 +1,201 @@
+import type { Socket } from 'node:net';
+import type { AuthResult, ProtocolScope } from '../core/types.js';
+import { clientInfo, newSessionId, splice, startTls, type FrontendContext } from './frontend.js';
+import type { ConnectionCounter } from './limits.js';
+import { LineReader, LineTooLong } from './line-reader.js';
+import type { ClientInfo, UpstreamSession } from './upstream/mail-upstream.js';
+
+export type Refusal = Extract<AuthResult, { ok: false }>;
+
+/** The words a protocol uses for the moments every session goes through. */
+export interface SessionWords {
+  tooManyConnections: string;
+  idle: string;
+  lineTooLong: string;
+  tooManyFailures: string;
+  internalError: string;
+  tooManySessions: string;
+  upstreamDown: string;
+  refusal(r: Refusal): string;
+}
+
+/**
+ * A client connection before login, shared by IMAP and POP3: bounded reading, one command at
+ * a time with input paused, STARTTLS, the per-connection failure limit, and the hand-over to
+ * a byte pipe to the upstream once the core said yes.
+ */
+export abstract class PreauthSession {
+  protected socket: Socket;
+  protected secure: boolean;
+  protected reader: LineReader;
+  protected readonly id = newSessionId();
+  protected readonly ip: string;
+  private done = false;
+  private busy = false;
+  private handedOver = false;
+  private holdsPreauth = false;
+  private failures = 0;
+
+  constructor(
+    protected readonly ctx: FrontendContext,
+    private readonly sessions: ConnectionCounter,
+    private readonly words: SessionWords,
+    private readonly scope: ProtocolScope,
+    socket: Socket,
+    secure: boolean,
+  ) {
+    this.socket = socket;
+    this.secure = secure;
+    this.ip = clientInfo(socket, this.id).ip;
+    this.reader = new LineReader(ctx.settings.maxLineLength);
+  }
+
+  /** Sends the greeting. */
+  protected abstract greet(): void;
+  /** The handler for the next complete command in `reader`, or null if more input is needed. */
+  protected abstract next(): (() => Promise<void> | void) | null;
+  /** After STARTTLS: reset protocol state that was tied to the old reader. */
+  protected onTlsStarted(): void {}
+  /** Opens the upstream session for an authenticated user. */
+  protected abstract openUpstream(username: string, client: ClientInfo): Promise<UpstreamSession>;
+
+  start(): void {
+    this.attach(this.socket);
+    if (!this.ctx.preauth.acquire(this.ip)) return this.close(this.words.tooManyConnections);
+    this.holdsPreauth = true;
+    this.greet();
+  }
+
+  private attach(socket: Socket): void {
+    socket.setTimeout(this.ctx.settings.preauthTimeoutMs);
+    socket.on('timeout', () => this.close(this.words.idle));
+    socket.on('data', (chunk: Buffer) => {
+      this.reader.push(chunk);
+      this.pump();
+    });
+    socket.on('error', () => this.finish());
+    socket.on('close', () => this.finish());
+  }
+
+  private detach(socket: Socket): void {
+    for (const ev of ['data', 'timeout', 'close', 'error']) socket.removeAllListeners(ev);
+  }
+
+  protected get plaintextOk(): boolean {
+    return this.secure || this.ctx.settings.plaintextAllowed(this.ip);
+  }
+
+  protected send(line: string): void {
+    if (!this.done) this.socket.write(`${line}\r\n`);
+  }
+
+  /** Sends a last line and closes. */
+  protected close(line: string): void {
+    this.send(line);
+    this.socket.end();
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.releasePreauth();
+    this.socket.destroy();
+  }
+
+  private releasePreauth(): void {
+    if (this.holdsPreauth) this.ctx.preauth.release(this.ip);
+    this.holdsPreauth = false;
+  }
+
+  private pump(): void {
+    while (!this.busy && !this.done && !this.handedOver) {
+      let handler: (() => Promise<void> | void) | null;
+      try {
+        handler = this.next();
+      } catch (err) {
+        if (err instanceof LineTooLong) return this.close(this.words.lineTooLong);
+        throw err;
+      }
+      if (!handler) return;
+      this.run(handler);
+    }
+  }
+
+  /** Runs one handler with reading paused, so a slow login cannot be flooded with input. */
+  private run(fn: () => Promise<void> | void): void {
+    this.busy = true;
+    this.socket.pause();
+    Promise.resolve()
+      .then(fn)
+      .catch((err: unknown) => {
+        this.ctx.log.error({ err: (err as Error).message, session: this.id, protocol: this.scope }, 'session error');
+        this.close(this.words.internalError);
+      })
+      .finally(() => {
+        this.busy = false;
+        if (this.done || this.handedOver) return;
+        this.socket.resume();
+        this.pump();
+      });
+  }
+
+  /** Switches to TLS after the protocol's go-ahead was sent. */
+  protected startTls(): void {
+    // Anything the client pipelined after STARTTLS came in clear: dropped, never obeyed.
+    this.reader.drain();
+    const raw = this.socket;
+    this.detach(raw);
+    raw.on('error', () => this.finish());
+    this.socket = startTls(raw, this.ctx.tls);
+    this.secure = true;
+    this.reader = new LineReader(this.ctx.settings.maxLineLength);
+    this.onTlsStarted();
+    this.attach(this.socket);
+  }
+
+  /**
+   * Asks the core, then opens the upstream and becomes a pipe. `ok` is sent to the client
+   * once the upstream session is ready.
+   */
+  protected async login(username: string, password: string, ok: (up: UpstreamSession) => string, prefix = ''): Promise<void> {
+    const result = await this.ctx.auth.authenticate({ username, secret: password, scope: this.scope, ip: this.ip, protocol: this.scope, sessionId: this.id });
+    if (!result.ok) {
+      this.send(`${prefix}${this.words.refusal(result)}`);
+      if (result.reason !== 'temporary_failure' && ++this.failures >= this.ctx.settings.maxAuthFailures) {
+        this.close(this.words.tooManyFailures);
+      }
+      return;
+    }
+    if (!this.sessions.acquire(result.username)) return this.send(`${prefix}${this.words.tooManySessions}`);
+    const release = once(() => this.sessions.release(result.username));
+    try {
+      const up = await this.openUpstream(result.username, clientInfo(this.socket, this.id));
+      if (this.done) {
+        up.socket.destroy();
+        return release();
+      }
+      this.send(ok(up));
+      this.handedOver = true;
+      this.releasePreauth();
+      this.detach(this.socket);
+      splice(this.socket, up, this.reader.drain(), () => {
+        this.done = true;
+        release();
+      });
+      this.socket.resume();
+    } catch (err) {
+      release();
+      this.ctx.log.error({ err: (err as Error).message, session: this.id, user: result.username, protocol: this.scope }, 'upstream login failed');
+      this.send(`${prefix}${this.words.upstreamDown}`);
+    }
+  }
+}
+
+function once(fn: () => void): () => void {
+  let called = false;
+  return () => {
+    if (!called) fn();
+    called = true;
+  };
+}
