@@ -4,7 +4,6 @@ import type { AuditLog } from './core/audit-log.js';
 import type { Authenticator } from './core/authenticate.js';
 import { createCore, type CoreSettings } from './core/core.js';
 import { systemClock, type Clock } from './core/clock.js';
-import { bcryptHasher } from './core/passwords.js';
 import type { CredentialCache, RateLimiter, Store } from './core/ports.js';
 import { dataPath, type Config } from './config/load.js';
 import { loadSecrets } from './config/secrets.js';
@@ -15,6 +14,7 @@ import { EmbeddedStore } from './stores/embedded-store.js';
 import { MemoryLimiter } from './stores/memory-limiter.js';
 import { MongoStore } from './stores/mongo-store.js';
 import { RedisLimiter } from './stores/redis-limiter.js';
+import { HashPool } from './workers/hash-pool.js';
 
 /** Everything a front end needs, wired from configuration. */
 export interface App {
@@ -87,12 +87,13 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   redis?.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
   const limiter: RateLimiter = redis ? new RedisLimiter(redis) : new MemoryLimiter(clock);
   const cache: CredentialCache = redis ? new RedisCredentialCache(redis) : new MemoryCredentialCache(clock);
+  const hasher = new HashPool({ cost: cfg.auth.bcrypt_rounds, threads: cfg.auth.hash_threads || undefined, maxQueue: cfg.auth.hash_queue });
   const core = await createCore({
     store,
     limiter,
     cache,
     clock,
-    hasher: bcryptHasher(cfg.auth.bcrypt_rounds),
+    hasher,
     keys: { current: secrets.currentKeyId, keys: secrets.keys, hmac: secrets.hmacKey },
     settings: coreSettings(cfg),
     auditFallback: new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')),
@@ -112,6 +113,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     async close() {
       await store.close();
       redis?.disconnect();
+      await hasher.close();
     },
   };
 }

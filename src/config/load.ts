@@ -31,6 +31,8 @@ const schema = z.strictObject({
   secrets: z.strictObject({ keys_file: z.string().min(1) }),
   auth: z.strictObject({
     bcrypt_rounds: z.number().int().min(10).max(15),
+    hash_threads: z.number().int().min(0).max(256),
+    hash_queue: z.number().int().min(1).max(100_000),
     asp_max_per_user: count,
     totp_window_steps: z.number().int().min(0).max(10),
     totp_issuer: z.string().min(1),

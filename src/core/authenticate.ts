@@ -64,6 +64,9 @@ const fail = (reason: AuthFailReason, extra: Partial<Extract<AuthResult, { ok: f
  * answer.
  */
 export class Authenticator {
+  /** Checks in flight, so identical ones arriving together share one bcrypt run (F3). */
+  private readonly inFlight = new Map<string, Promise<Match | null>>();
+
   constructor(private readonly d: AuthDeps) {}
 
   async authenticate(req: AuthRequest): Promise<AuthResult> {
@@ -109,7 +112,7 @@ export class Authenticator {
     // refused here, before any hash is computed.
     if (lock.locked && !cached) return none(fail('locked', { retryAfter: lock.retryAfterSec }), user);
 
-    const match = cached && user ? await this.fromCache(user, cached) : await this.verifySecret(user, req.secret);
+    const match = cached && user ? await this.fromCache(user, cached) : await this.verifyOnce(user, req.secret);
     if (!user || !match) {
       await this.d.windows.passwordFailed(username, req.ip, this.fingerprint(username, req.secret));
       return none(fail('invalid_credentials'), user);
@@ -131,6 +134,17 @@ export class Authenticator {
       await this.d.store.asps.recordUse(match.asp.id, { time: this.d.clock.now(), ip: req.ip, protocol: req.protocol });
     }
     return { result, user, aspId };
+  }
+
+  private verifyOnce(user: User | null, secret: string): Promise<Match | null> {
+    if (!user) return this.verifySecret(null, secret);
+    const key = keyedHash(this.d.serverKey, 'inflight', user.id, secret, String(user.credentialVersion));
+    let p = this.inFlight.get(key);
+    if (!p) {
+      p = this.verifySecret(user, secret).finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, p);
+    }
+    return p;
   }
 
   /** ASP candidates first (picked by prefix hash), then the account password. */

@@ -14,7 +14,7 @@ export const actor = { name: 'test' };
 /** Counts hash checks, so tests can see whether bcrypt ran at all. */
 export class CountingHasher implements Hasher {
   verifies = 0;
-  private readonly inner = bcryptHasher(4);
+  constructor(private readonly inner: Hasher = bcryptHasher(4)) {}
   hash(secret: string) {
     return this.inner.hash(secret);
   }
@@ -60,14 +60,23 @@ export interface TestCore extends Core {
 
 /** The real core on an in-memory SQLite store, a manual clock and cheap bcrypt (cost 4). */
 export async function testCore(
-  opts: { store?: Store; limiter?: (clock: Clock) => RateLimiter; limits?: Partial<LimitSettings>; keys?: Map<string, Buffer>; current?: string } = {},
+  opts: {
+    store?: Store;
+    limiter?: (clock: Clock) => RateLimiter;
+    cache?: (clock: Clock) => CredentialCache;
+    hasher?: Hasher;
+    limits?: Partial<LimitSettings>;
+    keys?: Map<string, Buffer>;
+    current?: string;
+    hmac?: Buffer;
+  } = {},
 ): Promise<TestCore> {
   const clock = new ManualClock(Date.now());
   const store = opts.store ?? new EmbeddedStore(':memory:');
   await store.init();
   const limiter = opts.limiter ? opts.limiter(clock) : new MemoryLimiter(clock);
-  const cache = new MemoryCredentialCache(clock);
-  const hasher = new CountingHasher();
+  const cache = opts.cache ? opts.cache(clock) : new MemoryCredentialCache(clock);
+  const hasher = new CountingHasher(opts.hasher);
   const keys = opts.keys ?? new Map([['k1', randomBytes(32)]]);
   const core = await createCore({
     store,
@@ -75,7 +84,7 @@ export async function testCore(
     cache,
     hasher,
     clock,
-    keys: { current: opts.current ?? 'k1', keys, hmac: randomBytes(32) },
+    keys: { current: opts.current ?? 'k1', keys, hmac: opts.hmac ?? randomBytes(32) },
     settings: testSettings(opts.limits),
   });
   hasher.verifies = 0;
