@@ -1,8 +1,9 @@
+import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { freePort, waitFor } from './ports.js';
 
 export interface Dovecot {
@@ -20,7 +21,7 @@ export interface Dovecot {
   log(): string;
 }
 
-const TEMPLATE = resolve(__dirname, '../fixtures/dovecot.conf');
+const TEMPLATE = fileURLToPath(new URL('../fixtures/dovecot.conf', import.meta.url));
 
 /** Resolves once the port answers with a greeting starting with `expect`. */
 export function greeting(port: number, expect: string): Promise<void> {

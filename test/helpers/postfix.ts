@@ -1,6 +1,7 @@
+import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { greeting } from './dovecot.js';
 import { freePort, waitFor } from './ports.js';
 
@@ -10,7 +11,7 @@ export interface Postfix {
   stop(): void;
 }
 
-const fixture = (name: string) => readFileSync(resolve(__dirname, '../fixtures', name), 'utf8');
+const fixture = (name: string) => readFileSync(fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url)), 'utf8');
 
 /** Debian's Postfix from its own config dir, relaying example.test to Dovecot's LMTP. */
 export async function startPostfix(lmtpPort: number, authPort: number): Promise<Postfix> {

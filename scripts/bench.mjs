@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+// `npm run bench`: installs what is missing (like the tests), builds, then runs the benchmark.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+process.chdir(root);
+const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+if (!have('dovecot')) {
+  if (process.getuid?.() !== 0) {
+    console.error('missing Debian packages: dovecot-imapd dovecot-pop3d dovecot-lmtpd (install them, or run as root)');
+    process.exit(2);
+  }
+  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+  execFileSync('apt-get', ['install', '-y', '-qq', 'dovecot-imapd', 'dovecot-pop3d', 'dovecot-lmtpd'], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+}
+if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { stdio: 'inherit' });
+execFileSync('npm', ['run', 'build', '--silent'], { stdio: 'inherit' });
+const r = spawnSync(join(root, 'node_modules', '.bin', 'tsx'), ['test/bench/bench.ts', ...process.argv.slice(2)], { stdio: 'inherit' });
+process.exit(r.status ?? 1);

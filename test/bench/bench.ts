@@ -1,0 +1,306 @@
+import { fileURLToPath } from 'node:url';
+// `npm run bench`: postern's speed and memory, each figure beside a baseline measured in
+// the same run (these machines are noisy; ratios travel, absolute numbers do not).
+//   --json          print JSON only
+//   --idle N        idle IMAP sessions for the memory figure (default 2000)
+//   --seconds S     length of each timed phase (default 5)
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { ImapFlow } from 'imapflow';
+import { createCore } from '../../src/core/core.js';
+import { ManualClock } from '../../src/core/clock.js';
+import { MemoryCredentialCache } from '../../src/stores/credential-cache.js';
+import { EmbeddedStore } from '../../src/stores/embedded-store.js';
+import { MemoryLimiter } from '../../src/stores/memory-limiter.js';
+import { HashPool } from '../../src/workers/hash-pool.js';
+import { testSettings } from '../helpers/core.js';
+import { startDovecot, type Dovecot } from '../helpers/dovecot.js';
+import { freePort, waitFor } from '../helpers/ports.js';
+import { RawClient } from '../helpers/raw-client.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string, dflt: number) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const JSON_ONLY = args.includes('--json');
+const IDLE = flag('--idle', 2000);
+const SECONDS = flag('--seconds', 5);
+const CORES = availableParallelism();
+const log = (...a: unknown[]) => {
+  if (!JSON_ONLY) console.error(...a);
+};
+
+/** Runs `op` from `concurrency` loops for `seconds`; returns operations per second. */
+async function rate(concurrency: number, seconds: number, op: (worker: number) => Promise<void>): Promise<number> {
+  const end = Date.now() + seconds * 1000;
+  let n = 0;
+  const start = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      while (Date.now() < end) {
+        await op(w);
+        n++;
+      }
+    }),
+  );
+  return n / (Number(process.hrtime.bigint() - start) / 1e9);
+}
+
+const PASSWORD = 'Bench-pass-123';
+
+async function hashingFigures() {
+  log('bcrypt ceiling and cold logins...');
+  const pool = new HashPool({ cost: 12, threads: CORES, maxQueue: 10_000 });
+  const hash = await pool.hash(PASSWORD);
+  await rate(CORES, 1, () => pool.verify(PASSWORD, hash).then(() => undefined)); // warm the threads
+  const raw = await rate(CORES * 2, SECONDS, () => pool.verify(PASSWORD, hash).then(() => undefined));
+
+  const bcryptjs = (await import('bcryptjs')).default;
+  const native = await import('@node-rs/bcrypt');
+  const jsOne = await rate(1, 2, async () => void bcryptjs.compareSync(PASSWORD, hash));
+  const nativeOne = await rate(1, 2, async () => void native.verifySync(PASSWORD, hash));
+
+  const clock = new ManualClock(Date.now());
+  const store = new EmbeddedStore(':memory:');
+  await store.init();
+  const settings = testSettings({ passwordFailures: 1_000_000, ipFailures: 1_000_000 });
+  const cold = await createCore({
+    store,
+    limiter: new MemoryLimiter(clock),
+    cache: new MemoryCredentialCache(clock),
+    hasher: pool,
+    clock,
+    keys: { current: 'k1', keys: new Map([['k1', randomBytes(32)]]), hmac: randomBytes(32) },
+    settings: { ...settings, auth: { ...settings.auth, verifiedCacheTtlMs: 0 } },
+  });
+  const users = Array.from({ length: CORES * 4 }, (_, i) => `bench${i}`);
+  for (const u of users) await cold.accounts.createUser({ name: 'bench' }, { username: u, password: PASSWORD });
+  const login = (core: typeof cold) => (w: number) =>
+    core.auth.authenticate({ username: users[w % users.length]!, secret: PASSWORD, scope: 'imap', ip: '192.0.2.1', protocol: 'imap' }).then((r) => {
+      if (!r.ok) throw new Error(`bench login failed: ${r.reason}`);
+    });
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  const coldRate = await rate(users.length, SECONDS, login(cold));
+  loop.disable();
+
+  const warm = await createCore({
+    store,
+    limiter: new MemoryLimiter(clock),
+    cache: new MemoryCredentialCache(clock),
+    hasher: pool,
+    clock,
+    keys: { current: 'k1', keys: new Map([['k1', randomBytes(32)]]), hmac: randomBytes(32) },
+    settings,
+  });
+  await Promise.all(users.map((_, w) => login(warm)(w)));
+  const warmRate = await rate(users.length, Math.min(SECONDS, 3), login(warm));
+  await pool.close();
+  await store.close();
+  return {
+    bcrypt_cost: 12,
+    cores: CORES,
+    raw_verifies_per_s: raw,
+    bcryptjs_single_thread_per_s: jsOne,
+    native_single_thread_per_s: nativeOne,
+    cold_logins_per_s: coldRate,
+    cold_vs_raw: coldRate / raw,
+    event_loop_p50_ms: loop.percentile(50) / 1e6,
+    event_loop_p99_ms: loop.percentile(99) / 1e6,
+    event_loop_max_ms: loop.max / 1e6,
+    warm_core_logins_per_s: warmRate,
+  };
+}
+
+async function imapLoginLogout(port: number, user: string, pass: string): Promise<void> {
+  const c = await RawClient.open(port);
+  try {
+    await c.until(/^\* OK/);
+    c.write(`a LOGIN "${user}" "${pass}"\r\n`);
+    const r = await c.until(/^a /);
+    if (!/^a OK/m.test(r)) throw new Error(`login failed: ${r}`);
+    c.write('b LOGOUT\r\n');
+    await c.until(/^b /);
+  } finally {
+    c.close();
+  }
+}
+
+/**
+ * FETCH BODY[] of message 1 on a bare socket that keeps Buffers, counts bytes and looks for
+ * the tagged OK at the tail only, so the client is never the bottleneck.
+ */
+function fetchBytes(port: number, user: string, pass: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, '127.0.0.1');
+    let stage = 0;
+    let bytes = 0;
+    let tail = '';
+    socket.on('error', reject);
+    socket.on('data', (d: Buffer) => {
+      tail = (tail + d.subarray(Math.max(0, d.length - 128)).toString('latin1')).slice(-128);
+      if (stage === 0 && tail.includes('* OK')) {
+        stage = 1;
+        tail = '';
+        socket.write(`a LOGIN "${user}" "${pass}"\r\nb SELECT INBOX\r\n`);
+      } else if (stage === 1 && /\r\nb OK[^\n]*\r\n$/.test(tail)) {
+        stage = 2;
+        tail = '';
+        socket.write('c FETCH 1 BODY.PEEK[]\r\n');
+      } else if (stage === 2) {
+        bytes += d.length;
+        if (/\r\nc OK[^\n]*\r\n$/.test(tail)) {
+          socket.destroy();
+          resolve(bytes);
+        }
+      }
+    });
+  });
+}
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+/** postern as its own process (as in production), so that its RSS and its CPU are its own. */
+async function startPosternProcess(dovecot: Dovecot) {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const port = await freePort();
+  const env = {
+    ...process.env,
+    POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-bench-')),
+    POSTERN_LOG__LEVEL: 'warn',
+    POSTERN_IMAP__PORT: String(port),
+    POSTERN_IMAP__TLS_PORT: '0',
+    POSTERN_IMAP__MAX_SESSIONS_PER_USER: String(IDLE + 100),
+    POSTERN_POP3__ENABLED: 'false',
+    POSTERN_SUBMISSION__ENABLED: 'false',
+    POSTERN_LMTP__ENABLED: 'false',
+    POSTERN_FRONTEND__MAX_PREAUTH_PER_IP: '1000',
+    POSTERN_LIMITS__IP_FAILURES: '1000000',
+    POSTERN_UPSTREAM__IMAP_PORT: String(dovecot.imapPort),
+    POSTERN_UPSTREAM__MASTER_USER: dovecot.masterUser,
+    POSTERN_UPSTREAM__MASTER_PASSWORD: dovecot.masterPassword,
+  };
+  const cli = (args: string[], input = '') => execFileSync(join(root, 'bin/postern'), args, { input, env, encoding: 'utf8' });
+  cli(['user', 'add', 'alice'], `${PASSWORD}\n`);
+  const asp = /password: ([a-z ]+)/.exec(cli(['asp', 'create', 'alice', '--scope', 'imap']))![1]!.trim();
+  dovecot.addUser('alice', 'upstream-pass');
+  const child: ChildProcess = spawn(process.execPath, [join(root, 'dist/cli/postern.js'), 'serve'], { env, stdio: 'ignore' });
+  await waitFor('postern process', () => imapLoginLogout(port, 'alice', asp), 30_000);
+  return { port, asp, pid: child.pid!, stop: () => child.kill('SIGTERM') };
+}
+
+async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string }) {
+  log('end-to-end logins and FETCH throughput...');
+  const conc = 8;
+  const direct = await rate(conc, SECONDS, () => imapLoginLogout(dovecot.imapPort, 'alice', 'upstream-pass'));
+  const viaPostern = await rate(conc, SECONDS, () => imapLoginLogout(postern.port, 'alice', postern.asp));
+
+  const line = `${'y'.repeat(998)}\r\n`;
+  const message = Buffer.from(`Subject: big\r\n\r\n${line.repeat(32 * 1024)}`);
+  const c = new ImapFlow({ host: '127.0.0.1', port: dovecot.imapPort, secure: false, auth: { user: 'alice', pass: 'upstream-pass' }, logger: false });
+  await c.connect();
+  await c.append('INBOX', message);
+  await c.logout();
+  const mbps = async (port: number, pass: string) => {
+    let best = 0;
+    for (let i = 0; i < 5; i++) {
+      const t = process.hrtime.bigint();
+      const bytes = await fetchBytes(port, 'alice', pass);
+      best = Math.max(best, bytes / 1e6 / (Number(process.hrtime.bigint() - t) / 1e9));
+    }
+    return best;
+  };
+  const fetchDirect = await mbps(dovecot.imapPort, 'upstream-pass');
+  const fetchPostern = await mbps(postern.port, postern.asp);
+  return {
+    direct_dovecot_logins_per_s: direct,
+    postern_warm_logins_per_s: viaPostern,
+    warm_e2e_vs_direct: viaPostern / direct,
+    fetch_message_mb: message.length / 1e6,
+    fetch_direct_mb_per_s: fetchDirect,
+    fetch_postern_mb_per_s: fetchPostern,
+    fetch_vs_direct: fetchPostern / fetchDirect,
+  };
+}
+
+/** N sessions logged in through postern and waiting in IDLE; RSS growth per session. */
+async function idleFigures(postern: { port: number; asp: string; pid: number }) {
+  log(`memory of ${IDLE} idle IMAP sessions...`);
+  const clients: RawClient[] = [];
+  const open = async () => {
+    const c = await RawClient.open(postern.port);
+    await c.until(/^\* OK/);
+    c.write(`a LOGIN alice "${postern.asp}"\r\n`);
+    await c.until(/^a OK/);
+    c.write('b SELECT INBOX\r\nc IDLE\r\n');
+    await c.until(/^\+ idling/);
+    clients.push(c);
+  };
+  const openMany = async (n: number) => {
+    for (let i = 0; i < n; i += 50) await Promise.all(Array.from({ length: Math.min(50, n - i) }, open));
+  };
+  // Warm up first (heap, store caches), so the figure is the steady cost of one more session.
+  const warm = Math.min(200, Math.floor(IDLE / 10));
+  await openMany(warm);
+  await new Promise((r) => setTimeout(r, 2000));
+  const before = rssKb(postern.pid);
+  await openMany(IDLE - warm);
+  await new Promise((r) => setTimeout(r, 2000));
+  const after = rssKb(postern.pid);
+  for (const c of clients) c.close();
+  return { idle_sessions: IDLE, postern_rss_mb: after / 1024, rss_kb_per_idle_session: (after - before) / (IDLE - warm) };
+}
+
+async function main() {
+  const hashing = await hashingFigures();
+  const dovecot = await startDovecot();
+  let postern: Awaited<ReturnType<typeof startPosternProcess>> | null = null;
+  try {
+    postern = await startPosternProcess(dovecot);
+    const e2e = await e2eFigures(dovecot, postern);
+    const idle = await idleFigures(postern);
+    const result = { date: new Date().toISOString(), node: process.version, ...hashing, ...e2e, ...idle };
+    if (JSON_ONLY) console.log(JSON.stringify(result, null, 2));
+    else printTable(result);
+  } finally {
+    postern?.stop();
+    await dovecot.stop();
+  }
+}
+
+function printTable(r: Record<string, string | number>) {
+  const f = (v: string | number) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2)) : v);
+  const rows: Array<[string, string, string]> = [
+    ['bcrypt cost 12, raw verifies/s on all cores (ceiling)', f(r.raw_verifies_per_s!), `${r.cores} cores`],
+    ['  one thread: @node-rs/bcrypt vs bcryptjs verifies/s', `${f(r.native_single_thread_per_s!)} vs ${f(r.bcryptjs_single_thread_per_s!)}`, `${f(Number(r.native_single_thread_per_s) / Number(r.bcryptjs_single_thread_per_s))}x`],
+    ['cold logins/s through the core', f(r.cold_logins_per_s!), `${f(r.cold_vs_raw!)} x ceiling`],
+    ['event-loop delay during cold storm p50 / p99 / max ms', `${f(r.event_loop_p50_ms!)} / ${f(r.event_loop_p99_ms!)} / ${f(r.event_loop_max_ms!)}`, ''],
+    ['warm (cached) logins/s through the core', f(r.warm_core_logins_per_s!), `${f(Number(r.warm_core_logins_per_s) / Number(r.raw_verifies_per_s))} x ceiling`],
+    ['IMAP connect+login+logout/s: Dovecot direct', f(r.direct_dovecot_logins_per_s!), 'baseline'],
+    ['IMAP connect+login+logout/s: through postern (warm)', f(r.postern_warm_logins_per_s!), `${f(r.warm_e2e_vs_direct!)} x direct`],
+    [`FETCH ${f(r.fetch_message_mb!)} MB: Dovecot direct MB/s`, f(r.fetch_direct_mb_per_s!), 'baseline'],
+    ['FETCH through postern MB/s', f(r.fetch_postern_mb_per_s!), `${f(r.fetch_vs_direct!)} x direct`],
+    [`RSS per idle IMAP session (${r.idle_sessions} in IDLE)`, `${f(r.rss_kb_per_idle_session!)} KB`, `postern RSS ${f(r.postern_rss_mb!)} MB`],
+  ];
+  const w = Math.max(...rows.map((x) => x[0].length));
+  const w2 = Math.max(...rows.map((x) => x[1].length));
+  console.log(rows.map(([a, b, c]) => `${a.padEnd(w)}  ${b.padStart(w2)}  ${c}`).join('\n'));
+  console.log(JSON.stringify(r));
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
