@@ -1,7 +1,7 @@
 // Interfaces the core needs from the outside world. Stores implement them; the core never
 // imports a store. Every method may reject with a temporary PosternError when its backend
 // is down.
-import type { Asp, AuditEvent, AuditPage, AuditQuery, LastUse, User } from './types.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, LastUse, Session, TrustedDevice, User } from './types.js';
 
 export type NewUser = Omit<User, 'id' | 'credentialVersion' | 'createdAt' | 'updatedAt' | 'totpLastStep'>;
 export type UserPatch = Partial<Omit<User, 'id' | 'username' | 'credentialVersion' | 'createdAt' | 'updatedAt'>>;
@@ -47,12 +47,43 @@ export interface AuditStore {
   purgeExpired(now: Date): Promise<number>;
 }
 
+/** Web API sessions, looked up by the hash of their token. */
+export interface SessionStore {
+  create(s: Omit<Session, 'id'>): Promise<Session>;
+  /** Only sessions not yet expired at `now`. */
+  findByTokenHash(tokenHash: string, now: Date): Promise<Session | null>;
+  delete(id: string): Promise<boolean>;
+  deleteAllOfUser(userId: string): Promise<number>;
+  /** Removes expired sessions; MongoDB's TTL index also does this on its own. */
+  purgeExpired(now: Date): Promise<number>;
+}
+
+export interface TrustedDeviceStore {
+  create(d: Omit<TrustedDevice, 'id' | 'lastUse'>): Promise<TrustedDevice>;
+  findByTokenHash(userId: string, tokenHash: string, now: Date): Promise<TrustedDevice | null>;
+  listByUser(userId: string, now: Date): Promise<TrustedDevice[]>;
+  recordUse(id: string, use: LastUse): Promise<void>;
+  delete(userId: string, id: string): Promise<boolean>;
+  deleteAllOfUser(userId: string): Promise<number>;
+  purgeExpired(now: Date): Promise<number>;
+}
+
+export interface ApiTokenStore {
+  create(t: Omit<ApiToken, 'id'>): Promise<ApiToken>;
+  findByTokenHash(tokenHash: string, now: Date): Promise<ApiToken | null>;
+  list(): Promise<ApiToken[]>;
+  delete(id: string): Promise<boolean>;
+}
+
 /** Everything persistent, behind one handle. */
 export interface Store {
   users: UserStore;
   asps: AspStore;
   recoveryCodes: RecoveryCodeStore;
   audit: AuditStore;
+  sessions: SessionStore;
+  devices: TrustedDeviceStore;
+  apiTokens: ApiTokenStore;
   /** Creates tables/collections and indexes. Idempotent. */
   init(): Promise<void>;
   close(): Promise<void>;

@@ -2,8 +2,20 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { PosternError, conflict, invalid, temporary } from '../core/errors.js';
-import type { AspStore, AuditStore, NewAsp, NewUser, RecoveryCodeStore, Store, UserPatch, UserStore } from '../core/ports.js';
-import type { Asp, AuditEvent, AuditPage, AuditQuery, LastUse, User } from '../core/types.js';
+import type {
+  ApiTokenStore,
+  AspStore,
+  AuditStore,
+  NewAsp,
+  NewUser,
+  RecoveryCodeStore,
+  SessionStore,
+  Store,
+  TrustedDeviceStore,
+  UserPatch,
+  UserStore,
+} from '../core/ports.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, LastUse, Session, TrustedDevice, User } from '../core/types.js';
 import { decodeCursor, encodeCursor, fromJson, newId, toJson } from './documents.js';
 
 // The data model of the whole product. Documents are JSON so the shape matches the MongoDB
@@ -254,12 +266,127 @@ class EmbeddedAudit implements AuditStore {
   }
 }
 
+const docRow = <T extends { id: string }>(row: Row | undefined): T | null =>
+  row ? ({ ...fromJson<T>(row.doc as string), id: row.id as string } as T) : null;
+
+class EmbeddedSessions implements SessionStore {
+  constructor(private readonly db: Database.Database) {}
+
+  create(input: Omit<Session, 'id'>): Promise<Session> {
+    return guard('session', () => {
+      const s: Session = { ...input, id: newId() };
+      this.db
+        .prepare('INSERT INTO sessions (id, user_id, token_hash, expires_at, doc) VALUES (?, ?, ?, ?, ?)')
+        .run(s.id, s.userId, s.tokenHash, s.expiresAt.getTime(), toJson(s));
+      return s;
+    });
+  }
+
+  findByTokenHash(tokenHash: string, now: Date): Promise<Session | null> {
+    return guard('session', () =>
+      docRow<Session>(this.db.prepare('SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?').get(tokenHash, now.getTime()) as Row),
+    );
+  }
+
+  delete(id: string): Promise<boolean> {
+    return guard('session', () => this.db.prepare('DELETE FROM sessions WHERE id = ?').run(id).changes > 0);
+  }
+
+  deleteAllOfUser(userId: string): Promise<number> {
+    return guard('session', () => this.db.prepare('DELETE FROM sessions WHERE user_id = ?').run(userId).changes);
+  }
+
+  purgeExpired(now: Date): Promise<number> {
+    return guard('session', () => this.db.prepare('DELETE FROM sessions WHERE expires_at <= ?').run(now.getTime()).changes);
+  }
+}
+
+class EmbeddedDevices implements TrustedDeviceStore {
+  constructor(private readonly db: Database.Database) {}
+
+  create(input: Omit<TrustedDevice, 'id' | 'lastUse'>): Promise<TrustedDevice> {
+    return guard('trusted device', () => {
+      const d: TrustedDevice = { ...input, id: newId(), lastUse: null };
+      this.db
+        .prepare('INSERT INTO trusted_devices (id, user_id, token_hash, expires_at, doc) VALUES (?, ?, ?, ?, ?)')
+        .run(d.id, d.userId, d.tokenHash, d.expiresAt.getTime(), toJson(d));
+      return d;
+    });
+  }
+
+  findByTokenHash(userId: string, tokenHash: string, now: Date): Promise<TrustedDevice | null> {
+    return guard('trusted device', () =>
+      docRow<TrustedDevice>(
+        this.db
+          .prepare('SELECT * FROM trusted_devices WHERE user_id = ? AND token_hash = ? AND expires_at > ?')
+          .get(userId, tokenHash, now.getTime()) as Row,
+      ),
+    );
+  }
+
+  listByUser(userId: string, now: Date): Promise<TrustedDevice[]> {
+    return guard('trusted device', () =>
+      (
+        this.db.prepare('SELECT * FROM trusted_devices WHERE user_id = ? AND expires_at > ? ORDER BY rowid').all(userId, now.getTime()) as Row[]
+      ).map((r) => docRow<TrustedDevice>(r)!),
+    );
+  }
+
+  recordUse(id: string, use: LastUse): Promise<void> {
+    return guard('trusted device', () => {
+      this.db.prepare(`UPDATE trusted_devices SET doc = json_set(doc, '$.lastUse', json(?)) WHERE id = ?`).run(toJson(use), id);
+    });
+  }
+
+  delete(userId: string, id: string): Promise<boolean> {
+    return guard('trusted device', () => this.db.prepare('DELETE FROM trusted_devices WHERE id = ? AND user_id = ?').run(id, userId).changes > 0);
+  }
+
+  deleteAllOfUser(userId: string): Promise<number> {
+    return guard('trusted device', () => this.db.prepare('DELETE FROM trusted_devices WHERE user_id = ?').run(userId).changes);
+  }
+
+  purgeExpired(now: Date): Promise<number> {
+    return guard('trusted device', () => this.db.prepare('DELETE FROM trusted_devices WHERE expires_at <= ?').run(now.getTime()).changes);
+  }
+}
+
+class EmbeddedApiTokens implements ApiTokenStore {
+  constructor(private readonly db: Database.Database) {}
+
+  create(input: Omit<ApiToken, 'id'>): Promise<ApiToken> {
+    return guard('API token', () => {
+      const t: ApiToken = { ...input, id: newId() };
+      this.db.prepare('INSERT INTO api_tokens (id, token_hash, doc) VALUES (?, ?, ?)').run(t.id, t.tokenHash, toJson(t));
+      return t;
+    });
+  }
+
+  findByTokenHash(tokenHash: string, now: Date): Promise<ApiToken | null> {
+    return guard('API token', () => {
+      const t = docRow<ApiToken>(this.db.prepare('SELECT * FROM api_tokens WHERE token_hash = ?').get(tokenHash) as Row);
+      return t && (!t.expiresAt || t.expiresAt.getTime() > now.getTime()) ? t : null;
+    });
+  }
+
+  list(): Promise<ApiToken[]> {
+    return guard('API token', () => (this.db.prepare('SELECT * FROM api_tokens ORDER BY rowid').all() as Row[]).map((r) => docRow<ApiToken>(r)!));
+  }
+
+  delete(id: string): Promise<boolean> {
+    return guard('API token', () => this.db.prepare('DELETE FROM api_tokens WHERE id = ?').run(id).changes > 0);
+  }
+}
+
 /** The default store: one SQLite file, durable across restarts, no server to install. */
 export class EmbeddedStore implements Store {
   readonly users: EmbeddedUsers;
   readonly asps: EmbeddedAsps;
   readonly recoveryCodes: EmbeddedRecoveryCodes;
   readonly audit: EmbeddedAudit;
+  readonly sessions: EmbeddedSessions;
+  readonly devices: EmbeddedDevices;
+  readonly apiTokens: EmbeddedApiTokens;
   private readonly db: Database.Database;
 
   constructor(path: string) {
@@ -271,6 +398,9 @@ export class EmbeddedStore implements Store {
     this.asps = new EmbeddedAsps(this.db);
     this.recoveryCodes = new EmbeddedRecoveryCodes(this.db);
     this.audit = new EmbeddedAudit(this.db);
+    this.sessions = new EmbeddedSessions(this.db);
+    this.devices = new EmbeddedDevices(this.db);
+    this.apiTokens = new EmbeddedApiTokens(this.db);
   }
 
   async init(): Promise<void> {

@@ -1,7 +1,19 @@
 import { MongoClient, MongoServerError, ObjectId, type Collection, type Db, type Filter } from 'mongodb';
 import { PosternError, conflict, invalid, temporary } from '../core/errors.js';
-import type { AspStore, AuditStore, NewAsp, NewUser, RecoveryCodeStore, Store, UserPatch, UserStore } from '../core/ports.js';
-import type { Asp, AuditEvent, AuditPage, AuditQuery, LastUse, User } from '../core/types.js';
+import type {
+  ApiTokenStore,
+  AspStore,
+  AuditStore,
+  NewAsp,
+  NewUser,
+  RecoveryCodeStore,
+  SessionStore,
+  Store,
+  TrustedDeviceStore,
+  UserPatch,
+  UserStore,
+} from '../core/ports.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, LastUse, Session, TrustedDevice, User } from '../core/types.js';
 import { decodeCursor, encodeCursor } from './documents.js';
 
 type UserDoc = Omit<User, 'id'> & { _id: ObjectId };
@@ -203,12 +215,140 @@ class MongoAudit implements AuditStore {
   }
 }
 
+type SessionDoc = Omit<Session, 'id' | 'userId'> & { _id: ObjectId; userId: ObjectId };
+type DeviceDoc = Omit<TrustedDevice, 'id' | 'userId'> & { _id: ObjectId; userId: ObjectId };
+type TokenDoc = Omit<ApiToken, 'id'> & { _id: ObjectId };
+
+/** Turns a document with ObjectId `_id` (and `userId`) back into the domain shape with string ids. */
+function withIds<T>(doc: { _id: ObjectId; userId?: ObjectId }): T {
+  const { _id, userId, ...rest } = doc;
+  return { ...rest, id: _id.toHexString(), ...(userId ? { userId: userId.toHexString() } : {}) } as T;
+}
+
+class MongoSessions implements SessionStore {
+  constructor(private readonly c: Collection<SessionDoc>) {}
+
+  create(input: Omit<Session, 'id'>): Promise<Session> {
+    const userId = oid(input.userId);
+    if (!userId) return Promise.reject(invalid('bad user id'));
+    return guard('session', async () => {
+      const doc: SessionDoc = { ...input, _id: new ObjectId(), userId };
+      await this.c.insertOne(doc);
+      return withIds<Session>(doc);
+    });
+  }
+
+  findByTokenHash(tokenHash: string, now: Date): Promise<Session | null> {
+    return guard('session', async () => {
+      const doc = await this.c.findOne({ tokenHash, expiresAt: { $gt: now } });
+      return doc ? withIds<Session>(doc) : null;
+    });
+  }
+
+  delete(id: string): Promise<boolean> {
+    const _id = oid(id);
+    return _id ? guard('session', async () => (await this.c.deleteOne({ _id })).deletedCount === 1) : Promise.resolve(false);
+  }
+
+  deleteAllOfUser(userId: string): Promise<number> {
+    const u = oid(userId);
+    return u ? guard('session', async () => (await this.c.deleteMany({ userId: u })).deletedCount) : Promise.resolve(0);
+  }
+
+  purgeExpired(now: Date): Promise<number> {
+    return guard('session', async () => (await this.c.deleteMany({ expiresAt: { $lte: now } })).deletedCount);
+  }
+}
+
+class MongoDevices implements TrustedDeviceStore {
+  constructor(private readonly c: Collection<DeviceDoc>) {}
+
+  create(input: Omit<TrustedDevice, 'id' | 'lastUse'>): Promise<TrustedDevice> {
+    const userId = oid(input.userId);
+    if (!userId) return Promise.reject(invalid('bad user id'));
+    return guard('trusted device', async () => {
+      const doc: DeviceDoc = { ...input, _id: new ObjectId(), userId, lastUse: null };
+      await this.c.insertOne(doc);
+      return withIds<TrustedDevice>(doc);
+    });
+  }
+
+  findByTokenHash(userId: string, tokenHash: string, now: Date): Promise<TrustedDevice | null> {
+    const u = oid(userId);
+    if (!u) return Promise.resolve(null);
+    return guard('trusted device', async () => {
+      const doc = await this.c.findOne({ userId: u, tokenHash, expiresAt: { $gt: now } });
+      return doc ? withIds<TrustedDevice>(doc) : null;
+    });
+  }
+
+  listByUser(userId: string, now: Date): Promise<TrustedDevice[]> {
+    const u = oid(userId);
+    if (!u) return Promise.resolve([]);
+    return guard('trusted device', async () =>
+      (await this.c.find({ userId: u, expiresAt: { $gt: now } }).sort({ _id: 1 }).toArray()).map((d) => withIds<TrustedDevice>(d)),
+    );
+  }
+
+  recordUse(id: string, use: LastUse): Promise<void> {
+    const _id = oid(id);
+    return _id ? guard('trusted device', async () => void (await this.c.updateOne({ _id }, { $set: { lastUse: use } }))) : Promise.resolve();
+  }
+
+  delete(userId: string, id: string): Promise<boolean> {
+    const u = oid(userId);
+    const _id = oid(id);
+    if (!u || !_id) return Promise.resolve(false);
+    return guard('trusted device', async () => (await this.c.deleteOne({ _id, userId: u })).deletedCount === 1);
+  }
+
+  deleteAllOfUser(userId: string): Promise<number> {
+    const u = oid(userId);
+    return u ? guard('trusted device', async () => (await this.c.deleteMany({ userId: u })).deletedCount) : Promise.resolve(0);
+  }
+
+  purgeExpired(now: Date): Promise<number> {
+    return guard('trusted device', async () => (await this.c.deleteMany({ expiresAt: { $lte: now } })).deletedCount);
+  }
+}
+
+class MongoApiTokens implements ApiTokenStore {
+  constructor(private readonly c: Collection<TokenDoc>) {}
+
+  create(input: Omit<ApiToken, 'id'>): Promise<ApiToken> {
+    return guard('API token', async () => {
+      const doc: TokenDoc = { ...input, _id: new ObjectId() };
+      await this.c.insertOne(doc);
+      return withIds<ApiToken>(doc);
+    });
+  }
+
+  findByTokenHash(tokenHash: string, now: Date): Promise<ApiToken | null> {
+    return guard('API token', async () => {
+      const doc = await this.c.findOne({ tokenHash, $or: [{ expiresAt: null }, { expiresAt: { $gt: now } }] });
+      return doc ? withIds<ApiToken>(doc) : null;
+    });
+  }
+
+  list(): Promise<ApiToken[]> {
+    return guard('API token', async () => (await this.c.find({}).sort({ _id: 1 }).toArray()).map((d) => withIds<ApiToken>(d)));
+  }
+
+  delete(id: string): Promise<boolean> {
+    const _id = oid(id);
+    return _id ? guard('API token', async () => (await this.c.deleteOne({ _id })).deletedCount === 1) : Promise.resolve(false);
+  }
+}
+
 /** Production store on the official driver, used directly (no ODM). */
 export class MongoStore implements Store {
   readonly users: MongoUsers;
   readonly asps: MongoAsps;
   readonly recoveryCodes: MongoRecoveryCodes;
   readonly audit: MongoAudit;
+  readonly sessions: MongoSessions;
+  readonly devices: MongoDevices;
+  readonly apiTokens: MongoApiTokens;
   private readonly db: Db;
 
   constructor(private readonly client: MongoClient, dbName?: string) {
@@ -217,6 +357,9 @@ export class MongoStore implements Store {
     this.asps = new MongoAsps(this.db.collection('asps'));
     this.recoveryCodes = new MongoRecoveryCodes(this.db.collection('recovery_codes'));
     this.audit = new MongoAudit(this.db.collection('audit'));
+    this.sessions = new MongoSessions(this.db.collection('sessions'));
+    this.devices = new MongoDevices(this.db.collection('trusted_devices'));
+    this.apiTokens = new MongoApiTokens(this.db.collection('api_tokens'));
   }
 
   static async connect(url: string, dbName?: string): Promise<MongoStore> {

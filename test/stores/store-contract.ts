@@ -176,5 +176,49 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       expect(await s.audit.purgeExpired(at(31))).toBe(1);
       expect((await s.audit.query({ limit: 10 }, at(41))).events).toHaveLength(0);
     });
+
+    it('finds live sessions by token hash only, and signs out one or all', async () => {
+      const u = await s.users.create(newUser('alice'), T0);
+      const later = (ms: number) => new Date(T0.getTime() + ms);
+      const base = { userId: u.id, trustedDeviceId: null, ip: '192.0.2.1', userAgent: 'curl', createdAt: T0 };
+      const a = await s.sessions.create({ ...base, tokenHash: 'ha', expiresAt: later(3_600_000) });
+      await s.sessions.create({ ...base, tokenHash: 'hb', expiresAt: later(3_600_000) });
+      await s.sessions.create({ ...base, tokenHash: 'hc', expiresAt: later(1000) });
+      expect((await s.sessions.findByTokenHash('ha', later(10)))?.id).toBe(a.id);
+      expect(await s.sessions.findByTokenHash('hc', later(1000))).toBeNull();
+      expect(await s.sessions.purgeExpired(later(1000))).toBe(1);
+      expect(await s.sessions.delete(a.id)).toBe(true);
+      expect(await s.sessions.findByTokenHash('ha', later(10))).toBeNull();
+      await s.sessions.create({ ...base, tokenHash: 'hd', expiresAt: later(3_600_000) });
+      expect(await s.sessions.deleteAllOfUser(u.id)).toBe(2);
+      expect(await s.sessions.findByTokenHash('hb', later(10))).toBeNull();
+    });
+
+    it('keeps trusted devices per user until they expire or are removed', async () => {
+      const a = await s.users.create(newUser('alice'), T0);
+      const b = await s.users.create(newUser('bob'), T0);
+      const day = 86_400_000;
+      const d1 = await s.devices.create({ userId: a.id, tokenHash: 't1', label: 'laptop', createdAt: T0, expiresAt: new Date(T0.getTime() + 30 * day) });
+      await s.devices.create({ userId: a.id, tokenHash: 't2', label: 'old', createdAt: T0, expiresAt: new Date(T0.getTime() + day) });
+      expect(await s.devices.findByTokenHash(b.id, 't1', T0)).toBeNull();
+      expect((await s.devices.findByTokenHash(a.id, 't1', T0))?.label).toBe('laptop');
+      expect((await s.devices.listByUser(a.id, new Date(T0.getTime() + 2 * day))).map((d) => d.label)).toEqual(['laptop']);
+      await s.devices.recordUse(d1.id, { time: T0, ip: '192.0.2.9', protocol: 'http' });
+      expect((await s.devices.listByUser(a.id, T0))[0]?.lastUse).toEqual({ time: T0, ip: '192.0.2.9', protocol: 'http' });
+      expect(await s.devices.delete(b.id, d1.id)).toBe(false);
+      expect(await s.devices.delete(a.id, d1.id)).toBe(true);
+      expect(await s.devices.findByTokenHash(a.id, 't1', T0)).toBeNull();
+      expect(await s.devices.deleteAllOfUser(a.id)).toBe(1);
+    });
+
+    it('stores API tokens by hash and honours their expiry', async () => {
+      const t = await s.apiTokens.create({ tokenHash: 'x1', role: 'auditor', description: 'SIEM', createdBy: 'root', createdAt: T0, expiresAt: null });
+      await s.apiTokens.create({ tokenHash: 'x2', role: 'admin', description: 'short', createdBy: 'root', createdAt: T0, expiresAt: new Date(T0.getTime() + 1000) });
+      expect((await s.apiTokens.findByTokenHash('x1', T0))?.role).toBe('auditor');
+      expect(await s.apiTokens.findByTokenHash('x2', new Date(T0.getTime() + 1000))).toBeNull();
+      expect((await s.apiTokens.list()).map((x) => x.description)).toEqual(['SIEM', 'short']);
+      expect(await s.apiTokens.delete(t.id)).toBe(true);
+      expect(await s.apiTokens.findByTokenHash('x1', T0)).toBeNull();
+    });
   });
 }
