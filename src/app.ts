@@ -3,6 +3,7 @@ import type { Accounts } from './core/accounts.js';
 import type { AuditLog } from './core/audit-log.js';
 import type { Authenticator } from './core/authenticate.js';
 import { createCore, type CoreSettings } from './core/core.js';
+import type { WebSessions } from './core/web-sessions.js';
 import { systemClock, type Clock } from './core/clock.js';
 import type { CredentialCache, RateLimiter, Store } from './core/ports.js';
 import { dataPath, type Config } from './config/load.js';
@@ -24,6 +25,7 @@ export interface App {
   audit: AuditLog;
   auth: Authenticator;
   accounts: Accounts;
+  sessions: WebSessions;
   limiter: RateLimiter;
   cache: CredentialCache;
   clock: Clock;
@@ -74,6 +76,7 @@ export function coreSettings(cfg: Config): CoreSettings {
       ipWindowMs: l.ip_window,
       allowList: l.allow_list,
     },
+    web: { sessionTtlMs: cfg.api.session_ttl, trustedDeviceTtlMs: cfg.api.trusted_device_ttl },
     auditRetentionMs: cfg.audit.retention,
   };
 }
@@ -99,7 +102,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     auditFallback: new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')),
     onAuditError: (err, e) => log.error({ err: (err as Error).message, action: e.action }, 'audit store failed; event spooled'),
   });
-  const { audit, auth, accounts } = core;
+  const { audit, auth, accounts, sessions } = core;
   return {
     config: cfg,
     log,
@@ -107,6 +110,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     audit,
     auth,
     accounts,
+    sessions,
     limiter,
     cache,
     clock,

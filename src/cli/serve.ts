@@ -1,8 +1,23 @@
-import { createApp } from '../app.js';
+import { buildApi } from '../api/server.js';
+import { createApp, type App } from '../app.js';
 import type { Config } from '../config/load.js';
 import { startListeners } from '../protocols/servers.js';
 
 const HOUR = 3_600_000;
+
+/** The web API on its configured address. */
+export async function startApi(app: App): Promise<{ port: number; close(): Promise<void> }> {
+  const api = await buildApi({
+    store: app.store,
+    auth: app.auth,
+    accounts: app.accounts,
+    sessions: app.sessions,
+    clock: app.clock,
+  });
+  await api.listen({ host: app.config.api.host, port: app.config.api.port });
+  const a = api.server.address();
+  return { port: typeof a === 'object' && a ? a.port : app.config.api.port, close: () => api.close() };
+}
 
 /** Runs postern until SIGINT/SIGTERM; SIGHUP reloads the TLS certificate. */
 export async function serve(config: Config): Promise<void> {
@@ -14,6 +29,8 @@ export async function serve(config: Config): Promise<void> {
       if (moved) log.info({ moved }, 'spooled audit events written to the store');
       const purged = await app.store.audit.purgeExpired(app.clock.now());
       if (purged) log.info({ purged }, 'expired audit events removed');
+      const sessions = await app.sessions.purgeExpired();
+      if (sessions) log.info({ sessions }, 'expired sessions and trusted devices removed');
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'audit maintenance failed; will retry');
     }
@@ -21,6 +38,7 @@ export async function serve(config: Config): Promise<void> {
   await maintain();
   const timer = setInterval(maintain, HOUR);
   const listeners = await startListeners(app);
+  const api = config.api.enabled ? await startApi(app) : null;
   const up = config.upstream;
   const h = (host: string, ports: number[]) => ports.map((p) => `${host}:${p}`).join(', ') || 'off';
   log.info(
@@ -29,6 +47,7 @@ export async function serve(config: Config): Promise<void> {
       pop3: h(config.pop3.host, listeners.ports.pop3),
       submission: h(config.submission.host, listeners.ports.submission),
       lmtp: h(config.lmtp.host, listeners.ports.lmtp),
+      api: api ? `http://${config.api.host}:${api.port}/ (docs at /docs)` : 'off',
       upstream: `imap ${up.host}:${up.imap_port}, pop3 ${up.host}:${up.pop3_port}, smtp ${up.host}:${up.smtp_port}, lmtp ${up.host}:${up.lmtp_port}`,
       store: config.store.kind,
       redis: config.redis.url ? 'configured' : 'in-memory',
@@ -53,5 +72,6 @@ export async function serve(config: Config): Promise<void> {
   clearInterval(timer);
   log.info('postern stopping');
   await listeners.close();
+  await api?.close();
   await app.close();
 }

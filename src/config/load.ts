@@ -71,6 +71,7 @@ const schema = z.strictObject({
   pop3: listener.extend({ max_sessions_per_user: count }),
   submission: listener.extend({ max_message_size: count, max_recipients: count }),
   lmtp: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port: port, max_message_size: count }),
+  api: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port, session_ttl: duration, trusted_device_ttl: duration }),
   upstream: z.strictObject({
     host: z.string().min(1),
     imap_port: port,
@@ -151,6 +152,12 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
     throw new PosternError('config_invalid', `invalid configuration:\n${lines.join('\n')}`);
   }
   const cfg = parsed.data;
+  if (cfg.api.trusted_device_ttl > 0 && cfg.api.trusted_device_ttl <= cfg.api.session_ttl) {
+    throw new PosternError(
+      'config_invalid',
+      'invalid configuration:\n  api.trusted_device_ttl: must be longer than api.session_ttl (or 0d to turn trusted devices off)',
+    );
+  }
   cfg.server.data_dir = resolve(cfg.server.data_dir);
   return cfg;
 }

@@ -145,6 +145,8 @@ export class Accounts {
   async deleteUser(actor: Actor, username: string): Promise<void> {
     const user = await this.get(username);
     await this.d.store.asps.deleteAllOfUser(user.id);
+    await this.d.store.sessions.deleteAllOfUser(user.id);
+    await this.d.store.devices.deleteAllOfUser(user.id);
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
     await this.d.store.users.delete(user.id);
     await this.audit(actor, user, { action: 'user.delete', result: 'success' });
@@ -235,7 +237,18 @@ export class Accounts {
     const notices = [...new Set([...user.notices, 'two_factor_reset_by_admin'])];
     const updated = await this.patch(user, { twoFactor: false, totp: null, totpPending: null, notices }, true);
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
+    await this.d.store.devices.deleteAllOfUser(user.id);
     await this.audit(actor, user, { action: '2fa.reset', result: 'success' });
+    return updated;
+  }
+
+  /** The user turns their own second factors off (the caller checked password and factor). */
+  async disableSecondFactor(actor: Actor, username: string): Promise<User> {
+    const user = await this.get(username);
+    const updated = await this.patch(user, { twoFactor: false, totp: null, totpPending: null }, true);
+    await this.d.store.recoveryCodes.replace(user.id, [], this.now());
+    await this.d.store.devices.deleteAllOfUser(user.id);
+    await this.audit(actor, user, { action: 'totp.disable', result: 'success' });
     return updated;
   }
 

@@ -207,7 +207,7 @@ export class Authenticator {
       if (user.mustChangePassword || !user.scopes.includes(req.scope)) return fail('scope_denied');
       return ok();
     }
-    if (!user.twoFactor) return ok();
+    if (!user.twoFactor || req.trustedDevice) return ok();
     return (await this.checkSecondFactor(req, user)) ?? ok();
   }
 

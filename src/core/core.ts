@@ -6,11 +6,13 @@ import { makeDummyHash } from './passwords.js';
 import type { CredentialCache, Hasher, RateLimiter, Store } from './ports.js';
 import { RateWindows, type LimitSettings } from './rate-windows.js';
 import { SecretBox } from './secret-box.js';
+import { WebSessions, type WebSessionSettings } from './web-sessions.js';
 
 export interface CoreSettings {
   auth: AuthSettings;
   accounts: AccountSettings;
   limits: LimitSettings;
+  web: WebSessionSettings;
   auditRetentionMs: number;
 }
 
@@ -32,6 +34,7 @@ export interface Core {
   audit: AuditLog;
   windows: RateWindows;
   box: SecretBox;
+  sessions: WebSessions;
 }
 
 /** Wires the core's parts around the given stores; no I/O of its own beyond them. */
@@ -48,5 +51,6 @@ export async function createCore(d: CoreDeps): Promise<Core> {
     dummyHash: await makeDummyHash(d.hasher),
   });
   const accounts = new Accounts({ ...common, settings: d.settings.accounts });
-  return { auth, accounts, audit, windows, box };
+  const sessions = new WebSessions({ store: d.store, auth, audit, clock: d.clock, serverKey: d.keys.hmac, settings: d.settings.web });
+  return { auth, accounts, audit, windows, box, sessions };
 }

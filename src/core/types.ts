@@ -170,7 +170,11 @@ export type AuditAction =
   | 'recovery.regenerate'
   | 'recovery.use'
   | 'pgp.update'
-  | 'policy.update';
+  | 'policy.update'
+  | 'device.delete'
+  | 'token.create'
+  | 'token.delete'
+  | 'session.signout';
 
 export interface AuditEvent {
   id?: string;
@@ -234,6 +238,8 @@ export interface AuthRequest {
   ip: string | null;
   protocol: Protocol;
   secondFactor?: SecondFactor;
+  /** The caller already checked a trusted-device token of this user (web sign-in only). */
+  trustedDevice?: boolean;
   sessionId?: string;
   userAgent?: string;
 }

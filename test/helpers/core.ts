@@ -46,6 +46,7 @@ export function testSettings(limits: Partial<LimitSettings> = {}): CoreSettings 
       passwordPolicy: { minLength: 8, requireLower: true, requireUpper: true, requireDigit: true, requireSpecial: true },
     },
     limits: { ...defaultLimits, ...limits },
+    web: { sessionTtlMs: 12 * 3_600_000, trustedDeviceTtlMs: 30 * 86_400_000 },
     auditRetentionMs: 30 * 86_400_000,
   };
 }

@@ -1,0 +1,152 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { parseDuration } from '../../config/duration.js';
+import { invalid } from '../../core/errors.js';
+import type { Role } from '../../core/types.js';
+import { errors, nameParam, idParam, userView as userSchema } from '../schemas.js';
+import { actorName, requireRole, type ApiDeps } from '../server.js';
+import { userView } from '../views.js';
+
+/** Administrators: accounts, roles, second-factor resets, API tokens. */
+export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
+  const actor = (req: FastifyRequest) => ({ name: actorName(req), ip: req.ip, protocol: 'http' as const });
+
+  api.register(async (r) => {
+    r.addHook('preHandler', requireRole('admin'));
+
+    r.get<{ Querystring: { limit?: number; after?: string } }>(
+      '/users',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'List accounts with their 2FA status, by name',
+          querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, after: { type: 'string', maxLength: 254 } } },
+          response: { 200: { type: 'array', items: userSchema }, ...errors(401, 403) },
+        },
+      },
+      async (req) => (await d.store.users.list(req.query.limit ?? 100, req.query.after)).map(userView),
+    );
+
+    r.post<{ Body: { username: string; password: string; role?: Role; email?: string; temporary?: boolean } }>(
+      '/users',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'Create an account',
+          body: {
+            type: 'object',
+            required: ['username', 'password'],
+            additionalProperties: false,
+            properties: {
+              username: { type: 'string', minLength: 1, maxLength: 254 },
+              password: { type: 'string', minLength: 1, maxLength: 1024 },
+              role: { type: 'string', enum: ['user', 'admin', 'auditor'] },
+              email: { type: 'string', format: 'email', maxLength: 254 },
+              temporary: { type: 'boolean' },
+            },
+          },
+          response: { 201: userSchema, ...errors(400, 401, 403, 409) },
+        },
+      },
+      async (req, reply) => reply.status(201).send(userView(await d.accounts.createUser(actor(req), req.body))),
+    );
+
+    r.patch<{ Params: { name: string }; Body: { status?: 'active' | 'disabled'; role?: Role } }>(
+      '/users/:name',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'Disable or enable an account, or change its role',
+          params: nameParam,
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            minProperties: 1,
+            properties: { status: { type: 'string', enum: ['active', 'disabled'] }, role: { type: 'string', enum: ['user', 'admin', 'auditor'] } },
+          },
+          response: { 200: userSchema, ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (req) => {
+        let user = await d.accounts.get(req.params.name);
+        if (req.body.status) user = await d.accounts.setStatus(actor(req), user.username, req.body.status);
+        if (req.body.role) user = await d.accounts.setRole(actor(req), user.username, req.body.role);
+        if (req.body.status === 'disabled') await d.store.sessions.deleteAllOfUser(user.id);
+        return userView(user);
+      },
+    );
+
+    r.delete<{ Params: { name: string } }>(
+      '/users/:name',
+      { schema: { tags: ['admin'], summary: 'Delete an account and all its credentials', params: nameParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+      async (req, reply) => {
+        await d.accounts.deleteUser(actor(req), req.params.name);
+        return reply.status(204).send();
+      },
+    );
+
+    r.post<{ Params: { name: string } }>(
+      '/users/:name/2fa/reset',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: "Turn off a user's second factors; the user is told at the next sign-in",
+          params: nameParam,
+          response: { 200: userSchema, ...errors(401, 403, 404) },
+        },
+      },
+      async (req) => userView(await d.accounts.resetSecondFactor(actor(req), req.params.name)),
+    );
+
+    const tokenView = {
+      type: 'object',
+      properties: {
+        id: { type: 'string' },
+        role: { type: 'string' },
+        description: { type: 'string' },
+        createdBy: { type: 'string' },
+        createdAt: { type: 'string' },
+        expiresAt: { type: 'string', nullable: true },
+      },
+    } as const;
+
+    r.get('/tokens', { schema: { tags: ['admin'], summary: 'API tokens for automation', response: { 200: { type: 'array', items: tokenView }, ...errors(401, 403) } } }, async () =>
+      (await d.store.apiTokens.list()).map((t) => ({ ...t, tokenHash: undefined, createdAt: t.createdAt.toISOString(), expiresAt: t.expiresAt?.toISOString() ?? null })),
+    );
+
+    r.post<{ Body: { role: 'admin' | 'auditor'; description?: string; expiresIn?: string } }>(
+      '/tokens',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'Create an API token (admin or auditor); the token is shown only in this answer',
+          body: {
+            type: 'object',
+            required: ['role'],
+            additionalProperties: false,
+            properties: {
+              role: { type: 'string', enum: ['admin', 'auditor'] },
+              description: { type: 'string', maxLength: 200 },
+              expiresIn: { type: 'string', pattern: '^[0-9]+(ms|s|m|h|d)$' },
+            },
+          },
+          response: { 201: { type: 'object', properties: { token: { type: 'string' }, id: { type: 'string' }, role: { type: 'string' } } }, ...errors(400, 401, 403) },
+        },
+      },
+      async (req, reply) => {
+        const ttl = req.body.expiresIn ? parseDuration(req.body.expiresIn) : null;
+        if (req.body.expiresIn && !ttl) throw invalid('expiresIn must be a positive duration such as 90d');
+        const { token, record } = await d.sessions.createApiToken(actorName(req), req.body.role, req.body.description ?? '', ttl);
+        return reply.status(201).send({ token, id: record.id, role: record.role });
+      },
+    );
+
+    r.delete<{ Params: { id: string } }>(
+      '/tokens/:id',
+      { schema: { tags: ['admin'], summary: 'Revoke an API token', params: idParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+      async (req, reply) => {
+        await d.sessions.revokeApiToken(actorName(req), req.params.id);
+        return reply.status(204).send();
+      },
+    );
+  });
+}

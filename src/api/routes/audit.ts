@@ -1,0 +1,86 @@
+import type { FastifyInstance } from 'fastify';
+import type { AuditAction, AuditEvent, AuditResult, Protocol } from '../../core/types.js';
+import { normalizeUsername } from '../../core/username.js';
+import { auditPage, errors } from '../schemas.js';
+import { requireRole, type ApiDeps } from '../server.js';
+
+interface AuditQs {
+  user?: string;
+  action?: AuditAction;
+  result?: AuditResult;
+  ip?: string;
+  protocol?: Protocol;
+  since?: string;
+  until?: string;
+  limit?: number;
+  cursor?: string;
+  format?: 'json' | 'csv';
+}
+
+const CSV_COLUMNS = ['time', 'action', 'result', 'reason', 'username', 'ip', 'protocol', 'scope', 'aspId', 'sessionId', 'userAgent', 'actor'] as const;
+
+/** RFC 4180 quoting, plus a leading quote for cells a spreadsheet would run as a formula. */
+function csvCell(v: unknown): string {
+  let s = v instanceof Date ? v.toISOString() : v === null || v === undefined ? '' : String(v);
+  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function toCsv(events: AuditEvent[]): string {
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const e of events) lines.push(CSV_COLUMNS.map((c) => csvCell(e[c])).join(','));
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+/** Auditors (and admins): read-only queries of the audit log, newest first, with cursor paging. */
+export async function auditRoutes(api: FastifyInstance, d: ApiDeps) {
+  api.get<{ Querystring: AuditQs }>(
+    '/audit',
+    {
+      preHandler: requireRole('auditor', 'admin'),
+      schema: {
+        tags: ['audit'],
+        summary: 'Query the audit log (JSON page, or CSV with format=csv)',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            user: { type: 'string', maxLength: 254 },
+            action: { type: 'string', maxLength: 40 },
+            result: { type: 'string', enum: ['success', 'failure', 'error'] },
+            ip: { type: 'string', maxLength: 64 },
+            protocol: { type: 'string', enum: ['imap', 'pop3', 'smtp', 'lmtp', 'http', 'cli'] },
+            since: { type: 'string', format: 'date-time' },
+            until: { type: 'string', format: 'date-time' },
+            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+            cursor: { type: 'string', maxLength: 200 },
+            format: { type: 'string', enum: ['json', 'csv'], default: 'json' },
+          },
+        },
+        response: { 200: auditPage, ...errors(400, 401, 403, 503) },
+      },
+    },
+    async (req, reply) => {
+      const q = req.query;
+      const page = await d.store.audit.query(
+        {
+          username: q.user ? normalizeUsername(q.user) : undefined,
+          action: q.action,
+          result: q.result,
+          ip: q.ip,
+          protocol: q.protocol,
+          since: q.since ? new Date(q.since) : undefined,
+          until: q.until ? new Date(q.until) : undefined,
+          limit: q.limit ?? 100,
+          cursor: q.cursor,
+        },
+        d.clock.now(),
+      );
+      if (q.format === 'csv') {
+        if (page.nextCursor) void reply.header('X-Next-Cursor', page.nextCursor);
+        return reply.type('text/csv; charset=utf-8').serializer((x: unknown) => x as string).send(toCsv(page.events));
+      }
+      return page;
+    },
+  );
+}

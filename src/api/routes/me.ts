@@ -1,0 +1,215 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import QRCode from 'qrcode';
+import { parseAspScopes } from '../../core/asp.js';
+import { parseDuration } from '../../config/duration.js';
+import { invalid } from '../../core/errors.js';
+import { aspView, auditPage, errors, idParam, userView as userSchema } from '../schemas.js';
+import { HttpError, refusal, requireSession, sessionOf, type ApiDeps } from '../server.js';
+import { userView } from '../views.js';
+
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+
+/** Self-service for the signed-in user's own account. */
+export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
+  const me = (req: FastifyRequest) => sessionOf(req).user;
+  const actor = (req: FastifyRequest) => ({ name: me(req).username, ip: req.ip, protocol: 'http' as const });
+  /** Re-checks the password (and second factor when 2FA is on) under the rate windows. */
+  const confirm = async (req: FastifyRequest, password: string, code?: string, recoveryCode?: string) => {
+    const user = me(req);
+    const secondFactor = code ? { kind: 'totp' as const, code } : recoveryCode ? { kind: 'recovery' as const, code: recoveryCode } : undefined;
+    const r = await d.auth.authenticate({ username: user.username, secret: password, scope: 'master', ip: req.ip, protocol: 'http', secondFactor });
+    if (!r.ok) throw refusal(r);
+  };
+
+  api.register(async (r) => {
+    r.addHook('preHandler', requireSession);
+
+    r.get('/me', { schema: { tags: ['me'], summary: 'My account', response: { 200: userSchema, ...errors(401, 403) } } }, async (req) => userView(me(req)));
+
+    r.put<{ Body: { currentPassword: string; newPassword: string } }>(
+      '/me/password',
+      {
+        schema: {
+          tags: ['me'],
+          summary: 'Change my password (the server password policy applies)',
+          body: {
+            type: 'object',
+            required: ['currentPassword', 'newPassword'],
+            additionalProperties: false,
+            properties: { currentPassword: { type: 'string', minLength: 1, maxLength: 1024 }, newPassword: { type: 'string', minLength: 1, maxLength: 1024 } },
+          },
+          response: { 204: { type: 'null' }, ...errors(400, 401, 403, 429, 503) },
+        },
+      },
+      async (req, reply) => {
+        const user = me(req);
+        const check = await d.auth.authenticate({ username: user.username, secret: req.body.currentPassword, scope: 'master', ip: req.ip, protocol: 'http' });
+        // With 2FA on, "second factor required" still proves the password; this session already passed the factor.
+        if (!check.ok && check.reason !== 'second_factor_required') throw refusal(check);
+        await d.accounts.setPassword(actor(req), user.username, req.body.newPassword);
+        return reply.status(204).send();
+      },
+    );
+
+    r.get('/me/asps', { schema: { tags: ['asps'], summary: 'My application-specific passwords', response: { 200: { type: 'array', items: aspView }, ...errors(401, 403) } } }, async (req) =>
+      (await d.store.asps.listByUser(me(req).id)).map((a) => ({
+        id: a.id,
+        description: a.description,
+        scopes: a.scopes,
+        createdAt: iso(a.createdAt),
+        expiresAt: iso(a.expiresAt),
+        lastUse: a.lastUse ? { ...a.lastUse, time: iso(a.lastUse.time) } : null,
+      })),
+    );
+
+    r.post<{ Body: { description?: string; scopes: string[]; expiresIn?: string } }>(
+      '/me/asps',
+      {
+        schema: {
+          tags: ['asps'],
+          summary: 'Create an application-specific password; the password is returned only in this answer',
+          body: {
+            type: 'object',
+            required: ['scopes'],
+            additionalProperties: false,
+            properties: {
+              description: { type: 'string', maxLength: 200 },
+              scopes: { type: 'array', minItems: 1, maxItems: 4, items: { type: 'string', enum: ['imap', 'pop3', 'smtp', '*'] } },
+              expiresIn: { type: 'string', pattern: '^[0-9]+(ms|s|m|h|d)$' },
+            },
+          },
+          response: { 201: { type: 'object', properties: { password: { type: 'string' }, asp: aspView } }, ...errors(400, 401, 403, 409) },
+        },
+      },
+      async (req, reply) => {
+        const ttl = req.body.expiresIn ? parseDuration(req.body.expiresIn) : null;
+        if (req.body.expiresIn && !ttl) throw invalid('expiresIn must be a positive duration such as 90d');
+        const { asp, password } = await d.accounts.createAsp(actor(req), me(req).username, {
+          description: req.body.description ?? '',
+          scopes: parseAspScopes(req.body.scopes),
+          expiresAt: ttl ? new Date(d.clock.now().getTime() + ttl) : null,
+        });
+        return reply.status(201).send({
+          password,
+          asp: { id: asp.id, description: asp.description, scopes: asp.scopes, createdAt: iso(asp.createdAt), expiresAt: iso(asp.expiresAt), lastUse: null },
+        });
+      },
+    );
+
+    r.delete<{ Params: { id: string } }>(
+      '/me/asps/:id',
+      { schema: { tags: ['asps'], summary: 'Revoke one application-specific password', params: idParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+      async (req, reply) => {
+        await d.accounts.revokeAsp(actor(req), me(req).username, req.params.id);
+        return reply.status(204).send();
+      },
+    );
+
+    r.post(
+      '/me/totp/setup',
+      {
+        schema: {
+          tags: ['second factor'],
+          summary: 'Start TOTP enrolment: secret, otpauth URI and QR code; 2FA turns on only after /me/totp/enable',
+          response: { 200: { type: 'object', properties: { secret: { type: 'string' }, uri: { type: 'string' }, qrCode: { type: 'string' } } }, ...errors(401, 403) },
+        },
+      },
+      async (req) => {
+        const { secret, uri } = await d.accounts.setupTotp(actor(req), me(req).username);
+        return { secret, uri, qrCode: await QRCode.toDataURL(uri) };
+      },
+    );
+
+    r.post<{ Body: { code: string } }>(
+      '/me/totp/enable',
+      {
+        schema: {
+          tags: ['second factor'],
+          summary: 'Confirm TOTP enrolment with a code; returns recovery codes (shown once)',
+          body: { type: 'object', required: ['code'], additionalProperties: false, properties: { code: { type: 'string', pattern: '^[0-9]{6}$' } } },
+          response: { 200: { type: 'object', properties: { recoveryCodes: { type: 'array', items: { type: 'string' } } } }, ...errors(400, 401, 403, 409) },
+        },
+      },
+      async (req) => d.accounts.confirmTotp(actor(req), me(req).username, req.body.code),
+    );
+
+    r.post<{ Body: { password: string; totp?: string; recoveryCode?: string } }>(
+      '/me/totp/disable',
+      {
+        schema: {
+          tags: ['second factor'],
+          summary: 'Turn my second factors off: needs the password and a second factor',
+          body: {
+            type: 'object',
+            required: ['password'],
+            additionalProperties: false,
+            properties: { password: { type: 'string', maxLength: 1024 }, totp: { type: 'string', pattern: '^[0-9]{6}$' }, recoveryCode: { type: 'string', maxLength: 64 } },
+          },
+          response: { 204: { type: 'null' }, ...errors(400, 401, 403, 429, 503) },
+        },
+      },
+      async (req, reply) => {
+        if (!me(req).twoFactor) throw new HttpError(409, 'conflict', 'Two-factor authentication is not on');
+        await confirm(req, req.body.password, req.body.totp, req.body.recoveryCode);
+        await d.accounts.disableSecondFactor(actor(req), me(req).username);
+        return reply.status(204).send();
+      },
+    );
+
+    r.post(
+      '/me/recovery-codes',
+      {
+        schema: {
+          tags: ['second factor'],
+          summary: 'Replace my recovery codes; the new ones are shown only in this answer',
+          response: { 200: { type: 'object', properties: { recoveryCodes: { type: 'array', items: { type: 'string' } } } }, ...errors(401, 403, 409) },
+        },
+      },
+      async (req) => {
+        if (!me(req).twoFactor) throw new HttpError(409, 'conflict', 'Turn on two-factor authentication first');
+        return { recoveryCodes: await d.accounts.regenerateRecoveryCodes(actor(req), me(req).username) };
+      },
+    );
+
+    r.get(
+      '/me/devices',
+      {
+        schema: {
+          tags: ['second factor'],
+          summary: 'Devices that skip the second factor',
+          response: {
+            200: {
+              type: 'array',
+              items: { type: 'object', properties: { id: { type: 'string' }, label: { type: 'string' }, createdAt: { type: 'string' }, expiresAt: { type: 'string' } } },
+            },
+            ...errors(401, 403),
+          },
+        },
+      },
+      async (req) =>
+        (await d.sessions.listDevices(me(req).id)).map((x) => ({ id: x.id, label: x.label, createdAt: iso(x.createdAt), expiresAt: iso(x.expiresAt) })),
+    );
+
+    r.delete<{ Params: { id: string } }>(
+      '/me/devices/:id',
+      { schema: { tags: ['second factor'], summary: 'Stop trusting a device', params: idParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+      async (req, reply) => {
+        await d.sessions.removeDevice(me(req), req.params.id, me(req).username);
+        return reply.status(204).send();
+      },
+    );
+
+    r.get<{ Querystring: { limit?: number; cursor?: string } }>(
+      '/me/history',
+      {
+        schema: {
+          tags: ['me'],
+          summary: 'My sign-in history and account changes, newest first',
+          querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 }, cursor: { type: 'string', maxLength: 200 } } },
+          response: { 200: auditPage, ...errors(400, 401, 403) },
+        },
+      },
+      async (req) => d.store.audit.query({ username: me(req).username, limit: req.query.limit ?? 50, cursor: req.query.cursor }, d.clock.now()),
+    );
+  });
+}

@@ -1,0 +1,90 @@
+import type { FastifyInstance } from 'fastify';
+import { errors, userView as userSchema } from '../schemas.js';
+import { refusal, requireSession, sessionOf, type ApiDeps } from '../server.js';
+import { userView } from '../views.js';
+
+interface SignInBody {
+  username: string;
+  password: string;
+  totp?: string;
+  recoveryCode?: string;
+  deviceToken?: string;
+  trustDevice?: boolean;
+  deviceLabel?: string;
+}
+
+/** Master sign-in (password + second factor or trusted device) and sign-out. */
+export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
+  api.post<{ Body: SignInBody }>(
+    '/session',
+    {
+      schema: {
+        tags: ['session'],
+        summary: 'Sign in: password plus a second factor (TOTP, recovery code) or a trusted-device token',
+        security: [],
+        body: {
+          type: 'object',
+          required: ['username', 'password'],
+          additionalProperties: false,
+          properties: {
+            username: { type: 'string', minLength: 1, maxLength: 254 },
+            password: { type: 'string', minLength: 1, maxLength: 1024 },
+            totp: { type: 'string', pattern: '^[0-9]{6}$' },
+            recoveryCode: { type: 'string', minLength: 8, maxLength: 64 },
+            deviceToken: { type: 'string', maxLength: 200 },
+            trustDevice: { type: 'boolean' },
+            deviceLabel: { type: 'string', maxLength: 120 },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              token: { type: 'string' },
+              expiresAt: { type: 'string', format: 'date-time' },
+              deviceToken: { type: 'string', nullable: true },
+              notices: { type: 'array', items: { type: 'string' } },
+              mustChangePassword: { type: 'boolean' },
+              user: userSchema,
+            },
+          },
+          ...errors(400, 401, 403, 429, 503),
+        },
+      },
+    },
+    async (req) => {
+      const b = req.body;
+      const secondFactor = b.totp ? { kind: 'totp' as const, code: b.totp } : b.recoveryCode ? { kind: 'recovery' as const, code: b.recoveryCode } : undefined;
+      const r = await d.sessions.signIn({
+        username: b.username,
+        password: b.password,
+        secondFactor,
+        deviceToken: b.deviceToken,
+        trustDevice: b.trustDevice,
+        deviceLabel: b.deviceLabel,
+        ip: req.ip,
+        userAgent: req.headers['user-agent'] ?? null,
+      });
+      if (!r.ok) throw refusal(r);
+      return {
+        token: r.token,
+        expiresAt: r.session.expiresAt.toISOString(),
+        deviceToken: r.deviceToken,
+        notices: r.notices,
+        mustChangePassword: r.mustChangePassword,
+        user: userView(r.user),
+      };
+    },
+  );
+
+  api.delete('/session', { schema: { tags: ['session'], summary: 'Sign out this session', response: { 204: { type: 'null' }, ...errors(401, 403) } }, preHandler: requireSession }, async (req, reply) => {
+    await d.sessions.signOut(sessionOf(req).session);
+    return reply.status(204).send();
+  });
+
+  api.delete(
+    '/sessions',
+    { schema: { tags: ['session'], summary: 'Sign out every session of this account', response: { 200: { type: 'object', properties: { signedOut: { type: 'integer' } } }, ...errors(401, 403) } }, preHandler: requireSession },
+    async (req) => ({ signedOut: await d.sessions.signOutEverywhere(sessionOf(req).user.id) }),
+  );
+}

@@ -1,0 +1,63 @@
+// JSON schemas shared by routes; Fastify validates requests and serialises responses with them.
+export const err = { $ref: 'Error#' } as const;
+
+export const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, err]));
+
+export const userView = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    username: { type: 'string' },
+    role: { type: 'string', enum: ['user', 'admin', 'auditor'] },
+    status: { type: 'string', enum: ['active', 'disabled'] },
+    email: { type: 'string', nullable: true },
+    twoFactor: { type: 'boolean' },
+    totp: { type: 'boolean' },
+    mustChangePassword: { type: 'boolean' },
+    createdAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+export const aspView = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    description: { type: 'string' },
+    scopes: { type: 'array', items: { type: 'string' } },
+    createdAt: { type: 'string', format: 'date-time' },
+    expiresAt: { type: 'string', format: 'date-time', nullable: true },
+    lastUse: {
+      type: 'object',
+      nullable: true,
+      properties: { time: { type: 'string', format: 'date-time' }, ip: { type: 'string', nullable: true }, protocol: { type: 'string', nullable: true } },
+    },
+  },
+} as const;
+
+export const auditView = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    time: { type: 'string', format: 'date-time' },
+    action: { type: 'string' },
+    result: { type: 'string' },
+    reason: { type: 'string', nullable: true },
+    username: { type: 'string', nullable: true },
+    ip: { type: 'string', nullable: true },
+    protocol: { type: 'string', nullable: true },
+    scope: { type: 'string', nullable: true },
+    aspId: { type: 'string', nullable: true },
+    sessionId: { type: 'string', nullable: true },
+    userAgent: { type: 'string', nullable: true },
+    actor: { type: 'string', nullable: true },
+  },
+} as const;
+
+export const auditPage = {
+  type: 'object',
+  properties: { events: { type: 'array', items: auditView }, nextCursor: { type: 'string', nullable: true } },
+} as const;
+
+export const idParam = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-f]{24}$' } } } as const;
+export const nameParam = { type: 'object', required: ['name'], properties: { name: { type: 'string', minLength: 1, maxLength: 254 } } } as const;
+export const ok = { type: 'object', properties: { ok: { type: 'boolean' } } } as const;

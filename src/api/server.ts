@@ -1,0 +1,138 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Accounts } from '../core/accounts.js';
+import type { Authenticator } from '../core/authenticate.js';
+import type { Clock } from '../core/clock.js';
+import { PosternError } from '../core/errors.js';
+import type { Store } from '../core/ports.js';
+import type { AuthResult, Role } from '../core/types.js';
+import type { Principal, WebSessions } from '../core/web-sessions.js';
+import { adminRoutes } from './routes/admin.js';
+import { auditRoutes } from './routes/audit.js';
+import { meRoutes } from './routes/me.js';
+import { sessionRoutes } from './routes/session.js';
+
+export interface ApiDeps {
+  store: Store;
+  auth: Authenticator;
+  accounts: Accounts;
+  sessions: WebSessions;
+  clock: Clock;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+/** Error body of every failure: a stable code and a message a person can act on. */
+export const errorSchema = {
+  $id: 'Error',
+  type: 'object',
+  required: ['code', 'message'],
+  properties: { code: { type: 'string' }, message: { type: 'string' }, retryAfter: { type: 'integer' }, methods: { type: 'array', items: { type: 'string' } } },
+} as const;
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+const STATUS: Record<string, number> = {
+  invalid_input: 400,
+  invalid_code: 400,
+  not_found: 404,
+  conflict: 409,
+  limit_reached: 409,
+  totp_not_pending: 409,
+};
+
+/** A refused authentication as an HTTP error: 401, 403, 429 with Retry-After, or 503. */
+export function refusal(r: Extract<AuthResult, { ok: false }>): HttpError {
+  if (r.reason === 'locked') return new HttpError(429, 'locked', r.message, { retryAfter: r.retryAfter ?? 60 });
+  if (r.reason === 'temporary_failure') return new HttpError(503, 'temporary_failure', r.message);
+  if (r.reason === 'account_disabled') return new HttpError(403, r.reason, r.message);
+  return new HttpError(401, r.reason, r.message, r.methods ? { methods: r.methods } : {});
+}
+
+export const forbidden = (message = 'Your role does not allow this') => new HttpError(403, 'forbidden', message);
+
+/** Route guard: the caller must be signed in (session) and, if given, hold one of `roles`. */
+export function requireRole(...roles: Role[]) {
+  return async (req: FastifyRequest) => {
+    if (!req.principal) throw new HttpError(401, 'unauthenticated', 'Sign in first: send Authorization: Bearer <token>');
+    if (roles.length && !roles.includes(req.principal.role)) throw forbidden();
+  };
+}
+
+/** Route guard for the caller's own account: a user session, not an automation token. */
+export async function requireSession(req: FastifyRequest) {
+  if (!req.principal) throw new HttpError(401, 'unauthenticated', 'Sign in first: send Authorization: Bearer <token>');
+  if (req.principal.kind !== 'session') throw forbidden('API tokens cannot act on a personal account');
+}
+
+export function sessionOf(req: FastifyRequest) {
+  const p = req.principal;
+  if (!p || p.kind !== 'session') throw forbidden('API tokens cannot act on a personal account');
+  return p;
+}
+
+export function actorName(req: FastifyRequest): string {
+  const p = req.principal;
+  if (!p) return 'anonymous';
+  return p.kind === 'session' ? p.user.username : `token:${p.token.id}`;
+}
+
+function sendError(reply: FastifyReply, err: unknown): FastifyReply {
+  if (err instanceof HttpError) {
+    if (err.extra.retryAfter) void reply.header('Retry-After', String(err.extra.retryAfter));
+    return reply.status(err.status).send({ code: err.code, message: err.message, ...err.extra });
+  }
+  if (err instanceof PosternError) {
+    if (err.temporary) return reply.status(503).send({ code: 'temporary_failure', message: err.message });
+    return reply.status(STATUS[err.code] ?? 400).send({ code: err.code, message: err.message });
+  }
+  const e = err as { validation?: unknown; statusCode?: number; message?: string; code?: string };
+  if (e.validation) return reply.status(400).send({ code: 'invalid_input', message: e.message ?? 'invalid input' });
+  if (e.statusCode && e.statusCode < 500) return reply.status(e.statusCode).send({ code: 'bad_request', message: e.message ?? 'bad request' });
+  reply.log.error({ err: e.message }, 'unhandled API error');
+  return reply.status(500).send({ code: 'internal_error', message: 'Internal error' });
+}
+
+/** The web API as a Fastify instance with its OpenAPI document and docs UI. */
+export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
+  const app = Fastify({ logger: opts.logger ?? false, trustProxy: false, bodyLimit: 64 * 1024 });
+  app.addSchema(errorSchema);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'postern API', version: '1', description: 'Accounts, app passwords, second factors and audit of the postern mail gateway.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.decorateRequest('principal', null);
+  app.addHook('onRequest', async (req) => {
+    const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
+    req.principal = m ? await deps.sessions.principal(m[1]!) : null;
+  });
+  app.setErrorHandler((err, _req, reply) => sendError(reply, err));
+  app.setNotFoundHandler((_req, reply) => reply.status(404).send({ code: 'not_found', message: 'No such route' }));
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(async (api) => {
+    await sessionRoutes(api, deps);
+    await meRoutes(api, deps);
+    await adminRoutes(api, deps);
+    await auditRoutes(api, deps);
+  }, { prefix: '/api/v1' });
+  return app;
+}

@@ -1,0 +1,173 @@
+import { randomBytes } from 'node:crypto';
+import type { AuditLog } from './audit-log.js';
+import type { Authenticator } from './authenticate.js';
+import type { Clock } from './clock.js';
+import { PosternError, notFound } from './errors.js';
+import { keyedHash } from './keyed-hash.js';
+import type { Store } from './ports.js';
+import type { ApiToken, AuthResult, Role, SecondFactor, Session, TrustedDevice, User } from './types.js';
+
+export interface WebSessionSettings {
+  sessionTtlMs: number;
+  /** 0 turns trusted devices off. */
+  trustedDeviceTtlMs: number;
+}
+
+export interface SignInRequest {
+  username: string;
+  password: string;
+  secondFactor?: SecondFactor;
+  /** Token of a device trusted at an earlier sign-in. */
+  deviceToken?: string;
+  /** Trust this device from now on (only after a second factor was given). */
+  trustDevice?: boolean;
+  deviceLabel?: string;
+  ip: string | null;
+  userAgent: string | null;
+}
+
+export type SignInResult =
+  | { ok: true; token: string; session: Session; user: User; deviceToken: string | null; notices: string[]; mustChangePassword: boolean }
+  | Extract<AuthResult, { ok: false }>;
+
+/** Who a bearer token speaks for. */
+export type Principal =
+  | { kind: 'session'; session: Session; user: User; role: Role }
+  | { kind: 'token'; token: ApiToken; role: ApiToken['role'] };
+
+const SESSION_PREFIX = 'pss_';
+const API_TOKEN_PREFIX = 'pat_';
+const DEVICE_PREFIX = 'ptd_';
+
+/**
+ * Web API sign-in and bearer tokens. Tokens are 32 random bytes shown once; only their keyed
+ * hash is stored, so a copy of the database opens no session.
+ */
+export class WebSessions {
+  constructor(
+    private readonly d: {
+      store: Store;
+      auth: Authenticator;
+      audit: AuditLog;
+      clock: Clock;
+      serverKey: Buffer;
+      settings: WebSessionSettings;
+    },
+  ) {}
+
+  private hash(kind: string, token: string): string {
+    return keyedHash(this.d.serverKey, kind, token);
+  }
+
+  private newToken(prefix: string): string {
+    return `${prefix}${randomBytes(32).toString('base64url')}`;
+  }
+
+  private after(ms: number): Date {
+    return new Date(this.d.clock.now().getTime() + ms);
+  }
+
+  async signIn(req: SignInRequest): Promise<SignInResult> {
+    const user = await this.d.store.users.findByName(req.username.trim().normalize('NFC').toLowerCase());
+    const device = user && req.deviceToken && this.d.settings.trustedDeviceTtlMs > 0 ? await this.trustedDevice(user, req.deviceToken) : null;
+    const result = await this.d.auth.authenticate({
+      username: req.username,
+      secret: req.password,
+      scope: 'master',
+      ip: req.ip,
+      protocol: 'http',
+      secondFactor: req.secondFactor,
+      trustedDevice: device !== null,
+      userAgent: req.userAgent ?? undefined,
+    });
+    if (!result.ok) return result;
+    const fresh = (await this.d.store.users.findById(result.userId))!;
+    let deviceToken: string | null = null;
+    if (req.trustDevice && req.secondFactor && this.d.settings.trustedDeviceTtlMs > 0) {
+      deviceToken = this.newToken(DEVICE_PREFIX);
+      await this.d.store.devices.create({
+        userId: fresh.id,
+        tokenHash: this.hash('device', deviceToken),
+        label: (req.deviceLabel ?? req.userAgent ?? 'browser').slice(0, 120),
+        createdAt: this.d.clock.now(),
+        expiresAt: this.after(this.d.settings.trustedDeviceTtlMs),
+      });
+    }
+    if (device) await this.d.store.devices.recordUse(device.id, { time: this.d.clock.now(), ip: req.ip, protocol: 'http' });
+    const token = this.newToken(SESSION_PREFIX);
+    const session = await this.d.store.sessions.create({
+      userId: fresh.id,
+      tokenHash: this.hash('session', token),
+      trustedDeviceId: device?.id ?? null,
+      ip: req.ip,
+      userAgent: req.userAgent,
+      createdAt: this.d.clock.now(),
+      expiresAt: this.after(this.d.settings.sessionTtlMs),
+    });
+    // Notices (e.g. "an admin turned 2FA off") are told once, at this sign-in.
+    if (fresh.notices.length) await this.d.store.users.update(fresh.id, { notices: [] }, this.d.clock.now(), false);
+    return { ok: true, token, session, user: fresh, deviceToken, notices: result.notices, mustChangePassword: result.mustChangePassword };
+  }
+
+  private async trustedDevice(user: User, token: string): Promise<TrustedDevice | null> {
+    return this.d.store.devices.findByTokenHash(user.id, this.hash('device', token), this.d.clock.now());
+  }
+
+  /** The principal behind an Authorization bearer token, or null. */
+  async principal(token: string): Promise<Principal | null> {
+    const now = this.d.clock.now();
+    if (token.startsWith(SESSION_PREFIX)) {
+      const session = await this.d.store.sessions.findByTokenHash(this.hash('session', token), now);
+      const user = session ? await this.d.store.users.findById(session.userId) : null;
+      if (!session || !user || user.status !== 'active') return null;
+      return { kind: 'session', session, user, role: user.role };
+    }
+    if (token.startsWith(API_TOKEN_PREFIX)) {
+      const t = await this.d.store.apiTokens.findByTokenHash(this.hash('api', token), now);
+      return t ? { kind: 'token', token: t, role: t.role } : null;
+    }
+    return null;
+  }
+
+  signOut(session: Session): Promise<boolean> {
+    return this.d.store.sessions.delete(session.id);
+  }
+
+  signOutEverywhere(userId: string): Promise<number> {
+    return this.d.store.sessions.deleteAllOfUser(userId);
+  }
+
+  listDevices(userId: string): Promise<TrustedDevice[]> {
+    return this.d.store.devices.listByUser(userId, this.d.clock.now());
+  }
+
+  async removeDevice(user: User, id: string, actor: string): Promise<void> {
+    if (!(await this.d.store.devices.delete(user.id, id))) throw notFound(`trusted device "${id}"`);
+    await this.d.audit.record({ action: 'device.delete', result: 'success', userId: user.id, username: user.username, actor, reason: id });
+  }
+
+  async createApiToken(actor: string, role: ApiToken['role'], description: string, ttlMs: number | null): Promise<{ token: string; record: ApiToken }> {
+    if (description.length > 200) throw new PosternError('invalid_input', 'description must be at most 200 characters');
+    const token = this.newToken(API_TOKEN_PREFIX);
+    const record = await this.d.store.apiTokens.create({
+      tokenHash: this.hash('api', token),
+      role,
+      description,
+      createdBy: actor,
+      createdAt: this.d.clock.now(),
+      expiresAt: ttlMs ? this.after(ttlMs) : null,
+    });
+    await this.d.audit.record({ action: 'token.create', result: 'success', actor, reason: `${role}:${record.id}` });
+    return { token, record };
+  }
+
+  async revokeApiToken(actor: string, id: string): Promise<void> {
+    if (!(await this.d.store.apiTokens.delete(id))) throw notFound(`API token "${id}"`);
+    await this.d.audit.record({ action: 'token.delete', result: 'success', actor, reason: id });
+  }
+
+  async purgeExpired(): Promise<number> {
+    const now = this.d.clock.now();
+    return (await this.d.store.sessions.purgeExpired(now)) + (await this.d.store.devices.purgeExpired(now));
+  }
+}

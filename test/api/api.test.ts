@@ -1,0 +1,306 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import SwaggerParser from '@apidevtools/swagger-parser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp, type App } from '../../src/app.js';
+import { startApi } from '../../src/cli/serve.js';
+import { loadConfig } from '../../src/config/load.js';
+import { temporary } from '../../src/core/errors.js';
+import { totpCode } from '../../src/core/totp.js';
+
+const PW = 'Account-pass-1';
+let app: App;
+let api: { port: number; close(): Promise<void> };
+let base: string;
+
+type Json = Record<string, any>;
+
+async function call(method: string, path: string, opts: { token?: string; body?: unknown } = {}) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: {
+      ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+      ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
+  });
+  const text = await res.text();
+  let json: Json = {};
+  try {
+    json = text ? (JSON.parse(text) as Json) : {};
+  } catch {
+    json = { text };
+  }
+  return { status: res.status, json, headers: res.headers, text };
+}
+
+async function signIn(username: string, password: string, extra: Json = {}) {
+  return call('POST', '/api/v1/session', { body: { username, password, ...extra } });
+}
+
+async function tokenOf(username: string, password: string, extra: Json = {}): Promise<string> {
+  const r = await signIn(username, password, extra);
+  expect(r.status, JSON.stringify(r.json)).toBe(200);
+  return r.json.token as string;
+}
+
+const codeAt = (secret: string, stepsFromNow: number) => totpCode(secret, new Date(Date.now() + stepsFromNow * 30_000));
+
+beforeAll(async () => {
+  const env = {
+    POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-api-')),
+    POSTERN_AUTH__BCRYPT_ROUNDS: '10',
+    POSTERN_LOG__LEVEL: 'silent',
+    POSTERN_API__PORT: '0',
+  };
+  app = await createApp(loadConfig({ env }));
+  api = await startApi(app);
+  base = `http://127.0.0.1:${api.port}`;
+  await app.accounts.createUser({ name: 'setup' }, { username: 'root', password: PW, role: 'admin' });
+});
+afterAll(async () => {
+  await api?.close();
+  await app?.close();
+});
+
+describe('web API over HTTP', () => {
+  let admin: string;
+  let secret: string;
+  let enrolCodes: string[];
+
+  it('lets an admin create a user, and the user sign in and read their account', async () => {
+    admin = await tokenOf('root', PW);
+    const created = await call('POST', '/api/v1/users', { token: admin, body: { username: 'Alice', password: PW, email: 'alice@example.test' } });
+    expect(created.status).toBe(201);
+    expect(created.json).toMatchObject({ username: 'alice', role: 'user', twoFactor: false });
+    expect(created.json.passwordHash).toBeUndefined();
+    const alice = await tokenOf('alice', PW);
+    expect(alice).toMatch(/^pss_/);
+    const me = await call('GET', '/api/v1/me', { token: alice });
+    expect(me.json).toMatchObject({ username: 'alice', email: 'alice@example.test' });
+  });
+
+  it('enrols TOTP in two steps with a code computed from the returned secret', async () => {
+    const alice = await tokenOf('alice', PW);
+    const setup = await call('POST', '/api/v1/me/totp/setup', { token: alice });
+    expect(setup.status).toBe(200);
+    secret = setup.json.secret;
+    expect(setup.json.uri).toMatch(/^otpauth:\/\/totp\/.*secret=/);
+    expect(setup.json.qrCode).toMatch(/^data:image\/png;base64,/);
+    expect((await call('POST', '/api/v1/me/totp/enable', { token: alice, body: { code: '000000' } })).json.code).toBe('invalid_code');
+    const enabled = await call('POST', '/api/v1/me/totp/enable', { token: alice, body: { code: await codeAt(secret, 0) } });
+    expect(enabled.status).toBe(200);
+    expect(enabled.json.recoveryCodes).toHaveLength(10);
+    enrolCodes = enabled.json.recoveryCodes;
+
+    const missing = await signIn('alice', PW);
+    expect(missing.status).toBe(401);
+    expect(missing.json).toMatchObject({ code: 'second_factor_required', methods: ['totp', 'recovery'] });
+    expect((await signIn('alice', PW, { totp: await codeAt(secret, 1) })).status).toBe(200);
+  });
+
+  it('creates an ASP that works for its scope until revoked; the password is shown only once', async () => {
+    const alice = await tokenOf('alice', PW, { totp: await codeAt(secret, 2) });
+    const made = await call('POST', '/api/v1/me/asps', { token: alice, body: { description: 'phone', scopes: ['imap'], expiresIn: '90d' } });
+    expect(made.status).toBe(201);
+    expect(made.json.password).toMatch(/^[a-z]{4} [a-z]{4} [a-z]{4} [a-z]{4}$/);
+    const use = (scope: 'imap' | 'smtp') => app.auth.authenticate({ username: 'alice', secret: made.json.password, scope, ip: '192.0.2.5', protocol: scope });
+    expect(await use('imap')).toMatchObject({ ok: true });
+    expect(await use('smtp')).toMatchObject({ ok: false, reason: 'scope_denied' });
+    const list = await call('GET', '/api/v1/me/asps', { token: alice });
+    expect(list.json).toHaveLength(1);
+    expect(list.json[0]).toMatchObject({ description: 'phone', scopes: ['imap'], lastUse: { ip: '192.0.2.5', protocol: 'imap' } });
+    expect(list.text).not.toContain(made.json.password);
+    expect((await call('DELETE', `/api/v1/me/asps/${made.json.asp.id}`, { token: alice })).status).toBe(204);
+    expect(await use('imap')).toMatchObject({ ok: false, reason: 'invalid_credentials' });
+    expect((await call('POST', '/api/v1/me/asps', { token: alice, body: { scopes: ['master'] } })).status).toBe(400);
+  });
+
+  it('accepts each regenerated recovery code exactly once', async () => {
+    // TOTP codes up to 2 steps ahead are used up by now: sign in with an enrolment recovery code.
+    const alice = await tokenOf('alice', PW, { recoveryCode: enrolCodes[0] });
+    const r = await call('POST', '/api/v1/me/recovery-codes', { token: alice });
+    expect((await signIn('alice', PW, { recoveryCode: enrolCodes[1] })).json.code).toBe('second_factor_invalid');
+    const code = r.json.recoveryCodes[0] as string;
+    expect((await signIn('alice', PW, { recoveryCode: code })).status).toBe(200);
+    const again = await signIn('alice', PW, { recoveryCode: code });
+    expect(again.status).toBe(401);
+    expect(again.json.code).toBe('second_factor_invalid');
+  });
+
+  it('trusts a device so no second factor is asked on it, until the user removes it', async () => {
+    const first = await signIn('alice', PW, { recoveryCode: (await app.accounts.regenerateRecoveryCodes({ name: 't' }, 'alice'))[0], trustDevice: true, deviceLabel: 'laptop' });
+    expect(first.status).toBe(200);
+    const deviceToken = first.json.deviceToken as string;
+    expect(deviceToken).toMatch(/^ptd_/);
+    const onDevice = await signIn('alice', PW, { deviceToken });
+    expect(onDevice.status).toBe(200);
+    expect((await signIn('alice', 'Wrong-pass-1', { deviceToken })).status).toBe(401);
+    const devices = await call('GET', '/api/v1/me/devices', { token: onDevice.json.token });
+    expect(devices.json.map((x: Json) => x.label)).toEqual(['laptop']);
+    expect((await call('DELETE', `/api/v1/me/devices/${devices.json[0].id}`, { token: onDevice.json.token })).status).toBe(204);
+    const after = await signIn('alice', PW, { deviceToken });
+    expect(after.json.code).toBe('second_factor_required');
+  });
+
+  it("an admin reset of 2FA is told to the user once, at the next sign-in", async () => {
+    const reset = await call('POST', '/api/v1/users/alice/2fa/reset', { token: admin });
+    expect(reset.json).toMatchObject({ twoFactor: false });
+    const next = await signIn('alice', PW);
+    expect(next.status).toBe(200);
+    expect(next.json.notices).toEqual(['two_factor_reset_by_admin']);
+    expect((await signIn('alice', PW)).json.notices).toEqual([]);
+  });
+
+  it('signs out one session, and all sessions', async () => {
+    const a = await tokenOf('alice', PW);
+    const b = await tokenOf('alice', PW);
+    expect((await call('DELETE', '/api/v1/session', { token: a })).status).toBe(204);
+    expect((await call('GET', '/api/v1/me', { token: a })).status).toBe(401);
+    expect((await call('GET', '/api/v1/me', { token: b })).status).toBe(200);
+    expect((await call('DELETE', '/api/v1/sessions', { token: b })).json.signedOut).toBeGreaterThanOrEqual(1);
+    expect((await call('GET', '/api/v1/me', { token: b })).status).toBe(401);
+  });
+
+  it('changes the password under the policy, and the old one stops working', async () => {
+    const t = await tokenOf('alice', PW);
+    const weak = await call('PUT', '/api/v1/me/password', { token: t, body: { currentPassword: PW, newPassword: 'short' } });
+    expect(weak.status).toBe(400);
+    expect(weak.json.message).toContain('at least 8 characters');
+    expect((await call('PUT', '/api/v1/me/password', { token: t, body: { currentPassword: 'Not-it-123', newPassword: 'Next-pass-77' } })).status).toBe(401);
+    expect((await call('PUT', '/api/v1/me/password', { token: t, body: { currentPassword: PW, newPassword: 'Next-pass-77' } })).status).toBe(204);
+    expect((await signIn('alice', PW)).status).toBe(401);
+    expect((await signIn('alice', 'Next-pass-77')).status).toBe(200);
+  });
+
+  it('lets an auditor filter and page the log, export CSV, and change nothing', async () => {
+    await call('POST', '/api/v1/users', { token: admin, body: { username: 'audrey', password: PW, role: 'auditor' } });
+    const auditor = await tokenOf('audrey', PW);
+    const all: Json[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await call('GET', `/api/v1/audit?user=alice&action=auth&limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { token: auditor });
+      expect(page.status).toBe(200);
+      all.push(...page.json.events);
+      cursor = page.json.nextCursor ?? undefined;
+    } while (cursor);
+    const direct = await app.store.audit.query({ username: 'alice', action: 'auth', limit: 1000 }, new Date());
+    expect(all.map((e) => e.id)).toEqual(direct.events.map((e) => e.id));
+    expect(all.length).toBeGreaterThan(5);
+    const failures = await call('GET', '/api/v1/audit?user=alice&result=failure&limit=100', { token: auditor });
+    expect(failures.json.events.length).toBeGreaterThan(0);
+    expect(failures.json.events.every((e: Json) => e.result === 'failure' && e.username === 'alice')).toBe(true);
+    const csv = await call('GET', '/api/v1/audit?user=alice&limit=5&format=csv', { token: auditor });
+    expect(csv.headers.get('content-type')).toContain('text/csv');
+    const rows = csv.text.trim().split('\r\n');
+    expect(rows[0]).toBe('time,action,result,reason,username,ip,protocol,scope,aspId,sessionId,userAgent,actor');
+    expect(rows).toHaveLength(6);
+
+    const writes: Array<[string, string, unknown?]> = [
+      ['POST', '/api/v1/users', { username: 'x', password: PW }],
+      ['PATCH', '/api/v1/users/alice', { status: 'disabled' }],
+      ['DELETE', '/api/v1/users/alice'],
+      ['POST', '/api/v1/users/alice/2fa/reset'],
+      ['POST', '/api/v1/tokens', { role: 'admin' }],
+      ['DELETE', '/api/v1/tokens/000000000000000000000000'],
+      ['GET', '/api/v1/users'],
+    ];
+    for (const [method, path, body] of writes) {
+      const r = await call(method, path, { token: auditor, body });
+      expect(r.status, `${method} ${path}`).toBe(403);
+      expect(r.json.code).toBe('forbidden');
+    }
+    expect((await app.accounts.get('alice')).status).toBe('active');
+  });
+
+  it("refuses a user on admin routes, on the audit log, and on another user's ASPs", async () => {
+    await call('POST', '/api/v1/users', { token: admin, body: { username: 'bob', password: PW } });
+    const bob = await tokenOf('bob', PW);
+    const alice = await tokenOf('alice', 'Next-pass-77');
+    const asp = await call('POST', '/api/v1/me/asps', { token: alice, body: { scopes: ['*'] } });
+    expect((await call('DELETE', `/api/v1/me/asps/${asp.json.asp.id}`, { token: bob })).status).toBe(404);
+    expect((await app.accounts.listAsps('alice')).map((a) => a.id)).toContain(asp.json.asp.id);
+    expect((await call('GET', '/api/v1/users', { token: bob })).status).toBe(403);
+    expect((await call('GET', '/api/v1/audit', { token: bob })).status).toBe(403);
+    expect((await call('GET', '/api/v1/me')).status).toBe(401);
+    expect((await call('GET', '/api/v1/me', { token: 'pss_forged' })).status).toBe(401);
+  });
+
+  it('turns 2FA off only with the password and a second factor', async () => {
+    const bob = await tokenOf('bob', PW);
+    const setup = await call('POST', '/api/v1/me/totp/setup', { token: bob });
+    await call('POST', '/api/v1/me/totp/enable', { token: bob, body: { code: await codeAt(setup.json.secret, 0) } });
+    const noFactor = await call('POST', '/api/v1/me/totp/disable', { token: bob, body: { password: PW } });
+    expect(noFactor.status).toBe(401);
+    expect(noFactor.json.code).toBe('second_factor_required');
+    const wrongPw = await call('POST', '/api/v1/me/totp/disable', { token: bob, body: { password: 'Wrong-pass-9', totp: await codeAt(setup.json.secret, 1) } });
+    expect(wrongPw.status).toBe(401);
+    const ok = await call('POST', '/api/v1/me/totp/disable', { token: bob, body: { password: PW, totp: await codeAt(setup.json.secret, 1) } });
+    expect(ok.status).toBe(204);
+    expect((await call('GET', '/api/v1/me', { token: bob })).json.twoFactor).toBe(false);
+  });
+
+  it('issues API tokens for automation, shown once, limited to their role, revocable', async () => {
+    const made = await call('POST', '/api/v1/tokens', { token: admin, body: { role: 'auditor', description: 'SIEM export' } });
+    expect(made.status).toBe(201);
+    const t = made.json.token as string;
+    expect(t).toMatch(/^pat_/);
+    expect((await call('GET', '/api/v1/audit?limit=1', { token: t })).status).toBe(200);
+    expect((await call('POST', '/api/v1/users', { token: t, body: { username: 'y', password: PW } })).status).toBe(403);
+    expect((await call('GET', '/api/v1/me', { token: t })).status).toBe(403);
+    const list = await call('GET', '/api/v1/tokens', { token: admin });
+    expect(list.text).not.toContain(t);
+    expect((await call('DELETE', `/api/v1/tokens/${made.json.id}`, { token: admin })).status).toBe(204);
+    expect((await call('GET', '/api/v1/audit?limit=1', { token: t })).status).toBe(401);
+  });
+
+  it('applies the rate windows to API sign-in: 429 with Retry-After', async () => {
+    await call('POST', '/api/v1/users', { token: admin, body: { username: 'carl', password: PW } });
+    for (let i = 0; i < 5; i++) expect((await signIn('carl', `Wrong-${i}-pass`)).status).toBe(401);
+    const locked = await signIn('carl', PW);
+    expect(locked.status).toBe(429);
+    expect(locked.json.code).toBe('locked');
+    expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
+  it('answers bad input with 400 and a stable code, and audits API changes', async () => {
+    const bad = await call('POST', '/api/v1/session', { body: { username: 'alice' } });
+    expect(bad.status).toBe(400);
+    expect(bad.json.code).toBe('invalid_input');
+    const notJson = await fetch(`${base}/api/v1/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
+    expect(notJson.status).toBe(400);
+    const { events } = await app.store.audit.query({ username: 'bob', limit: 20 }, new Date());
+    expect(events.find((e) => e.action === 'user.create')).toMatchObject({ actor: 'root', protocol: 'http' });
+  });
+
+  it('publishes an OpenAPI document that validates and lists every route; curl can use the API', async () => {
+    const doc = (await call('GET', '/openapi.json')).json;
+    await SwaggerParser.validate(structuredClone(doc) as never);
+    const paths = Object.keys(doc.paths);
+    for (const p of ['/api/v1/session', '/api/v1/sessions', '/api/v1/me', '/api/v1/me/password', '/api/v1/me/asps', '/api/v1/me/asps/{id}', '/api/v1/me/totp/setup', '/api/v1/me/totp/enable', '/api/v1/me/totp/disable', '/api/v1/me/recovery-codes', '/api/v1/me/devices', '/api/v1/me/devices/{id}', '/api/v1/me/history', '/api/v1/users', '/api/v1/users/{name}', '/api/v1/users/{name}/2fa/reset', '/api/v1/tokens', '/api/v1/tokens/{id}', '/api/v1/audit']) {
+      expect(paths).toContain(p);
+    }
+    expect((await fetch(`${base}/docs`)).status).toBeLessThan(400);
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile('curl', ['-s', '-X', 'POST', '-H', 'content-type: application/json', '-d', JSON.stringify({ username: 'bob', password: PW }), `${base}/api/v1/session`], (err, stdout) =>
+        err ? reject(err) : resolve(stdout),
+      ),
+    );
+    expect(JSON.parse(out).token).toMatch(/^pss_/);
+  });
+
+  it('answers 503, not 401, when the store is down', async () => {
+    const users = app.store.users;
+    const original = users.findByName.bind(users);
+    users.findByName = () => Promise.reject(temporary(new Error('down'), 'store'));
+    try {
+      const r = await signIn('bob', PW);
+      expect(r.status).toBe(503);
+      expect(r.json.code).toBe('temporary_failure');
+    } finally {
+      users.findByName = original;
+    }
+  });
+});
