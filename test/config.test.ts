@@ -39,5 +39,9 @@ describe('configuration', () => {
     expect(() => loadConfig({ file: file('b.toml', '[auth]\nbcrypt_round = 12\n'), env: {} })).toThrow(/auth: unknown key\(s\) bcrypt_round/);
     expect(() => loadConfig({ file: file('c.toml', '[auth\n'), env: {} })).toThrow(/c\.toml/);
     expect(() => loadConfig({ file: join(dir, 'missing.toml'), env: {} })).toThrow(/does not exist/);
+    expect(() => loadConfig({ env: { POSTERN_API__SESSION_TTL: '"2d"', POSTERN_API__TRUSTED_DEVICE_TTL: '"1d"' } })).toThrow(
+      /api\.trusted_device_ttl: must be longer than api\.session_ttl/,
+    );
+    expect(loadConfig({ env: { POSTERN_API__TRUSTED_DEVICE_TTL: '"0d"' } }).api.trusted_device_ttl).toBe(0);
   });
 });

@@ -129,12 +129,16 @@ export class WebSessions {
     return null;
   }
 
-  signOut(session: Session): Promise<boolean> {
-    return this.d.store.sessions.delete(session.id);
+  async signOut(user: User, session: Session): Promise<boolean> {
+    const gone = await this.d.store.sessions.delete(session.id);
+    await this.d.audit.record({ action: 'session.signout', result: 'success', userId: user.id, username: user.username, actor: user.username, protocol: 'http', sessionId: session.id });
+    return gone;
   }
 
-  signOutEverywhere(userId: string): Promise<number> {
-    return this.d.store.sessions.deleteAllOfUser(userId);
+  async signOutEverywhere(user: User): Promise<number> {
+    const n = await this.d.store.sessions.deleteAllOfUser(user.id);
+    await this.d.audit.record({ action: 'session.signout', result: 'success', userId: user.id, username: user.username, actor: user.username, protocol: 'http', reason: `all:${n}` });
+    return n;
   }
 
   listDevices(userId: string): Promise<TrustedDevice[]> {

@@ -162,6 +162,8 @@ describe('web API over HTTP', () => {
     expect((await call('GET', '/api/v1/me', { token: b })).status).toBe(200);
     expect((await call('DELETE', '/api/v1/sessions', { token: b })).json.signedOut).toBeGreaterThanOrEqual(1);
     expect((await call('GET', '/api/v1/me', { token: b })).status).toBe(401);
+    const { events } = await app.store.audit.query({ username: 'alice', action: 'session.signout', limit: 5 }, new Date());
+    expect(events).toHaveLength(2);
   });
 
   it('changes the password under the policy, and the old one stops working', async () => {

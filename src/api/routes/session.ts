@@ -78,13 +78,14 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
   );
 
   api.delete('/session', { schema: { tags: ['session'], summary: 'Sign out this session', response: { 204: { type: 'null' }, ...errors(401, 403) } }, preHandler: requireSession }, async (req, reply) => {
-    await d.sessions.signOut(sessionOf(req).session);
+    const { user, session } = sessionOf(req);
+    await d.sessions.signOut(user, session);
     return reply.status(204).send();
   });
 
   api.delete(
     '/sessions',
     { schema: { tags: ['session'], summary: 'Sign out every session of this account', response: { 200: { type: 'object', properties: { signedOut: { type: 'integer' } } }, ...errors(401, 403) } }, preHandler: requireSession },
-    async (req) => ({ signedOut: await d.sessions.signOutEverywhere(sessionOf(req).user.id) }),
+    async (req) => ({ signedOut: await d.sessions.signOutEverywhere(sessionOf(req).user) }),
   );
 }
