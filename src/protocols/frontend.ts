@@ -86,6 +86,10 @@ export async function listen(
     new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
+        // After binding, errors (e.g. EMFILE on accept) are logged by the caller's process
+        // handlers instead of crashing the gateway.
+        server.removeListener('error', reject);
+        server.on('error', (err) => process.emitWarning(`listener ${host}:${port}: ${err.message}`));
         const a = server.address();
         bound.push(typeof a === 'object' && a ? a.port : port);
         servers.push(server);
