@@ -4,6 +4,7 @@ import { loadConfig } from '../config/load.js';
 import { parseDuration } from '../config/duration.js';
 import { parseAspScopes } from '../core/asp.js';
 import { PosternError, invalid } from '../core/errors.js';
+import { normalizeUsername } from '../core/username.js';
 import { ROLES, type AuditAction, type AuditResult, type Protocol, type Role } from '../core/types.js';
 import { iso, readSecret, table } from './io.js';
 import { serve } from './serve.js';
@@ -192,7 +193,7 @@ export function buildCli(): Command {
         if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid('--limit must be 1..10000');
         const page = await app.store.audit.query(
           {
-            username: o.user?.normalize('NFC').toLowerCase(),
+            username: o.user === undefined ? undefined : normalizeUsername(o.user),
             action: o.action as AuditAction | undefined,
             result: o.result as AuditResult | undefined,
             ip: o.ip,

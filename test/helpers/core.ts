@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ManualClock, type Clock } from '../../src/core/clock.js';
 import { createCore, type Core, type CoreSettings } from '../../src/core/core.js';
-import { bcryptHasher } from '../../src/core/passwords.js';
+import bcrypt from 'bcryptjs';
 import type { CredentialCache, Hasher, RateLimiter, Store } from '../../src/core/ports.js';
 import type { LimitSettings } from '../../src/core/rate-windows.js';
 import { MemoryCredentialCache } from '../../src/stores/credential-cache.js';
@@ -10,6 +10,11 @@ import { MemoryLimiter } from '../../src/stores/memory-limiter.js';
 
 export const PASSWORD = 'Correct-horse-9';
 export const actor = { name: 'test' };
+
+/** bcrypt on the test thread at a low cost: tests check rules, not hashing speed. */
+export function bcryptHasher(rounds: number): Hasher {
+  return { hash: (s) => bcrypt.hash(s, rounds), verify: (s, h) => bcrypt.compare(s, h) };
+}
 
 /** Counts hash checks, so tests can see whether bcrypt ran at all. */
 export class CountingHasher implements Hasher {
