@@ -1,7 +1,7 @@
 // Runs in a piscina worker thread: bcrypt work never touches the main event loop.
 // Plain JavaScript so the same file serves the sources and the build.
-import { hashSync, verifySync } from '@node-rs/bcrypt';
+import bcrypt from 'bcrypt';
 
 export default function bcryptTask({ op, secret, hash, cost }) {
-  return op === 'hash' ? hashSync(secret, { cost }) : verifySync(secret, hash);
+  return op === 'hash' ? bcrypt.hashSync(secret, cost) : bcrypt.compareSync(secret, hash);
 }
