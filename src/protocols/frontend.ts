@@ -68,6 +68,13 @@ export function splice(client: Socket, up: UpstreamSession, clientPending: Buffe
   }
 }
 
+/**
+ * Stream buffer bound for proxied sockets. With Node's 16 KiB default a bulk FETCH pauses and
+ * resumes the upstream after every 64 KiB read; a larger bound costs nothing on idle
+ * sessions (it is a limit, not an allocation).
+ */
+export const PIPE_HIGH_WATER_MARK = 1024 * 1024;
+
 export interface Listening {
   close(): Promise<void>;
   ports: number[];
@@ -96,9 +103,9 @@ export async function listen(
         resolve();
       });
     });
-  if (ports.plain >= 0) await start(createServer((s) => onConnection(s, false)), ports.plain);
+  if (ports.plain >= 0) await start(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => onConnection(s, false)), ports.plain);
   if (ports.tls >= 0) {
-    const server = createTlsServer(tls.serverOptions(), (s) => onConnection(s, true));
+    const server = createTlsServer({ ...tls.serverOptions(), highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => onConnection(s, true));
     // A failed handshake is the client's problem, not the process's.
     server.on('tlsClientError', () => {});
     tls.onReload((pem) => server.setSecureContext({ ...pem, minVersion: 'TLSv1.2' }));

@@ -1,5 +1,6 @@
-import { connect, type Socket } from 'node:net';
+import { Socket, type SocketConstructorOpts } from 'node:net';
 import { PosternError, temporary } from '../../core/errors.js';
+import { PIPE_HIGH_WATER_MARK } from '../frontend.js';
 import { LineReader } from '../line-reader.js';
 
 export interface Endpoint {
@@ -39,7 +40,8 @@ export class UpstreamConnection {
 
   static open(ep: Endpoint): Promise<UpstreamConnection> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host: ep.host, port: ep.port });
+      // highWaterMark is a stream option net.Socket passes on; @types/node does not list it.
+      const socket = new Socket({ highWaterMark: PIPE_HIGH_WATER_MARK } as SocketConstructorOpts).connect(ep.port, ep.host);
       const timer = setTimeout(() => {
         socket.destroy();
         reject(upstreamDown(`${ep.host}:${ep.port} did not answer in ${ep.timeoutMs} ms`));
