@@ -173,6 +173,23 @@ except imaplib.IMAP4.error as e:
       c.write(`e LOGIN erin ${PW}\r\n`);
       expect(await c.until(/^e /)).toMatch(/^e OK/m);
       c.close();
+      // POP3 and SMTP refuse passwords before TLS there too.
+      const p = await RawClient.open(strict.ports.pop3);
+      await p.until(/^\+OK/);
+      p.write('CAPA\r\n');
+      const capa = await p.until(/^\.$/);
+      expect(capa).toContain('STLS');
+      expect(capa).not.toContain('USER');
+      p.write('USER erin\r\n');
+      expect(await p.until(/^-ERR|^\+OK/)).toMatch(/^-ERR \[AUTH\] Plaintext authentication is disallowed/);
+      p.close();
+      const s = await RawClient.open(strict.ports.submission);
+      await s.until(/^220 /);
+      s.write('EHLO client.example\r\n');
+      await s.until(/^250 /);
+      s.write(`AUTH PLAIN ${Buffer.from(`\0erin\0${PW}`).toString('base64')}\r\n`);
+      expect(await s.until(/^\d{3} /)).toMatch(/^538 5\.7\.11/m);
+      s.close();
     } finally {
       await strict.stop();
     }
