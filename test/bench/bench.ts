@@ -70,15 +70,18 @@ async function hashingFigures() {
   const store = new EmbeddedStore(':memory:');
   await store.init();
   const settings = testSettings({ passwordFailures: 1_000_000, ipFailures: 1_000_000 });
-  const cold = await createCore({
-    store,
-    limiter: new MemoryLimiter(clock),
-    cache: new MemoryCredentialCache(clock),
-    hasher: pool,
-    clock,
-    keys: { current: 'k1', keys: new Map([['k1', randomBytes(32)]]), hmac: randomBytes(32) },
-    settings: { ...settings, auth: { ...settings.auth, verifiedCacheTtlMs: 0 } },
-  });
+  /** The real core on the worker pool; a cache TTL of 0 makes every login cold. */
+  const core = (verifiedCacheTtlMs: number) =>
+    createCore({
+      store,
+      limiter: new MemoryLimiter(clock),
+      cache: new MemoryCredentialCache(clock),
+      hasher: pool,
+      clock,
+      keys: { current: 'k1', keys: new Map([['k1', randomBytes(32)]]), hmac: randomBytes(32) },
+      settings: { ...settings, auth: { ...settings.auth, verifiedCacheTtlMs } },
+    });
+  const cold = await core(0);
   const users = Array.from({ length: CORES * 4 }, (_, i) => `bench${i}`);
   for (const u of users) await cold.accounts.createUser({ name: 'bench' }, { username: u, password: PASSWORD });
   const login = (core: typeof cold) => (w: number) =>
@@ -90,15 +93,7 @@ async function hashingFigures() {
   const coldRate = await rate(users.length, SECONDS, login(cold));
   loop.disable();
 
-  const warm = await createCore({
-    store,
-    limiter: new MemoryLimiter(clock),
-    cache: new MemoryCredentialCache(clock),
-    hasher: pool,
-    clock,
-    keys: { current: 'k1', keys: new Map([['k1', randomBytes(32)]]), hmac: randomBytes(32) },
-    settings,
-  });
+  const warm = await core(settings.auth.verifiedCacheTtlMs);
   await Promise.all(users.map((_, w) => login(warm)(w)));
   const warmRate = await rate(users.length, Math.min(SECONDS, 3), login(warm));
   await pool.close();
