@@ -176,6 +176,41 @@ export function buildCli(): Command {
       }),
     );
 
+  const token = program.command('token').description('API tokens for automation (admin or auditor)');
+  token
+    .command('create')
+    .description('create an API token and print it once')
+    .addOption(new Option('--role <role>', 'what the token may do').choices(['admin', 'auditor']).makeOptionMandatory())
+    .option('--description <text>', 'what it is for', '')
+    .option('--expires <duration>', 'lifetime, e.g. 90d')
+    .action((o: { role: 'admin' | 'auditor'; description: string; expires?: string }, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        const ttl = o.expires === undefined ? null : parseDuration(o.expires);
+        if (ttl === null && o.expires !== undefined) throw invalid(`--expires expects a duration such as 90d, not "${o.expires}"`);
+        const { token: t, record } = await app.sessions.createApiToken('cli', o.role, o.description, ttl);
+        console.log(`id:    ${record.id}\nrole:  ${record.role}\ntoken: ${t}`);
+        console.error('The token is shown only now.');
+      }),
+    );
+  token
+    .command('list')
+    .description('list API tokens')
+    .action((_o, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        const tokens = await app.store.apiTokens.list();
+        console.log(table(['ID', 'ROLE', 'DESCRIPTION', 'CREATED BY', 'CREATED', 'EXPIRES'], tokens.map((t) => [t.id, t.role, t.description, t.createdBy, iso(t.createdAt), iso(t.expiresAt)])));
+      }),
+    );
+  token
+    .command('revoke <id>')
+    .description('revoke an API token')
+    .action((id: string, _o, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        await app.sessions.revokeApiToken('cli', id);
+        console.log(`revoked ${id}`);
+      }),
+    );
+
   program
     .command('audit')
     .description('query the audit log, newest first')

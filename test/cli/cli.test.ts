@@ -75,6 +75,26 @@ describe('postern CLI', () => {
     expect(postern(['audit', '--since', 'yesterday']).code).toBe(1);
   });
 
+  it('creates, lists and revokes API tokens that the API accepts', async () => {
+    const made = postern(['token', 'create', '--role', 'auditor', '--description', 'SIEM']);
+    expect(made.code).toBe(0);
+    const token = /token: (pat_\S+)/.exec(made.out)?.[1];
+    const id = /id:\s+([0-9a-f]{24})/.exec(made.out)?.[1];
+    expect(token && id).toBeTruthy();
+    const app = await createApp(loadConfig({ env }));
+    try {
+      expect(await app.sessions.principal(token!)).toMatchObject({ kind: 'token', role: 'auditor' });
+    } finally {
+      await app.close();
+    }
+    const list = postern(['token', 'list']);
+    expect(list.out).toContain('SIEM');
+    expect(list.out).not.toContain(token!);
+    expect(postern(['token', 'create', '--role', 'user']).code).toBe(1);
+    expect(postern(['token', 'revoke', id!]).code).toBe(0);
+    expect(postern(['token', 'revoke', id!]).code).toBe(1);
+  });
+
   it('exits 2 when the store is down and 1 on a configuration error', () => {
     const down = postern(['user', 'list'], '', {
       POSTERN_STORE__KIND: 'mongodb',
