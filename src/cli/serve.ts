@@ -37,6 +37,13 @@ export async function serve(config: Config): Promise<void> {
   };
   await maintain();
   const timer = setInterval(maintain, HOUR);
+  // Events spooled while the audit store was down go back as soon as it answers again.
+  const spoolTimer = setInterval(() => {
+    app.audit.flushFallback().then(
+      (moved) => moved && log.info({ moved }, 'spooled audit events written to the store'),
+      () => {},
+    );
+  }, 30_000);
   const listeners = await startListeners(app);
   const api = config.api.enabled ? await startApi(app) : null;
   const up = config.upstream;
@@ -70,6 +77,7 @@ export async function serve(config: Config): Promise<void> {
   });
   process.off('SIGHUP', onHup);
   clearInterval(timer);
+  clearInterval(spoolTimer);
   log.info('postern stopping');
   await listeners.close();
   await api?.close();
