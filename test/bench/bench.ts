@@ -162,6 +162,12 @@ function fetchBytes(port: number, user: string, pass: string): Promise<{ bytes: 
   });
 }
 
+/** User+system CPU seconds a process has used so far (from /proc, in clock ticks of 10 ms). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
@@ -196,7 +202,7 @@ async function startPosternProcess(dovecot: Dovecot) {
   return { port, asp, pid: child.pid!, stop: () => child.kill('SIGTERM') };
 }
 
-async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string }) {
+async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string; pid: number }) {
   log('end-to-end logins and FETCH throughput...');
   const conc = 8;
   const direct = await rate(conc, SECONDS, () => imapLoginLogout(dovecot.imapPort, 'alice', 'upstream-pass'));
@@ -211,10 +217,15 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
   // Alternate direct and proxied runs so both see the same machine noise; keep the best of each.
   let fetchDirect = 0;
   let fetchPostern = 0;
+  let relayed = 0;
+  let relayCpu = 0;
   for (let i = 0; i < 5; i++) {
     const d = await fetchBytes(dovecot.imapPort, 'alice', 'upstream-pass');
     fetchDirect = Math.max(fetchDirect, d.bytes / 1e6 / d.seconds);
+    const cpu0 = cpuSeconds(postern.pid);
     const p = await fetchBytes(postern.port, 'alice', postern.asp);
+    relayCpu += cpuSeconds(postern.pid) - cpu0;
+    relayed += p.bytes;
     fetchPostern = Math.max(fetchPostern, p.bytes / 1e6 / p.seconds);
   }
   return {
@@ -225,6 +236,8 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
     fetch_direct_mb_per_s: fetchDirect,
     fetch_postern_mb_per_s: fetchPostern,
     fetch_vs_direct: fetchPostern / fetchDirect,
+    // postern's own CPU per GB relayed (login included): its cost, whatever the others cost.
+    relay_cpu_s_per_gb: relayCpu / (relayed / 1e9),
   };
 }
 
@@ -285,6 +298,7 @@ function printTable(r: Record<string, string | number>) {
     ['IMAP connect+login+logout/s: through postern (warm)', f(r.postern_warm_logins_per_s!), `${f(r.warm_e2e_vs_direct!)} x direct`],
     [`FETCH ${f(r.fetch_message_mb!)} MB: Dovecot direct MB/s`, f(r.fetch_direct_mb_per_s!), 'baseline'],
     ['FETCH through postern MB/s', f(r.fetch_postern_mb_per_s!), `${f(r.fetch_vs_direct!)} x direct`],
+    ['  postern CPU seconds per GB relayed', f(r.relay_cpu_s_per_gb!), `${f(1 / Number(r.relay_cpu_s_per_gb))} GB/s per core`],
     [`RSS per idle IMAP session (${r.idle_sessions} in IDLE)`, `${f(r.rss_kb_per_idle_session!)} KB`, `postern RSS ${f(r.postern_rss_mb!)} MB`],
   ];
   const w = Math.max(...rows.map((x) => x[0].length));
