@@ -378,6 +378,24 @@ class EmbeddedApiTokens implements ApiTokenStore {
   }
 }
 
+/**
+ * better-sqlite3 compiles SQL on every prepare(); every statement here is a fixed text (the
+ * audit query has a bounded set of filter combinations), so compiled statements are kept.
+ */
+function cacheStatements(db: Database.Database): Database.Database {
+  const prepare = db.prepare.bind(db);
+  const cache = new Map<string, Database.Statement>();
+  db.prepare = ((sql: string) => {
+    let stmt = cache.get(sql);
+    if (!stmt) {
+      stmt = prepare(sql);
+      cache.set(sql, stmt);
+    }
+    return stmt;
+  }) as typeof db.prepare;
+  return db;
+}
+
 /** The default store: one SQLite file, durable across restarts, no server to install. */
 export class EmbeddedStore implements Store {
   readonly users: EmbeddedUsers;
@@ -391,7 +409,7 @@ export class EmbeddedStore implements Store {
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
+    this.db = cacheStatements(new Database(path));
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('busy_timeout = 5000');
     this.users = new EmbeddedUsers(this.db);

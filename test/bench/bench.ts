@@ -197,7 +197,7 @@ async function startPosternProcess(dovecot: Dovecot) {
   cli(['user', 'add', 'alice'], `${PASSWORD}\n`);
   const asp = /password: ([a-z ]+)/.exec(cli(['asp', 'create', 'alice', '--scope', 'imap']))![1]!.trim();
   dovecot.addUser('alice', 'upstream-pass');
-  const child: ChildProcess = spawn(process.execPath, [join(root, 'dist/cli/postern.js'), 'serve'], { env, stdio: 'ignore' });
+  const child: ChildProcess = spawn(process.execPath, [...(process.env.POSTERN_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), join(root, 'dist/cli/postern.js'), 'serve'], { env, stdio: 'ignore' });
   await waitFor('postern process', () => imapLoginLogout(port, 'alice', asp), 30_000);
   return { port, asp, pid: child.pid!, stop: () => child.kill('SIGTERM') };
 }
