@@ -8,16 +8,16 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-if (!have('dovecot')) {
+// Debian packages the benchmark runs: command → packages.
+const DEBIAN = { dovecot: ['dovecot-imapd', 'dovecot-pop3d', 'dovecot-lmtpd'], socat: ['socat'] };
+const missing = Object.entries(DEBIAN).filter(([cmd]) => !have(cmd)).flatMap(([, pkgs]) => pkgs);
+if (missing.length) {
   if (process.getuid?.() !== 0) {
-    console.error('missing Debian packages: dovecot-imapd dovecot-pop3d dovecot-lmtpd (install them, or run as root)');
+    console.error(`missing Debian packages: ${missing.join(' ')} (install them, or run as root)`);
     process.exit(2);
   }
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-  execFileSync('apt-get', ['install', '-y', '-qq', 'dovecot-imapd', 'dovecot-pop3d', 'dovecot-lmtpd'], {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
+  execFileSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 }
 if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { stdio: 'inherit' });
 execFileSync('npm', ['run', 'build', '--silent'], { stdio: 'inherit' });

@@ -217,17 +217,25 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
   // Alternate direct and proxied runs so both see the same machine noise; keep the best of each.
   let fetchDirect = 0;
   let fetchPostern = 0;
+  let fetchSocat = 0;
   let relayed = 0;
   let relayCpu = 0;
+  // A minimal relay in C (socat) in the same place as postern: what any proxy costs here.
+  const socatPort = await freePort();
+  const socat = spawn('socat', [`TCP-LISTEN:${socatPort},bind=127.0.0.1,fork,reuseaddr`, `TCP:127.0.0.1:${dovecot.imapPort}`], { stdio: 'ignore' });
+  await waitFor('socat', () => imapLoginLogout(socatPort, 'alice', 'upstream-pass'));
   for (let i = 0; i < 5; i++) {
     const d = await fetchBytes(dovecot.imapPort, 'alice', 'upstream-pass');
     fetchDirect = Math.max(fetchDirect, d.bytes / 1e6 / d.seconds);
+    const x = await fetchBytes(socatPort, 'alice', 'upstream-pass');
+    fetchSocat = Math.max(fetchSocat, x.bytes / 1e6 / x.seconds);
     const cpu0 = cpuSeconds(postern.pid);
     const p = await fetchBytes(postern.port, 'alice', postern.asp);
     relayCpu += cpuSeconds(postern.pid) - cpu0;
     relayed += p.bytes;
     fetchPostern = Math.max(fetchPostern, p.bytes / 1e6 / p.seconds);
   }
+  socat.kill();
   return {
     direct_dovecot_logins_per_s: direct,
     postern_warm_logins_per_s: viaPostern,
@@ -236,6 +244,8 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
     fetch_direct_mb_per_s: fetchDirect,
     fetch_postern_mb_per_s: fetchPostern,
     fetch_vs_direct: fetchPostern / fetchDirect,
+    fetch_socat_mb_per_s: fetchSocat,
+    fetch_vs_socat: fetchPostern / fetchSocat,
     // postern's own CPU per GB relayed (login included): its cost, whatever the others cost.
     relay_cpu_s_per_gb: relayCpu / (relayed / 1e9),
   };
@@ -276,6 +286,10 @@ async function main() {
   try {
     postern = await startPosternProcess(dovecot);
     const e2e = await e2eFigures(dovecot, postern);
+    // A fresh process for the memory figure: garbage from the phases above would be
+    // collected in the middle of it and hide the cost of the sessions.
+    postern.stop();
+    postern = await startPosternProcess(dovecot);
     const idle = await idleFigures(postern);
     const result = { date: new Date().toISOString(), node: process.version, ...hashing, ...e2e, ...idle };
     if (JSON_ONLY) console.log(JSON.stringify(result, null, 2));
@@ -297,7 +311,8 @@ function printTable(r: Record<string, string | number>) {
     ['IMAP connect+login+logout/s: Dovecot direct', f(r.direct_dovecot_logins_per_s!), 'baseline'],
     ['IMAP connect+login+logout/s: through postern (warm)', f(r.postern_warm_logins_per_s!), `${f(r.warm_e2e_vs_direct!)} x direct`],
     [`FETCH ${f(r.fetch_message_mb!)} MB: Dovecot direct MB/s`, f(r.fetch_direct_mb_per_s!), 'baseline'],
-    ['FETCH through postern MB/s', f(r.fetch_postern_mb_per_s!), `${f(r.fetch_vs_direct!)} x direct`],
+    ['FETCH through socat (minimal C relay) MB/s', f(r.fetch_socat_mb_per_s!), `${f(Number(r.fetch_socat_mb_per_s) / Number(r.fetch_direct_mb_per_s))} x direct`],
+    ['FETCH through postern MB/s', f(r.fetch_postern_mb_per_s!), `${f(r.fetch_vs_direct!)} x direct, ${f(r.fetch_vs_socat!)} x socat`],
     ['  postern CPU seconds per GB relayed', f(r.relay_cpu_s_per_gb!), `${f(1 / Number(r.relay_cpu_s_per_gb))} GB/s per core`],
     [`RSS per idle IMAP session (${r.idle_sessions} in IDLE)`, `${f(r.rss_kb_per_idle_session!)} KB`, `postern RSS ${f(r.postern_rss_mb!)} MB`],
   ];
