@@ -35,6 +35,8 @@ export abstract class PreauthSession {
   private handedOver = false;
   private holdsPreauth = false;
   private failures = 0;
+  /** What the client says it is (IMAP ID name/version), for the audit trail. */
+  protected clientName: string | undefined;
 
   constructor(
     protected readonly ctx: FrontendContext,
@@ -159,7 +161,15 @@ export abstract class PreauthSession {
    * once the upstream session is ready.
    */
   protected async login(username: string, password: string, ok: (up: UpstreamSession) => string, prefix = ''): Promise<void> {
-    const result = await this.ctx.auth.authenticate({ username, secret: password, scope: this.scope, ip: this.ip, protocol: this.scope, sessionId: this.id });
+    const result = await this.ctx.auth.authenticate({
+      username,
+      secret: password,
+      scope: this.scope,
+      ip: this.ip,
+      protocol: this.scope,
+      sessionId: this.id,
+      userAgent: this.clientName,
+    });
     if (!result.ok) {
       this.send(`${prefix}${this.words.refusal(result)}`);
       if (result.reason !== 'temporary_failure' && ++this.failures >= this.ctx.settings.maxAuthFailures) {

@@ -2,6 +2,7 @@ import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { totpCode } from '../../src/core/totp.js';
 import { startGateway, type Gateway } from '../helpers/gateway.js';
+import { waitFor } from '../helpers/ports.js';
 import { python } from '../helpers/python.js';
 import { RawClient } from '../helpers/raw-client.js';
 
@@ -195,11 +196,26 @@ except imaplib.IMAP4.error as e:
     }
   }, 60_000);
 
+  it("records the client's IMAP ID name and version with the login", async () => {
+    const c = await RawClient.open(gw.ports.imap);
+    await c.until(/^\* OK/);
+    c.write('a ID ("name" "Thunderbird" "version" "128.3" "os" "Linux")\r\n');
+    await c.until(/^a OK/);
+    c.write(`b LOGIN alice "${imapAsp}"\r\n`);
+    await c.until(/^b OK/);
+    c.close();
+    const { events } = await gw.app.store.audit.query({ username: 'alice', action: 'auth', limit: 1 }, new Date());
+    expect(events[0]).toMatchObject({ result: 'success', userAgent: 'Thunderbird/128.3' });
+  });
+
   it('audits each login with protocol, IP, ASP id and session, and the session id reaches Dovecot', async () => {
     const { events } = await gw.app.store.audit.query({ username: 'alice', action: 'auth', result: 'success', limit: 1 }, new Date());
     expect(events[0]).toMatchObject({ protocol: 'imap', scope: 'imap', ip: '127.0.0.1', reason: 'asp' });
     expect(events[0]?.aspId).toMatch(/^[0-9a-f]{24}$/);
-    expect(gw.dovecot.log()).toContain(`session=<${events[0]?.sessionId}>`);
+    // Dovecot writes its log through a separate process: give it a moment.
+    await waitFor('dovecot log line', async () => {
+      if (!gw.dovecot.log().includes(`session=<${events[0]?.sessionId}>`)) throw new Error('not yet');
+    }, 5000);
   });
 
   it('answers [UNAVAILABLE] when the upstream is down, not a wrong-password answer', async () => {

@@ -94,6 +94,7 @@ export class ImapSession extends PreauthSession {
       case 'NOOP':
         return this.send(`${tag} OK NOOP completed.`);
       case 'ID':
+        this.clientName = clientIdName(cmd.args[0]);
         this.send('* ID ("name" "postern")');
         return this.send(`${tag} OK ID completed.`);
       case 'LOGOUT':
@@ -151,6 +152,19 @@ export class ImapSession extends PreauthSession {
   private tryLogin(tag: string, username: string, password: string): Promise<void> {
     return this.login(username, password, (up) => `${tag} OK [CAPABILITY ${up.capabilities}] Logged in`, `${tag} `);
   }
+}
+
+/** "Thunderbird/128.0" from an ID list ("name" "Thunderbird" "version" "128.0" ...), bounded. */
+function clientIdName(list: ImapArg | undefined): string | undefined {
+  if (!Array.isArray(list)) return undefined;
+  const fields = new Map<string, string>();
+  for (let i = 0; i + 1 < list.length; i += 2) {
+    const k = list[i];
+    const v = list[i + 1];
+    if (typeof k === 'string' && typeof v === 'string') fields.set(k.toLowerCase(), v);
+  }
+  const name = [fields.get('name'), fields.get('version')].filter(Boolean).join('/');
+  return name ? name.replace(/[^\x20-\x7e]/g, '?').slice(0, 120) : undefined;
 }
 
 export function imapSessionFactory(ctx: FrontendContext, maxSessionsPerUser: number) {
