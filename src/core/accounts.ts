@@ -195,6 +195,8 @@ export class Accounts {
   /** Step one of enrolment: a new seed to show; 2FA stays off until confirmTotp. */
   async setupTotp(actor: Actor, username: string): Promise<{ secret: string; uri: string }> {
     const user = await this.get(username);
+    // Replacing a working authenticator must go through disabling it (password + factor).
+    if (user.totp) throw new PosternError('conflict', 'TOTP is already on: turn it off first to enrol a new authenticator');
     const secret = newTotpSecret();
     await this.patch(user, { totpPending: this.d.box.seal(secret, user.id) }, false);
     await this.audit(actor, user, { action: 'totp.setup', result: 'success' });

@@ -174,6 +174,12 @@ describe('second factor (A2, A4, A5)', () => {
     expect(reason(await c.auth.authenticate(req('alice', recoveryCodes[0]!, 'master')))).toBe('invalid_credentials');
   });
 
+  it('will not replace a working authenticator without turning it off first', async () => {
+    await addUser();
+    await enableTotp();
+    await expect(c.accounts.setupTotp(actor, 'alice')).rejects.toMatchObject({ code: 'conflict' });
+  });
+
   it('stores the TOTP seed sealed, not in clear', async () => {
     await addUser();
     const { secret } = await enableTotp();
