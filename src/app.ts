@@ -52,7 +52,7 @@ export function coreSettings(cfg: Config): CoreSettings {
   const l = cfg.limits;
   const pp = cfg.password_policy;
   return {
-    auth: { totpWindowSteps: cfg.auth.totp_window_steps, verifiedCacheTtlMs: cfg.auth.verified_cache_ttl },
+    auth: { totpWindowSteps: cfg.auth.totp_window_steps, verifiedCacheTtlMs: cfg.auth.verified_cache_ttl, bcryptCost: cfg.auth.bcrypt_rounds },
     accounts: {
       aspMaxPerUser: cfg.auth.asp_max_per_user,
       recoveryCodeCount: cfg.auth.recovery_codes,

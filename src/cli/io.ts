@@ -1,13 +1,15 @@
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 
+export async function readAll(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** The first line of piped stdin, or a prompt with echo off on a terminal. */
 export async function readSecret(prompt: string): Promise<string> {
-  if (!process.stdin.isTTY) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
-  }
+  if (!process.stdin.isTTY) return (await readAll()).split(/\r?\n/)[0] ?? '';
   let muted = false;
   const output = new Writable({
     write(chunk, _enc, done) {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { createApp, type App } from '../app.js';
 import { loadConfig } from '../config/load.js';
@@ -6,7 +7,7 @@ import { parseAspScopes } from '../core/asp.js';
 import { PosternError, invalid } from '../core/errors.js';
 import { normalizeUsername } from '../core/username.js';
 import { ROLES, type AuditAction, type AuditResult, type Protocol, type Role } from '../core/types.js';
-import { iso, readSecret, table } from './io.js';
+import { iso, readAll, readSecret, table } from './io.js';
 import { serve } from './serve.js';
 
 const actor = { name: 'cli', protocol: 'cli' as const };
@@ -54,11 +55,37 @@ export function buildCli(): Command {
     .addOption(new Option('--role <role>', 'role').choices(ROLES as string[]).default('user'))
     .option('--email <address>', 'where notifications go')
     .option('--temporary', 'the password must be changed at first sign-in and works only for the account page')
-    .action((name: string, o: { role: Role; email?: string; temporary?: boolean }, cmd: Command) =>
+    .option('--hash <hash>', 'keep an existing password hash from another system instead of asking for a password')
+    .action((name: string, o: { role: Role; email?: string; temporary?: boolean; hash?: string }, cmd: Command) =>
       withApp(cmd, async (app) => {
-        const password = await newPassword();
-        const u = await app.accounts.createUser(actor, { username: name, password, role: o.role, email: o.email ?? null, temporary: o.temporary });
+        const u = o.hash
+          ? await app.accounts.importUser(actor, { username: name, passwordHash: o.hash, role: o.role, email: o.email ?? null })
+          : await app.accounts.createUser(actor, { username: name, password: await newPassword(), role: o.role, email: o.email ?? null, temporary: o.temporary });
         console.log(`created ${u.username} (${u.role}) id ${u.id}`);
+      }),
+    );
+  user
+    .command('import <file>')
+    .description('import users with their password hashes from a Dovecot passwd-file (name:{SCHEME}hash[:...]); - reads stdin')
+    .action((file: string, _o, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        const text = file === '-' ? await readAll() : readFileSync(file, 'utf8');
+        let imported = 0;
+        const problems: string[] = [];
+        for (const [i, line] of text.split(/\r?\n/).entries()) {
+          if (!line.trim() || line.startsWith('#')) continue;
+          const [name = '', hash = ''] = line.split(':');
+          try {
+            await app.accounts.importUser(actor, { username: name, passwordHash: hash });
+            imported++;
+          } catch (err) {
+            if (!(err instanceof PosternError) || err.temporary) throw err;
+            problems.push(`line ${i + 1}: ${err.message}`);
+          }
+        }
+        console.log(`imported ${imported} user(s)`);
+        for (const p of problems) console.error(p);
+        if (problems.length) throw invalid(`${problems.length} line(s) not imported`);
       }),
     );
   user

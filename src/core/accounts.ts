@@ -5,6 +5,7 @@ import type { Clock } from './clock.js';
 import { PosternError, conflict, invalid, notFound } from './errors.js';
 import type { Hasher, Store, UserPatch } from './ports.js';
 import { checkPasswordPolicy, type PasswordPolicy } from './password-policy.js';
+import { parseStoredHash } from './password-schemes.js';
 import { generateRecoveryCode, hashRecoveryCode } from './recovery-codes.js';
 import type { SecretBox } from './secret-box.js';
 import { checkTotp, newTotpSecret, totpUri } from './totp.js';
@@ -75,11 +76,34 @@ export class Accounts {
     actor: Actor,
     input: { username: string; password: string; role?: Role; email?: string | null; scopes?: ProtocolScope[]; temporary?: boolean },
   ): Promise<User> {
-    const username = validUsername(input.username);
     checkPasswordPolicy(input.password, this.d.settings.passwordPolicy);
+    const user = await this.insertUser(input, await this.d.hasher.hash(input.password));
+    await this.audit(actor, user, { action: 'user.create', result: 'success', reason: user.role });
+    return user;
+  }
+
+  /**
+   * An account moved from another system with its existing hash (Dovecot {SCHEME}, WildDuck
+   * PBKDF2, scrypt, bcrypt). The password is unknown here, so no policy check; the hash is
+   * replaced by bcrypt at the user's next good login.
+   */
+  async importUser(actor: Actor, input: { username: string; passwordHash: string; role?: Role; email?: string | null }): Promise<User> {
+    if (!parseStoredHash(input.passwordHash)) {
+      throw invalid(`password hash of "${input.username}" is in no known form ({BLF-CRYPT}, {SHA512-CRYPT}, {SHA256-CRYPT}, {SSHA256}, {SSHA512}, {ARGON2ID}, $pbkdf2-…, scrypt log2N|r|p|salt|hash, $2b$…)`);
+    }
+    const user = await this.insertUser({ ...input, temporary: false }, input.passwordHash);
+    await this.audit(actor, user, { action: 'user.import', result: 'success', reason: parseStoredHash(input.passwordHash)!.scheme });
+    return user;
+  }
+
+  private async insertUser(
+    input: { username: string; role?: Role; email?: string | null; scopes?: ProtocolScope[]; temporary?: boolean },
+    passwordHash: string,
+  ): Promise<User> {
+    const username = validUsername(input.username);
     const now = this.now();
     if (await this.d.store.users.findByName(username)) throw conflict(`user "${username}" already exists`);
-    const user = await this.d.store.users.create(
+    return this.d.store.users.create(
       {
         username,
         displayName: input.username.trim(),
@@ -87,7 +111,7 @@ export class Accounts {
         email: input.email ?? null,
         role: input.role ?? 'user',
         status: 'active',
-        passwordHash: await this.d.hasher.hash(input.password),
+        passwordHash,
         passwordChangedAt: now,
         mustChangePassword: input.temporary ?? false,
         passwordExpiresAt: input.temporary ? new Date(now.getTime() + this.d.settings.tempPasswordTtlMs) : null,
@@ -100,8 +124,6 @@ export class Accounts {
       },
       now,
     );
-    await this.audit(actor, user, { action: 'user.create', result: 'success', reason: user.role });
-    return user;
   }
 
   private async patch(user: User, patch: UserPatch, bump: boolean): Promise<User> {

@@ -5,6 +5,7 @@ import { isTemporary } from './errors.js';
 import { keyedHash } from './keyed-hash.js';
 import type { CredentialCache, Hasher, Store } from './ports.js';
 import type { RateWindows } from './rate-windows.js';
+import { needsRehash } from './password-schemes.js';
 import { hashRecoveryCode } from './recovery-codes.js';
 import type { SecretBox } from './secret-box.js';
 import { checkTotp } from './totp.js';
@@ -14,6 +15,8 @@ import { normalizeUsername } from './username.js';
 export interface AuthSettings {
   totpWindowSteps: number;
   verifiedCacheTtlMs: number;
+  /** bcrypt cost new hashes get; imported or weaker hashes are replaced at the next good login. */
+  bcryptCost: number;
 }
 
 export interface AuthDeps {
@@ -130,6 +133,7 @@ export class Authenticator {
 
     await this.d.windows.succeeded(username);
     if (!cached && cacheKey) await this.remember(cacheKey, match);
+    if (!cached && match.kind === 'password') await this.upgradeHash(user, req.secret);
     if (match.kind === 'asp') {
       await this.d.store.asps.recordUse(match.asp.id, { time: this.d.clock.now(), ip: req.ip, protocol: req.protocol });
     }
@@ -145,6 +149,18 @@ export class Authenticator {
       this.inFlight.set(key, p);
     }
     return p;
+  }
+
+  /** Replaces an imported (scrypt, SHA512-CRYPT, ...) or cheaper hash with bcrypt at the configured cost. */
+  private async upgradeHash(user: User, secret: string): Promise<void> {
+    if (!needsRehash(user.passwordHash, this.d.settings.bcryptCost)) return;
+    try {
+      const passwordHash = await this.d.hasher.hash(secret);
+      await this.d.store.users.update(user.id, { passwordHash }, this.d.clock.now(), false);
+      await this.d.audit.record({ action: 'password.rehash', result: 'success', userId: user.id, username: user.username });
+    } catch {
+      // The login itself succeeded; the upgrade is tried again next time.
+    }
   }
 
   /** ASP candidates first (picked by prefix hash), then the account password. */

@@ -161,6 +161,8 @@ export type AuditAction =
   | 'user.status'
   | 'password.change'
   | 'password.reset'
+  | 'password.rehash'
+  | 'user.import'
   | 'asp.create'
   | 'asp.delete'
   | 'totp.setup'

@@ -1,7 +1,69 @@
-// Runs in a piscina worker thread: bcrypt work never touches the main event loop.
-// Plain JavaScript so the same file serves the sources and the build.
+// Runs in a piscina worker thread: password hashing never touches the main event loop.
+// Plain JavaScript so the same file serves the sources and the build. The scheme comes from
+// core/password-schemes.ts, which recognised the stored hash.
+import { createHash, pbkdf2Sync, scryptSync, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcrypt';
+import { argon2Verify } from 'hash-wasm';
+import { verify as cryptVerify } from 'unixcrypt';
 
-export default function bcryptTask({ op, secret, hash, cost }) {
-  return op === 'hash' ? bcrypt.hashSync(secret, cost) : bcrypt.compareSync(secret, hash);
+const same = (a, b) => a.length === b.length && timingSafeEqual(a, b);
+const b64 = (s) => Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/').replace(/\./g, '+'), 'base64');
+
+/** Dovecot {SSHA256}/{SSHA512}: base64(digest(password + salt) + salt). */
+function ssha(secret, hash, algorithm, size) {
+  const raw = Buffer.from(hash, 'base64');
+  if (raw.length <= size) return false;
+  const salt = raw.subarray(size);
+  return same(createHash(algorithm).update(secret).update(salt).digest(), raw.subarray(0, size));
+}
+
+/** Wire's form: log2N|r|p|base64(salt)|base64(hash). */
+function scrypt(secret, hash) {
+  const [log2n, r, p, salt, digest] = hash.split('|');
+  const want = Buffer.from(digest, 'base64');
+  const N = 2 ** Number(log2n);
+  const got = scryptSync(secret, Buffer.from(salt, 'base64'), want.length, { N, r: Number(r), p: Number(p), maxmem: 256 * N * Number(r) + 1024 * 1024 });
+  return same(got, want);
+}
+
+/** PHC form as WildDuck stores it: $pbkdf2-sha512$i=25000[,l=64]$salt$hash. */
+function pbkdf2(secret, hash) {
+  const [, id, params, salt, digest] = hash.split('$');
+  const algorithm = id.includes('-') ? id.split('-')[1] : 'sha1';
+  const iterations = Number(/i=(\d+)/.exec(params)[1]);
+  const want = b64(digest);
+  return same(pbkdf2Sync(secret, b64(salt), iterations, want.length, algorithm), want);
+}
+
+export default async function passwordTask({ op, secret, hash, scheme, cost }) {
+  if (op === 'hash') return bcrypt.hashSync(secret, cost);
+  try {
+    return await verify(secret, hash, scheme);
+  } catch {
+    // A damaged imported hash is a wrong password for that account, not an outage.
+    return false;
+  }
+}
+
+async function verify(secret, hash, scheme) {
+  switch (scheme) {
+    case 'bcrypt':
+      // $2y$ (PHP, Dovecot) is the same algorithm as $2b$, which the bcrypt package reads.
+      return bcrypt.compareSync(secret, hash.replace(/^\$2y\$/, '$2b$'));
+    case 'sha512-crypt':
+    case 'sha256-crypt':
+      return cryptVerify(secret, hash);
+    case 'ssha256':
+      return ssha(secret, hash, 'sha256', 32);
+    case 'ssha512':
+      return ssha(secret, hash, 'sha512', 64);
+    case 'argon2':
+      return argon2Verify({ password: secret, hash });
+    case 'scrypt':
+      return scrypt(secret, hash);
+    case 'pbkdf2':
+      return pbkdf2(secret, hash);
+    default:
+      return false;
+  }
 }

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { temporary } from '../core/errors.js';
+import { parseStoredHash } from '../core/password-schemes.js';
 import type { Hasher } from '../core/ports.js';
 
 export interface HashPoolOptions {
@@ -43,9 +44,11 @@ export class HashPool implements Hasher {
     return this.run({ op: 'hash', secret, cost: this.o.cost });
   }
 
-  async verify(secret: string, hash: string): Promise<boolean> {
-    if (!/^\$2[abxy]\$\d\d\$/.test(hash)) return false;
-    return this.run({ op: 'verify', secret, hash });
+  /** Checks bcrypt and the imported schemes of core/password-schemes; unknown forms never match. */
+  async verify(secret: string, stored: string): Promise<boolean> {
+    const parsed = parseStoredHash(stored);
+    if (!parsed) return false;
+    return this.run<boolean>({ op: 'verify', secret, ...parsed });
   }
 
   get queued(): number {

@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -93,6 +93,21 @@ describe('postern CLI', () => {
     expect(postern(['token', 'create', '--role', 'user']).code).toBe(1);
     expect(postern(['token', 'revoke', id!]).code).toBe(0);
     expect(postern(['token', 'revoke', id!]).code).toBe(1);
+  });
+
+  it('imports users with their hashes from a Dovecot passwd-file, reporting bad lines', async () => {
+    const sha = execFileSync('doveadm', ['pw', '-s', 'SHA512-CRYPT', '-p', 'Old-system-pass-1'], { encoding: 'utf8' }).trim();
+    const ssha = execFileSync('doveadm', ['pw', '-s', 'SSHA256', '-p', 'Other-pass-2'], { encoding: 'utf8' }).trim();
+    const file = join(dataDir, 'passwd');
+    writeFileSync(file, `# exported from the old server\nhenry:${sha}:1000:1000::/home/henry\nirene:${ssha}\nbroken:{MD5}xyz\n`);
+    const r = postern(['user', 'import', file]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('imported 2 user(s)');
+    expect(r.err).toContain('line 4:');
+    expect(await authenticate('henry', 'Old-system-pass-1', 'imap')).toMatchObject({ ok: true });
+    expect(await authenticate('irene', 'Other-pass-2', 'imap')).toMatchObject({ ok: true });
+    expect(await authenticate('irene', 'Other-pass-3', 'imap')).toMatchObject({ ok: false });
+    expect(postern(['user', 'add', 'jack', '--hash', sha]).code).toBe(0);
   });
 
   it('exits 2 when the store is down and 1 on a configuration error', () => {

@@ -41,7 +41,7 @@ export const defaultLimits: LimitSettings = {
 
 export function testSettings(limits: Partial<LimitSettings> = {}): CoreSettings {
   return {
-    auth: { totpWindowSteps: 2, verifiedCacheTtlMs: 300_000 },
+    auth: { totpWindowSteps: 2, verifiedCacheTtlMs: 300_000, bcryptCost: 4 },
     accounts: {
       aspMaxPerUser: 50,
       recoveryCodeCount: 10,
@@ -75,6 +75,8 @@ export async function testCore(
     keys?: Map<string, Buffer>;
     current?: string;
     hmac?: Buffer;
+    /** bcrypt cost imported hashes are upgraded to (the test hasher's own is 4). */
+    bcryptCost?: number;
   } = {},
 ): Promise<TestCore> {
   const clock = new ManualClock(Date.now());
@@ -91,7 +93,10 @@ export async function testCore(
     hasher,
     clock,
     keys: { current: opts.current ?? 'k1', keys, hmac: opts.hmac ?? randomBytes(32) },
-    settings: testSettings(opts.limits),
+    settings: (() => {
+      const settings = testSettings(opts.limits);
+      return { ...settings, auth: { ...settings.auth, bcryptCost: opts.bcryptCost ?? settings.auth.bcryptCost } };
+    })(),
   });
   hasher.verifies = 0;
   return { ...core, store, clock, hasher, limiter, cache };
