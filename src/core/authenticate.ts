@@ -5,7 +5,7 @@ import { isTemporary } from './errors.js';
 import { keyedHash } from './keyed-hash.js';
 import type { CredentialCache, Hasher, Store } from './ports.js';
 import type { RateWindows } from './rate-windows.js';
-import { needsRehash } from './password-schemes.js';
+import { needsRehash, parseStoredHash } from './password-schemes.js';
 import { hashRecoveryCode } from './recovery-codes.js';
 import type { SecretBox } from './secret-box.js';
 import { checkTotp } from './totp.js';
@@ -176,7 +176,11 @@ export class Authenticator {
         if (await this.d.hasher.verify(aspSecret, asp.hash)) return { kind: 'asp', asp };
       }
     }
-    return (await this.d.hasher.verify(secret, user.passwordHash)) ? { kind: 'password' } : null;
+    const ok = await this.d.hasher.verify(secret, user.passwordHash);
+    // An imported hash (SSHA, SHA512-CRYPT, ...) answers much faster than bcrypt: spend a
+    // bcrypt check too, so such accounts cannot be told from unknown ones by timing.
+    if (parseStoredHash(user.passwordHash)?.scheme !== 'bcrypt') await this.d.hasher.verify(secret, this.d.dummyHash);
+    return ok ? { kind: 'password' } : null;
   }
 
   private async fromCache(user: User, cached: string): Promise<Match | null> {

@@ -60,6 +60,13 @@ describe('imported password hashes (A1)', () => {
     }, 30_000);
   }
 
+  it('spends a bcrypt check on imported fast hashes, so their accounts look like unknown ones', async () => {
+    await c.accounts.importUser(actor, { username: 'fast', passwordHash: doveadm('SSHA256') });
+    c.hasher.verifies = 0;
+    await c.auth.authenticate(req('fast', 'Wrong-pass-1'));
+    expect(c.hasher.verifies).toBe(2);
+  });
+
   it('refuses to import a hash in an unknown form, and never matches a damaged one', async () => {
     await expect(c.accounts.importUser(actor, { username: 'bad', passwordHash: '{MD5}abc' })).rejects.toMatchObject({ code: 'invalid_input' });
     await expect(c.accounts.importUser(actor, { username: 'bad', passwordHash: 'plaintext' })).rejects.toMatchObject({ code: 'invalid_input' });
