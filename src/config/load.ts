@@ -84,6 +84,9 @@ const schema = z.strictObject({
     master_separator: z.string().length(1),
     smtp_identity: z.enum(['xclient', 'none']),
     connect_timeout: duration,
+    tls: z.enum(['none', 'starttls', 'implicit']),
+    tls_ca: z.string(),
+    tls_verify: z.boolean(),
   }),
 });
 

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import type { SMTPServer } from 'smtp-server';
+import { PosternError } from '../core/errors.js';
 import type { App } from '../app.js';
 import { listen, type FrontendContext, type Listening } from './frontend.js';
 import { imapSessionFactory } from './imap/imap-session.js';
@@ -13,6 +15,14 @@ export interface RunningListeners {
   /** Protocol → bound ports (plain/STARTTLS first, then implicit TLS). */
   ports: Record<'imap' | 'pop3' | 'submission' | 'lmtp', number[]>;
   close(): Promise<void>;
+}
+
+function readPem(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new PosternError('config_invalid', `upstream.tls_ca: cannot read ${path}: ${(err as Error).message}`);
+  }
 }
 
 /** Config port 0 means "off"; the listener helper takes -1 for that. */
@@ -50,6 +60,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       masterUser: up.master_user,
       masterPassword: up.master_password,
       separator: up.master_separator,
+      tls: { mode: up.tls, ca: up.tls_ca ? readPem(up.tls_ca) : null, verify: up.tls_verify },
     }),
     settings: {
       plaintextAllowed: plaintextPolicy(cfg.frontend.plaintext_auth_networks),

@@ -37,7 +37,7 @@ export function greeting(port: number, expect: string): Promise<void> {
 }
 
 /** Debian's Dovecot from the shipped config, in a fresh private directory. */
-export async function startDovecot(): Promise<Dovecot> {
+export async function startDovecot(opts: { tls?: { cert: string; key: string } } = {}): Promise<Dovecot> {
   // The mail directory's parents must be traversable by the dovecot user.
   const dir = mkdtempSync('/tmp/postern-dovecot-');
   chmodSync(dir, 0o755);
@@ -50,7 +50,8 @@ export async function startDovecot(): Promise<Dovecot> {
     .replaceAll('{{imapPort}}', String(imapPort))
     .replaceAll('{{pop3Port}}', String(pop3Port))
     .replaceAll('{{lmtpPort}}', String(lmtpPort))
-    .replaceAll('{{authPort}}', String(authPort));
+    .replaceAll('{{authPort}}', String(authPort))
+    .replaceAll('{{ssl}}', opts.tls ? `ssl = yes\nssl_cert = <${opts.tls.cert}\nssl_key = <${opts.tls.key}` : 'ssl = no');
   const confFile = join(dir, 'dovecot.conf');
   writeFileSync(confFile, conf);
   writeFileSync(join(dir, 'master-users'), `${masterUser}:{PLAIN}${masterPassword}\n`);

@@ -20,8 +20,10 @@ export interface Gateway {
 }
 
 /** postern in front of a real Dovecot (and Postfix for submission), all on free ports. */
-export async function startGateway(opts: { postfix?: boolean; env?: Record<string, string> } = {}): Promise<Gateway> {
-  const dovecot = await startDovecot();
+export async function startGateway(
+  opts: { postfix?: boolean; env?: Record<string, string>; upstreamTls?: { cert: string; key: string } } = {},
+): Promise<Gateway> {
+  const dovecot = await startDovecot({ tls: opts.upstreamTls });
   let postfix: Postfix | null = null;
   try {
     postfix = opts.postfix ? await startPostfix(dovecot.lmtpPort, dovecot.authPort) : null;

@@ -80,7 +80,7 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
 }
 
 async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPServerSession, stream: Readable): Promise<void> {
-  const ep = { host: ctx.upstream.host, port: s.smtpPort, timeoutMs: ctx.upstream.timeoutMs };
+  const ep = ctx.upstream.endpoint(s.smtpPort);
   let client: SmtpClient;
   try {
     client = await SmtpClient.open(ep, { lmtp: false, heloName: ctx.settings.hostname });
@@ -154,7 +154,7 @@ async function localUser(store: Pick<Store, 'users'>, address: string): Promise<
 async function deliver(ctx: FrontendContext, s: LmtpSettings, env: { from: string; to: string[] }, stream: Readable): Promise<Reply[]> {
   let client: SmtpClient;
   try {
-    client = await SmtpClient.open({ host: ctx.upstream.host, port: s.lmtpPort, timeoutMs: ctx.upstream.timeoutMs }, { lmtp: true, heloName: ctx.settings.hostname });
+    client = await SmtpClient.open(ctx.upstream.endpoint(s.lmtpPort), { lmtp: true, heloName: ctx.settings.hostname });
   } catch (err) {
     ctx.log.error({ err: (err as Error).message }, 'lmtp upstream unavailable');
     throw smtpError(451, '4.4.1 Mailbox server is unavailable, try again later');

@@ -1,12 +1,22 @@
 import { Socket, type SocketConstructorOpts } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { PosternError, temporary } from '../../core/errors.js';
 import { PIPE_HIGH_WATER_MARK } from '../frontend.js';
 import { LineReader } from '../line-reader.js';
+
+export interface UpstreamTls {
+  /** starttls: upgrade after the greeting; implicit: TLS from the first byte. */
+  mode: 'none' | 'starttls' | 'implicit';
+  /** PEM CA bundle to trust instead of the system's; null for the system's. */
+  ca: Buffer | null;
+  verify: boolean;
+}
 
 export interface Endpoint {
   host: string;
   port: number;
   timeoutMs: number;
+  tls?: UpstreamTls;
 }
 
 export function upstreamDown(message: string, cause?: unknown): PosternError {
@@ -18,14 +28,18 @@ export function upstreamDown(message: string, cause?: unknown): PosternError {
  * session is handed over to a byte pipe. Every read is bounded by the timeout.
  */
 export class UpstreamConnection {
-  private readonly reader = new LineReader(64 * 1024);
+  private reader = new LineReader(64 * 1024);
   private waiting: (() => void) | null = null;
   private failure: Error | null = null;
 
   private constructor(
-    readonly socket: Socket,
-    private readonly timeoutMs: number,
+    public socket: Socket,
+    private readonly ep: Endpoint,
   ) {
+    this.attach(socket);
+  }
+
+  private attach(socket: Socket): void {
     socket.on('data', (chunk: Buffer) => {
       this.reader.push(chunk);
       this.wake();
@@ -38,7 +52,42 @@ export class UpstreamConnection {
     socket.on('close', () => fail(new Error('connection closed')));
   }
 
-  static open(ep: Endpoint): Promise<UpstreamConnection> {
+  private detach(): void {
+    for (const ev of ['data', 'error', 'close']) this.socket.removeAllListeners(ev);
+  }
+
+  get startTlsWanted(): boolean {
+    return this.ep.tls?.mode === 'starttls';
+  }
+
+  static async open(ep: Endpoint): Promise<UpstreamConnection> {
+    const conn = new UpstreamConnection(await UpstreamConnection.tcp(ep), ep);
+    if (ep.tls?.mode === 'implicit') await conn.upgrade();
+    return conn;
+  }
+
+  /** Wraps the connection in TLS (after STARTTLS/STLS was accepted, or at once for implicit). */
+  async upgrade(): Promise<void> {
+    const tls = this.ep.tls;
+    if (!tls || tls.mode === 'none') throw upstreamDown('TLS upgrade without TLS settings');
+    this.detach();
+    // Whatever arrived before the handshake came in clear: it is not read as part of the session.
+    this.reader = new LineReader(64 * 1024);
+    const raw = this.socket;
+    const secure = await new Promise<Socket>((resolve, reject) => {
+      const t = tlsConnect({ socket: raw, servername: /^[\d.:]+$/.test(this.ep.host) ? undefined : this.ep.host, ca: tls.ca ?? undefined, rejectUnauthorized: tls.verify }, () => resolve(t));
+      const timer = setTimeout(() => reject(upstreamDown(`TLS handshake with ${this.ep.host} timed out`)), this.ep.timeoutMs);
+      t.once('secureConnect', () => clearTimeout(timer));
+      t.once('error', (err) => {
+        clearTimeout(timer);
+        reject(upstreamDown(`TLS with ${this.ep.host}:${this.ep.port} failed: ${err.message}`, err));
+      });
+    });
+    this.socket = secure;
+    this.attach(secure);
+  }
+
+  private static tcp(ep: Endpoint): Promise<Socket> {
     return new Promise((resolve, reject) => {
       // highWaterMark is a stream option net.Socket passes on; @types/node does not list it.
       const socket = new Socket({ highWaterMark: PIPE_HIGH_WATER_MARK } as SocketConstructorOpts).connect(ep.port, ep.host);
@@ -49,7 +98,7 @@ export class UpstreamConnection {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.setNoDelay(true);
-        resolve(new UpstreamConnection(socket, ep.timeoutMs));
+        resolve(socket);
       });
       socket.once('error', (err) => {
         clearTimeout(timer);
@@ -65,7 +114,7 @@ export class UpstreamConnection {
   }
 
   async line(): Promise<string> {
-    const deadline = Date.now() + this.timeoutMs;
+    const deadline = Date.now() + this.ep.timeoutMs;
     for (;;) {
       const l = this.reader.line();
       if (l !== null) return l;

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { b64 } from '../sasl.js';
-import { UpstreamConnection, upstreamDown, type Endpoint } from './connection.js';
+import { UpstreamConnection, upstreamDown, type Endpoint, type UpstreamTls } from './connection.js';
 
 export interface UpstreamSettings {
   host: string;
@@ -12,6 +12,7 @@ export interface UpstreamSettings {
   masterUser: string;
   masterPassword: string;
   separator: string;
+  tls: UpstreamTls;
 }
 
 export interface ClientInfo {
@@ -36,13 +37,6 @@ const imapQuote = (s: string) => `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 export class MailUpstream {
   constructor(private readonly s: UpstreamSettings) {}
 
-  get host(): string {
-    return this.s.host;
-  }
-
-  get timeoutMs(): number {
-    return this.s.timeoutMs;
-  }
 
   private plain(username: string): string {
     const { masterUser, masterPassword, separator } = this.s;
@@ -51,8 +45,9 @@ export class MailUpstream {
       : b64(`\0${username}${separator}${masterUser}\0${masterPassword}`);
   }
 
-  private endpoint(port: number): Endpoint {
-    return { host: this.s.host, port, timeoutMs: this.s.timeoutMs };
+  /** Host, timeout and TLS for one of the upstream's ports. */
+  endpoint(port: number): Endpoint {
+    return { host: this.s.host, port, timeoutMs: this.s.timeoutMs, tls: this.s.tls };
   }
 
   async imap(username: string, client: ClientInfo): Promise<UpstreamSession> {
@@ -60,6 +55,12 @@ export class MailUpstream {
     try {
       const greeting = await conn.line();
       if (!greeting.startsWith('* OK')) throw upstreamDown(`IMAP greeting "${greeting.slice(0, 80)}"`);
+      if (conn.startTlsWanted) {
+        conn.write('P0 STARTTLS\r\n');
+        const { tagged } = await this.imapTagged(conn, 'P0');
+        if (!/^P0 OK/i.test(tagged)) throw upstreamDown(`IMAP STARTTLS refused: ${tagged.slice(3, 120)}`);
+        await conn.upgrade();
+      }
       // The client's real address reaches the upstream (Dovecot trusts it from login_trusted_networks).
       const id = [
         ['x-originating-ip', client.ip],
@@ -102,6 +103,12 @@ export class MailUpstream {
     try {
       const greeting = await conn.line();
       if (!greeting.startsWith('+OK')) throw upstreamDown(`POP3 greeting "${greeting.slice(0, 80)}"`);
+      if (conn.startTlsWanted) {
+        conn.write('STLS\r\n');
+        const r = await conn.line();
+        if (!r.startsWith('+OK')) throw upstreamDown(`POP3 STLS refused: ${r.slice(0, 80)}`);
+        await conn.upgrade();
+      }
       conn.write('CAPA\r\n');
       const capa = await this.pop3Multiline(conn);
       if (capa.some((l) => /^XCLIENT\b/i.test(l))) {

@@ -48,6 +48,11 @@ export class SmtpClient {
     try {
       client.expect(await client.reply(), 220, 'greeting');
       await client.hello(opts.heloName);
+      if (conn.startTlsWanted) {
+        client.expect(await client.command('STARTTLS'), 220, 'STARTTLS');
+        await conn.upgrade();
+        await client.hello(opts.heloName);
+      }
       return client;
     } catch (err) {
       conn.close();
