@@ -9,6 +9,7 @@ import type { CredentialCache, RateLimiter, Store } from './core/ports.js';
 import { dataPath, type Config } from './config/load.js';
 import { loadSecrets } from './config/secrets.js';
 import { createLogger, type Logger } from './log.js';
+import { Metrics } from './metrics.js';
 import { AuditSpool } from './stores/audit-spool.js';
 import { MemoryCredentialCache, RedisCredentialCache } from './stores/credential-cache.js';
 import { EmbeddedStore } from './stores/embedded-store.js';
@@ -26,6 +27,7 @@ export interface App {
   auth: Authenticator;
   accounts: Accounts;
   sessions: WebSessions;
+  metrics: Metrics;
   limiter: RateLimiter;
   cache: CredentialCache;
   clock: Clock;
@@ -91,8 +93,10 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   const limiter: RateLimiter = redis ? new RedisLimiter(redis) : new MemoryLimiter(clock);
   const cache: CredentialCache = redis ? new RedisCredentialCache(redis) : new MemoryCredentialCache(clock);
   const hasher = new HashPool({ cost: cfg.auth.bcrypt_rounds, threads: cfg.auth.hash_threads || undefined, maxQueue: cfg.auth.hash_queue });
+  const metrics = new Metrics(() => hasher.queued);
   const core = await createCore({
     store,
+    auditStore: metrics.countingAudit(store.audit),
     limiter,
     cache,
     clock,
@@ -111,6 +115,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     auth,
     accounts,
     sessions,
+    metrics,
     limiter,
     cache,
     clock,

@@ -1,6 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Registry } from 'prom-client';
 import type { Accounts } from '../core/accounts.js';
 import type { Authenticator } from '../core/authenticate.js';
 import type { Clock } from '../core/clock.js';
@@ -19,6 +20,8 @@ export interface ApiDeps {
   accounts: Accounts;
   sessions: WebSessions;
   clock: Clock;
+  /** Prometheus registry served at /metrics; absent to serve none. */
+  metrics?: Registry;
 }
 
 declare module 'fastify' {
@@ -128,6 +131,10 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   app.setErrorHandler((err, _req, reply) => sendError(reply, err));
   app.setNotFoundHandler((_req, reply) => reply.status(404).send({ code: 'not_found', message: 'No such route' }));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  const registry = deps.metrics;
+  if (registry) {
+    app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  }
   await app.register(async (api) => {
     await sessionRoutes(api, deps);
     await meRoutes(api, deps);

@@ -13,6 +13,7 @@ export async function startApi(app: App): Promise<{ port: number; close(): Promi
     accounts: app.accounts,
     sessions: app.sessions,
     clock: app.clock,
+    metrics: app.config.api.metrics ? app.metrics.registry : undefined,
   });
   await api.listen({ host: app.config.api.host, port: app.config.api.port });
   const a = api.server.address();

@@ -3,7 +3,7 @@ import { AuditLog, type AuditErrorSink, type AuditFallback } from './audit-log.j
 import { Authenticator, type AuthSettings } from './authenticate.js';
 import type { Clock } from './clock.js';
 import { makeDummyHash } from './passwords.js';
-import type { CredentialCache, Hasher, RateLimiter, Store } from './ports.js';
+import type { AuditStore, CredentialCache, Hasher, RateLimiter, Store } from './ports.js';
 import { RateWindows, type LimitSettings } from './rate-windows.js';
 import { SecretBox } from './secret-box.js';
 import { WebSessions, type WebSessionSettings } from './web-sessions.js';
@@ -25,6 +25,8 @@ export interface CoreDeps {
   keys: { current: string; keys: ReadonlyMap<string, Buffer>; hmac: Buffer };
   settings: CoreSettings;
   auditFallback?: AuditFallback;
+  /** Where audit events go, if not straight to store.audit (e.g. through a metrics counter). */
+  auditStore?: AuditStore;
   onAuditError?: AuditErrorSink;
 }
 
@@ -40,7 +42,7 @@ export interface Core {
 /** Wires the core's parts around the given stores; no I/O of its own beyond them. */
 export async function createCore(d: CoreDeps): Promise<Core> {
   const box = new SecretBox(d.keys.keys, d.keys.current);
-  const audit = new AuditLog(d.store.audit, d.clock, d.settings.auditRetentionMs, d.auditFallback ?? null, d.onAuditError);
+  const audit = new AuditLog(d.auditStore ?? d.store.audit, d.clock, d.settings.auditRetentionMs, d.auditFallback ?? null, d.onAuditError);
   const windows = new RateWindows(d.limiter, d.settings.limits);
   const common = { store: d.store, audit, hasher: d.hasher, box, serverKey: d.keys.hmac, clock: d.clock };
   const auth = new Authenticator({

@@ -24,6 +24,8 @@ export interface FrontendContext {
   log: Logger;
   settings: FrontendSettings;
   preauth: ConnectionCounter;
+  /** Told when a proxied session starts (+1) and ends (-1), e.g. for a metrics gauge. */
+  onSession?: (protocol: string, delta: number) => void;
 }
 
 export function clientInfo(socket: Socket, sessionId: string): ClientInfo {

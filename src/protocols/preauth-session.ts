@@ -189,8 +189,10 @@ export abstract class PreauthSession {
       this.handedOver = true;
       this.releasePreauth();
       this.detach(this.socket);
+      this.ctx.onSession?.(this.scope, 1);
       splice(this.socket, up, this.reader.drain(), () => {
         this.done = true;
+        this.ctx.onSession?.(this.scope, -1);
         release();
       });
       this.socket.resume();

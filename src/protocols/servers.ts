@@ -51,6 +51,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     tls,
     log: app.log,
     preauth: new ConnectionCounter(cfg.frontend.max_preauth_per_ip),
+    onSession: (protocol, delta) => app.metrics.sessions.inc({ protocol }, delta),
     upstream: new MailUpstream({
       host: up.host,
       imapPort: up.imap_port,

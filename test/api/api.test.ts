@@ -293,6 +293,16 @@ describe('web API over HTTP', () => {
     expect(JSON.parse(out).token).toMatch(/^pss_/);
   });
 
+  it('serves Prometheus metrics that count decisions and carry no usernames or secrets', async () => {
+    const r = await fetch(`${base}/metrics`);
+    expect(r.headers.get('content-type')).toContain('text/plain');
+    const text = await r.text();
+    const failures = /postern_audit_events_total\{action="auth",result="failure",reason="invalid_credentials",protocol="http"\} (\d+)/.exec(text);
+    expect(Number(failures?.[1])).toBeGreaterThan(0);
+    expect(text).toMatch(/postern_hash_queue \d+/);
+    expect(text).not.toMatch(/alice|carl|pss_|pat_/);
+  });
+
   it('answers 503, not 401, when the store is down', async () => {
     const users = app.store.users;
     const original = users.findByName.bind(users);

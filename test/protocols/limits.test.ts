@@ -86,6 +86,8 @@ describe('front-end limits and operations', () => {
     await second.until(/^\* OK/);
     second.write(`a LOGIN alice ${PW}\r\n`);
     expect(await second.until(/^a /)).toMatch(/^a NO \[IN-USE\]/m);
+    const gauge = await gw.app.metrics.registry.getSingleMetricAsString('postern_proxied_sessions');
+    expect(gauge).toContain('postern_proxied_sessions{protocol="imap"} 1');
     first.close();
     await new Promise((r) => setTimeout(r, 200));
     second.write(`b LOGIN alice ${PW}\r\n`);
