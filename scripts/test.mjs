@@ -15,6 +15,7 @@ const DEBIAN = {
   gpg: 'gnupg',
   dovecot: 'dovecot-imapd dovecot-pop3d dovecot-lmtpd',
   postfix: 'postfix',
+  nginx: 'nginx libnginx-mod-mail',
   python3: 'python3',
 };
 

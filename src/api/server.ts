@@ -12,6 +12,7 @@ import type { Principal, WebSessions } from '../core/web-sessions.js';
 import { adminRoutes } from './routes/admin.js';
 import { auditRoutes } from './routes/audit.js';
 import { meRoutes } from './routes/me.js';
+import { nginxRoutes, type NginxSettings } from './routes/nginx.js';
 import { sessionRoutes } from './routes/session.js';
 
 export interface ApiDeps {
@@ -22,6 +23,8 @@ export interface ApiDeps {
   clock: Clock;
   /** Prometheus registry served at /metrics; absent to serve none. */
   metrics?: Registry;
+  /** nginx mail proxy auth_http endpoint at /auth/nginx; absent to serve none. */
+  nginx?: NginxSettings;
 }
 
 declare module 'fastify' {
@@ -135,6 +138,7 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   if (registry) {
     app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
   }
+  if (deps.nginx) await nginxRoutes(app, deps, deps.nginx);
   await app.register(async (api) => {
     await sessionRoutes(api, deps);
     await meRoutes(api, deps);

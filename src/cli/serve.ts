@@ -1,9 +1,22 @@
+import type { NginxSettings } from '../api/routes/nginx.js';
 import { buildApi } from '../api/server.js';
+import { networkMatcher } from '../protocols/limits.js';
 import { createApp, type App } from '../app.js';
 import type { Config } from '../config/load.js';
 import { startListeners } from '../protocols/servers.js';
 
 const HOUR = 3_600_000;
+
+function nginxSettings(cfg: Config): NginxSettings | undefined {
+  if (!cfg.nginx.enabled) return undefined;
+  const up = cfg.upstream;
+  return {
+    allowed: networkMatcher(cfg.nginx.allow),
+    upstreamHost: up.host,
+    ports: { imap: up.imap_port, pop3: up.pop3_port, smtp: up.smtp_port },
+    upstreamLogin: (username) => ({ user: `${username}${up.master_separator}${up.master_user}`, pass: up.master_password }),
+  };
+}
 
 /** The web API on its configured address. */
 export async function startApi(app: App): Promise<{ port: number; close(): Promise<void> }> {
@@ -14,6 +27,7 @@ export async function startApi(app: App): Promise<{ port: number; close(): Promi
     sessions: app.sessions,
     clock: app.clock,
     metrics: app.config.api.metrics ? app.metrics.registry : undefined,
+    nginx: nginxSettings(app.config),
   });
   await api.listen({ host: app.config.api.host, port: app.config.api.port });
   const a = api.server.address();

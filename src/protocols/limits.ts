@@ -26,8 +26,8 @@ export class ConnectionCounter {
   }
 }
 
-/** Whether a client may send a password before TLS. */
-export function plaintextPolicy(networks: string[]): (ip: string) => boolean {
+/** Whether an address is in a list of addresses and CIDRs (plaintext networks, nginx hosts). */
+export function networkMatcher(networks: string[]): (ip: string) => boolean {
   const list: BlockList = buildAllowList(networks);
   return (ip) => {
     const v = isIP(ip);

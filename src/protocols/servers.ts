@@ -4,7 +4,7 @@ import { PosternError } from '../core/errors.js';
 import type { App } from '../app.js';
 import { listen, type FrontendContext, type Listening } from './frontend.js';
 import { imapSessionFactory } from './imap/imap-session.js';
-import { ConnectionCounter, plaintextPolicy } from './limits.js';
+import { ConnectionCounter, networkMatcher } from './limits.js';
 import { pop3SessionFactory } from './pop3/pop3-session.js';
 import { createLmtpServer, createSubmissionServer } from './smtp/smtp-servers.js';
 import { TlsManager } from './tls.js';
@@ -64,7 +64,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       tls: { mode: up.tls, ca: up.tls_ca ? readPem(up.tls_ca) : null, verify: up.tls_verify },
     }),
     settings: {
-      plaintextAllowed: plaintextPolicy(cfg.frontend.plaintext_auth_networks),
+      plaintextAllowed: networkMatcher(cfg.frontend.plaintext_auth_networks),
       maxAuthFailures: cfg.frontend.max_auth_failures,
       preauthTimeoutMs: cfg.frontend.preauth_timeout,
       maxLineLength: cfg.frontend.max_line_length,
