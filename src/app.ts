@@ -3,6 +3,7 @@ import type { Accounts } from './core/accounts.js';
 import type { AuditLog } from './core/audit-log.js';
 import type { Authenticator } from './core/authenticate.js';
 import { createCore, type CoreSettings } from './core/core.js';
+import type { Policy } from './core/policy.js';
 import type { WebSessions } from './core/web-sessions.js';
 import { systemClock, type Clock } from './core/clock.js';
 import type { CredentialCache, RateLimiter, Store } from './core/ports.js';
@@ -27,6 +28,7 @@ export interface App {
   auth: Authenticator;
   accounts: Accounts;
   sessions: WebSessions;
+  policy: Policy;
   metrics: Metrics;
   limiter: RateLimiter;
   cache: CredentialCache;
@@ -79,6 +81,13 @@ export function coreSettings(cfg: Config): CoreSettings {
       allowList: l.allow_list,
     },
     web: { sessionTtlMs: cfg.api.session_ttl, trustedDeviceTtlMs: cfg.api.trusted_device_ttl },
+    features: {
+      two_factor_required: { status: cfg.features.two_factor_required, lock: cfg.features.two_factor_required_lock },
+      two_factor_recommended: { status: cfg.features.two_factor_recommended, lock: cfg.features.two_factor_recommended_lock },
+      // Not configurable features yet: kept so every feature has a server-wide value.
+      email_codes: { status: 'disabled', lock: 'locked' },
+      trusted_devices: { status: cfg.api.trusted_device_ttl > 0 ? 'enabled' : 'disabled', lock: 'locked' },
+    },
     auditRetentionMs: cfg.audit.retention,
   };
 }
@@ -106,7 +115,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     auditFallback: new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')),
     onAuditError: (err, e) => log.error({ err: (err as Error).message, action: e.action }, 'audit store failed; event spooled'),
   });
-  const { audit, auth, accounts, sessions } = core;
+  const { audit, auth, accounts, sessions, policy } = core;
   return {
     config: cfg,
     log,
@@ -115,6 +124,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     auth,
     accounts,
     sessions,
+    policy,
     metrics,
     limiter,
     cache,

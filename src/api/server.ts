@@ -8,6 +8,7 @@ import type { Clock } from '../core/clock.js';
 import { PosternError } from '../core/errors.js';
 import type { Store } from '../core/ports.js';
 import type { AuthResult, Role } from '../core/types.js';
+import type { Policy } from '../core/policy.js';
 import type { Principal, WebSessions } from '../core/web-sessions.js';
 import { adminRoutes } from './routes/admin.js';
 import { auditRoutes } from './routes/audit.js';
@@ -20,6 +21,7 @@ export interface ApiDeps {
   auth: Authenticator;
   accounts: Accounts;
   sessions: WebSessions;
+  policy: Policy;
   clock: Clock;
   /** Prometheus registry served at /metrics; absent to serve none. */
   metrics?: Registry;
@@ -71,7 +73,7 @@ export function refusal(r: Extract<AuthResult, { ok: false }>): HttpError {
 
 export const forbidden = (message = 'Your role does not allow this') => new HttpError(403, 'forbidden', message);
 
-/** Route guard: the caller must be signed in (session) and, if given, hold one of `roles`. */
+/** Route guard: the caller must be signed in and, if given, hold one of `roles`. */
 export function requireRole(...roles: Role[]) {
   return async (req: FastifyRequest) => {
     if (!req.principal) throw new HttpError(401, 'unauthenticated', 'Sign in first: send Authorization: Bearer <token>');
@@ -79,10 +81,19 @@ export function requireRole(...roles: Role[]) {
   };
 }
 
+/** Routes an account may use while mandatory 2FA waits for it to set a second factor up. */
+const SETUP_ROUTES = new Set(['/api/v1/me', '/api/v1/me/totp/setup', '/api/v1/me/totp/enable', '/api/v1/me/password', '/api/v1/session', '/api/v1/sessions']);
+
 /** Route guard for the caller's own account: a user session, not an automation token. */
-export async function requireSession(req: FastifyRequest) {
-  if (!req.principal) throw new HttpError(401, 'unauthenticated', 'Sign in first: send Authorization: Bearer <token>');
-  if (req.principal.kind !== 'session') throw forbidden('API tokens cannot act on a personal account');
+export function requireSessionWith(policy: Policy) {
+  return async (req: FastifyRequest) => {
+    const p = req.principal;
+    if (!p) throw new HttpError(401, 'unauthenticated', 'Sign in first: send Authorization: Bearer <token>');
+    if (p.kind !== 'session') throw forbidden('API tokens cannot act on a personal account');
+    if (!p.user.twoFactor && !SETUP_ROUTES.has(req.routeOptions.url ?? '') && (await policy.enabled('two_factor_required', p.user.domain))) {
+      throw new HttpError(403, 'two_factor_setup_required', 'Two-factor authentication is required: set it up first (POST /api/v1/me/totp/setup)');
+    }
+  };
 }
 
 export function sessionOf(req: FastifyRequest) {

@@ -25,6 +25,7 @@ export async function startApi(app: App): Promise<{ port: number; close(): Promi
     auth: app.auth,
     accounts: app.accounts,
     sessions: app.sessions,
+    policy: app.policy,
     clock: app.clock,
     metrics: app.config.api.metrics ? app.metrics.registry : undefined,
     nginx: nginxSettings(app.config),

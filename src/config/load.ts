@@ -18,6 +18,8 @@ const count = z.number().int().min(1);
 const cidr = z.string().refine((s) => /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(s), 'expected an IP address or CIDR');
 
 const port = z.number().int().min(0).max(65535);
+const status = z.enum(['enabled', 'disabled']);
+const lock = z.enum(['locked', 'unlocked']);
 const listener = z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port, tls_port: port });
 
 const schema = z.strictObject({
@@ -50,6 +52,12 @@ const schema = z.strictObject({
     allow_list: z.array(cidr),
   }),
   audit: z.strictObject({ retention: duration }),
+  features: z.strictObject({
+    two_factor_required: status,
+    two_factor_recommended: status,
+    two_factor_required_lock: lock,
+    two_factor_recommended_lock: lock,
+  }),
   password_policy: z.strictObject({
     min_length: z.number().int().min(1).max(128),
     require_lower: z.boolean(),

@@ -6,6 +6,7 @@ import { keyedHash } from './keyed-hash.js';
 import type { CredentialCache, Hasher, Store } from './ports.js';
 import type { RateWindows } from './rate-windows.js';
 import { needsRehash, parseStoredHash } from './password-schemes.js';
+import type { Policy } from './policy.js';
 import { hashRecoveryCode } from './recovery-codes.js';
 import type { SecretBox } from './secret-box.js';
 import { checkTotp } from './totp.js';
@@ -32,6 +33,8 @@ export interface AuthDeps {
   settings: AuthSettings;
   /** bcrypt hash of nothing anyone knows: compared against for unknown users. */
   dummyHash: string;
+  /** Server and domain feature settings (mandatory / recommended 2FA). */
+  policy: Policy;
 }
 
 const MESSAGES: Record<AuthFailReason, string> = {
@@ -45,6 +48,7 @@ const MESSAGES: Record<AuthFailReason, string> = {
   second_factor_required: 'A second factor is required',
   second_factor_invalid: 'Invalid second factor',
   password_expired: 'This temporary password has expired',
+  two_factor_setup_required: 'Two-factor authentication is required for this account: sign in to the account page and set it up first',
   temporary_failure: 'Temporary failure, try again later',
 };
 
@@ -202,6 +206,11 @@ export class Authenticator {
   private async applyRules(req: AuthRequest, user: User, match: Match): Promise<AuthResult> {
     const now = this.d.clock.now();
     if (user.status !== 'active') return fail('account_disabled');
+    const required = !user.twoFactor && (await this.d.policy.enabled('two_factor_required', user.domain));
+    // Without a second factor under mandatory 2FA, mail clients are refused and the account
+    // page opens only to set one up (B3).
+    if (required && req.scope !== 'master') return fail('two_factor_setup_required');
+    const recommended = !user.twoFactor && !required && (await this.d.policy.enabled('two_factor_recommended', user.domain));
     const ok = (): AuthResult => ({
       ok: true,
       userId: user.id,
@@ -209,7 +218,8 @@ export class Authenticator {
       credential: match.kind,
       aspId: match.kind === 'asp' ? match.asp.id : null,
       mustChangePassword: match.kind === 'password' && user.mustChangePassword,
-      notices: user.notices,
+      mustSetUpTwoFactor: required,
+      notices: recommended ? [...user.notices, 'two_factor_recommended'] : user.notices,
     });
 
     if (match.kind === 'asp') {

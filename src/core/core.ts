@@ -5,6 +5,7 @@ import type { Clock } from './clock.js';
 import { makeDummyHash } from './passwords.js';
 import type { AuditStore, CredentialCache, Hasher, RateLimiter, Store } from './ports.js';
 import { RateWindows, type LimitSettings } from './rate-windows.js';
+import { Policy, type FeatureDefaults } from './policy.js';
 import { SecretBox } from './secret-box.js';
 import { WebSessions, type WebSessionSettings } from './web-sessions.js';
 
@@ -13,6 +14,7 @@ export interface CoreSettings {
   accounts: AccountSettings;
   limits: LimitSettings;
   web: WebSessionSettings;
+  features: FeatureDefaults;
   auditRetentionMs: number;
 }
 
@@ -37,6 +39,7 @@ export interface Core {
   windows: RateWindows;
   box: SecretBox;
   sessions: WebSessions;
+  policy: Policy;
 }
 
 /** Wires the core's parts around the given stores; no I/O of its own beyond them. */
@@ -45,8 +48,10 @@ export async function createCore(d: CoreDeps): Promise<Core> {
   const audit = new AuditLog(d.auditStore ?? d.store.audit, d.clock, d.settings.auditRetentionMs, d.auditFallback ?? null, d.onAuditError);
   const windows = new RateWindows(d.limiter, d.settings.limits);
   const common = { store: d.store, audit, hasher: d.hasher, box, serverKey: d.keys.hmac, clock: d.clock };
+  const policy = new Policy(d.store.policy, d.settings.features, d.clock, audit);
   const auth = new Authenticator({
     ...common,
+    policy,
     windows,
     cache: d.cache,
     settings: d.settings.auth,
@@ -54,5 +59,5 @@ export async function createCore(d: CoreDeps): Promise<Core> {
   });
   const accounts = new Accounts({ ...common, settings: d.settings.accounts });
   const sessions = new WebSessions({ store: d.store, auth, audit, clock: d.clock, serverKey: d.keys.hmac, settings: d.settings.web });
-  return { auth, accounts, audit, windows, box, sessions };
+  return { auth, accounts, audit, windows, box, sessions, policy };
 }

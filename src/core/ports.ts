@@ -1,7 +1,7 @@
 // Interfaces the core needs from the outside world. Stores implement them; the core never
 // imports a store. Every method may reject with a temporary PosternError when its backend
 // is down.
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, LastUse, Session, TrustedDevice, User } from './types.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from './types.js';
 
 export type NewUser = Omit<User, 'id' | 'credentialVersion' | 'createdAt' | 'updatedAt' | 'totpLastStep'>;
 export type UserPatch = Partial<Omit<User, 'id' | 'username' | 'credentialVersion' | 'createdAt' | 'updatedAt'>>;
@@ -75,6 +75,15 @@ export interface ApiTokenStore {
   delete(id: string): Promise<boolean>;
 }
 
+/** Feature settings in two levels: server-wide (status + lock) and per-domain overrides. */
+export interface PolicyStore {
+  features(): Promise<Partial<Record<FeatureName, FeatureSetting>>>;
+  setFeature(name: FeatureName, setting: FeatureSetting): Promise<void>;
+  domain(name: string): Promise<Domain | null>;
+  /** Sets (or with null, removes) a domain's override of one feature. */
+  setDomainFeature(domain: string, name: FeatureName, status: FeatureSetting['status'] | null, now: Date): Promise<Domain>;
+}
+
 /** Everything persistent, behind one handle. */
 export interface Store {
   users: UserStore;
@@ -84,6 +93,7 @@ export interface Store {
   sessions: SessionStore;
   devices: TrustedDeviceStore;
   apiTokens: ApiTokenStore;
+  policy: PolicyStore;
   /** Creates tables/collections and indexes. Idempotent. */
   init(): Promise<void>;
   close(): Promise<void>;

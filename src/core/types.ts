@@ -231,6 +231,7 @@ export type AuthFailReason =
   | 'second_factor_required'
   | 'second_factor_invalid'
   | 'password_expired'
+  | 'two_factor_setup_required'
   | 'temporary_failure';
 
 export interface AuthRequest {
@@ -255,6 +256,8 @@ export type AuthResult =
       aspId: string | null;
       /** The secret was a temporary password: the user must change it now. */
       mustChangePassword: boolean;
+      /** Mandatory 2FA is on and this account has none: it may only set it up (B3). */
+      mustSetUpTwoFactor: boolean;
       notices: string[];
     }
   | {

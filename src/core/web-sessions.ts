@@ -27,7 +27,7 @@ export interface SignInRequest {
 }
 
 export type SignInResult =
-  | { ok: true; token: string; session: Session; user: User; deviceToken: string | null; notices: string[]; mustChangePassword: boolean }
+  | { ok: true; token: string; session: Session; user: User; deviceToken: string | null; notices: string[]; mustChangePassword: boolean; mustSetUpTwoFactor: boolean }
   | Extract<AuthResult, { ok: false }>;
 
 /** Who a bearer token speaks for. */
@@ -106,7 +106,16 @@ export class WebSessions {
     });
     // Notices (e.g. "an admin turned 2FA off") are told once, at this sign-in.
     if (fresh.notices.length) await this.d.store.users.update(fresh.id, { notices: [] }, this.d.clock.now(), false);
-    return { ok: true, token, session, user: fresh, deviceToken, notices: result.notices, mustChangePassword: result.mustChangePassword };
+    return {
+      ok: true,
+      token,
+      session,
+      user: fresh,
+      deviceToken,
+      notices: result.notices,
+      mustChangePassword: result.mustChangePassword,
+      mustSetUpTwoFactor: result.mustSetUpTwoFactor,
+    };
   }
 
   private async trustedDevice(user: User, token: string): Promise<TrustedDevice | null> {

@@ -8,6 +8,7 @@ import type {
   AuditStore,
   NewAsp,
   NewUser,
+  PolicyStore,
   RecoveryCodeStore,
   SessionStore,
   Store,
@@ -15,7 +16,7 @@ import type {
   UserPatch,
   UserStore,
 } from '../core/ports.js';
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, LastUse, Session, TrustedDevice, User } from '../core/types.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from '../core/types.js';
 import { decodeCursor, encodeCursor, fromJson, newId, toJson } from './documents.js';
 
 // The data model of the whole product. Documents are JSON so the shape matches the MongoDB
@@ -378,6 +379,44 @@ class EmbeddedApiTokens implements ApiTokenStore {
   }
 }
 
+class EmbeddedPolicy implements PolicyStore {
+  constructor(private readonly db: Database.Database) {}
+
+  features(): Promise<Partial<Record<FeatureName, FeatureSetting>>> {
+    return guard('policy', () =>
+      Object.fromEntries((this.db.prepare('SELECT name, doc FROM settings').all() as Row[]).map((r) => [r.name, fromJson<FeatureSetting>(r.doc as string)])),
+    );
+  }
+
+  setFeature(name: FeatureName, setting: FeatureSetting): Promise<void> {
+    return guard('policy', () => {
+      this.db.prepare('INSERT INTO settings (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc').run(name, toJson(setting));
+    });
+  }
+
+  domain(name: string): Promise<Domain | null> {
+    return guard('policy', () => {
+      const row = this.db.prepare('SELECT doc FROM domains WHERE name = ?').get(name) as Row | undefined;
+      return row ? fromJson<Domain>(row.doc as string) : null;
+    });
+  }
+
+  setDomainFeature(domain: string, name: FeatureName, status: FeatureSetting['status'] | null, now: Date): Promise<Domain> {
+    return guard('policy', () =>
+      this.db.transaction(() => {
+        const row = this.db.prepare('SELECT doc FROM domains WHERE name = ?').get(domain) as Row | undefined;
+        const current: Domain = row ? fromJson<Domain>(row.doc as string) : { name: domain, features: {}, createdAt: now };
+        const features = { ...current.features };
+        if (status === null) delete features[name];
+        else features[name] = status;
+        const next: Domain = { ...current, features };
+        this.db.prepare('INSERT INTO domains (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc').run(domain, toJson(next));
+        return next;
+      })(),
+    );
+  }
+}
+
 /**
  * better-sqlite3 compiles SQL on every prepare(); every statement here is a fixed text (the
  * audit query has a bounded set of filter combinations), so compiled statements are kept.
@@ -405,6 +444,7 @@ export class EmbeddedStore implements Store {
   readonly sessions: EmbeddedSessions;
   readonly devices: EmbeddedDevices;
   readonly apiTokens: EmbeddedApiTokens;
+  readonly policy: EmbeddedPolicy;
   private readonly db: Database.Database;
 
   constructor(path: string) {
@@ -419,6 +459,7 @@ export class EmbeddedStore implements Store {
     this.sessions = new EmbeddedSessions(this.db);
     this.devices = new EmbeddedDevices(this.db);
     this.apiTokens = new EmbeddedApiTokens(this.db);
+    this.policy = new EmbeddedPolicy(this.db);
   }
 
   async init(): Promise<void> {

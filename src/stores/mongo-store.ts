@@ -1,4 +1,4 @@
-import { MongoClient, MongoServerError, ObjectId, type Collection, type Db, type Filter } from 'mongodb';
+import { MongoClient, MongoServerError, ObjectId, type Collection, type Db, type Filter, type UpdateFilter } from 'mongodb';
 import { PosternError, conflict, invalid, temporary } from '../core/errors.js';
 import type {
   ApiTokenStore,
@@ -6,6 +6,7 @@ import type {
   AuditStore,
   NewAsp,
   NewUser,
+  PolicyStore,
   RecoveryCodeStore,
   SessionStore,
   Store,
@@ -13,7 +14,7 @@ import type {
   UserPatch,
   UserStore,
 } from '../core/ports.js';
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, LastUse, Session, TrustedDevice, User } from '../core/types.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from '../core/types.js';
 import { decodeCursor, encodeCursor } from './documents.js';
 
 type UserDoc = Omit<User, 'id'> & { _id: ObjectId };
@@ -340,6 +341,51 @@ class MongoApiTokens implements ApiTokenStore {
   }
 }
 
+type SettingDoc = FeatureSetting & { _id: FeatureName };
+type DomainDoc = Domain & { _id?: ObjectId };
+
+class MongoPolicy implements PolicyStore {
+  constructor(
+    private readonly settings: Collection<SettingDoc>,
+    private readonly domains: Collection<DomainDoc>,
+  ) {}
+
+  features(): Promise<Partial<Record<FeatureName, FeatureSetting>>> {
+    return guard('policy', async () =>
+      Object.fromEntries((await this.settings.find({}).toArray()).map(({ _id, status, lock }) => [_id, { status, lock }])),
+    );
+  }
+
+  setFeature(name: FeatureName, setting: FeatureSetting): Promise<void> {
+    return guard('policy', async () => {
+      await this.settings.updateOne({ _id: name }, { $set: { status: setting.status, lock: setting.lock } }, { upsert: true });
+    });
+  }
+
+  domain(name: string): Promise<Domain | null> {
+    return guard('policy', async () => {
+      const doc = await this.domains.findOne({ name });
+      if (!doc) return null;
+      const { _id, ...rest } = doc;
+      return rest;
+    });
+  }
+
+  setDomainFeature(domain: string, name: FeatureName, status: FeatureSetting['status'] | null, now: Date): Promise<Domain> {
+    const path = `features.${name}`;
+    // On insert the filter's `name` seeds the new document; only createdAt needs $setOnInsert.
+    const update: UpdateFilter<DomainDoc> =
+      status === null
+        ? { $unset: { [path]: '' as const }, $setOnInsert: { createdAt: now } }
+        : { $set: { [path]: status }, $setOnInsert: { createdAt: now } };
+    return guard('policy', async () => {
+      const doc = await this.domains.findOneAndUpdate({ name: domain }, update, { upsert: true, returnDocument: 'after' });
+      const { _id, ...rest } = doc!;
+      return { ...rest, features: rest.features ?? {} };
+    });
+  }
+}
+
 /** Production store on the official driver, used directly (no ODM). */
 export class MongoStore implements Store {
   readonly users: MongoUsers;
@@ -349,6 +395,7 @@ export class MongoStore implements Store {
   readonly sessions: MongoSessions;
   readonly devices: MongoDevices;
   readonly apiTokens: MongoApiTokens;
+  readonly policy: MongoPolicy;
   private readonly db: Db;
 
   constructor(private readonly client: MongoClient, dbName?: string) {
@@ -360,6 +407,7 @@ export class MongoStore implements Store {
     this.sessions = new MongoSessions(this.db.collection('sessions'));
     this.devices = new MongoDevices(this.db.collection('trusted_devices'));
     this.apiTokens = new MongoApiTokens(this.db.collection('api_tokens'));
+    this.policy = new MongoPolicy(this.db.collection('settings'), this.db.collection('domains'));
   }
 
   static async connect(url: string, dbName?: string): Promise<MongoStore> {

@@ -293,6 +293,29 @@ describe('web API over HTTP', () => {
     expect(JSON.parse(out).token).toMatch(/^pss_/);
   });
 
+  it('mandatory 2FA per domain: a user without it may only set it up; a locked feature refuses domain overrides', async () => {
+    await call('POST', '/api/v1/users', { token: admin, body: { username: 'dora@strict.test', password: PW } });
+    const set = await call('PUT', '/api/v1/domains/strict.test/features/two_factor_required', { token: admin, body: { status: 'enabled' } });
+    expect(set.status).toBe(200);
+    expect(set.json.features).toEqual({ two_factor_required: 'enabled' });
+    const signed = await signIn('dora@strict.test', PW);
+    expect(signed.json.mustSetUpTwoFactor).toBe(true);
+    const t = signed.json.token as string;
+    const blocked = await call('GET', '/api/v1/me/asps', { token: t });
+    expect(blocked.status).toBe(403);
+    expect(blocked.json.code).toBe('two_factor_setup_required');
+    const setup = await call('POST', '/api/v1/me/totp/setup', { token: t });
+    expect(setup.status).toBe(200);
+    expect((await call('POST', '/api/v1/me/totp/enable', { token: t, body: { code: await codeAt(setup.json.secret, 0) } })).status).toBe(200);
+    expect((await call('GET', '/api/v1/me/asps', { token: t })).status).toBe(200);
+
+    expect((await call('PUT', '/api/v1/policy/features/two_factor_required', { token: admin, body: { status: 'disabled', lock: 'locked' } })).status).toBe(204);
+    const refused = await call('PUT', '/api/v1/domains/other.test/features/two_factor_required', { token: admin, body: { status: 'enabled' } });
+    expect(refused.status).toBe(409);
+    expect((await call('GET', '/api/v1/policy/features', { token: admin })).json.two_factor_required).toEqual({ status: 'disabled', lock: 'locked' });
+    expect((await call('PUT', '/api/v1/policy/features/two_factor_required', { token: 'pss_forged', body: { status: 'enabled', lock: 'locked' } })).status).toBe(401);
+  });
+
   it('serves Prometheus metrics that count decisions and carry no usernames or secrets', async () => {
     const r = await fetch(`${base}/metrics`);
     expect(r.headers.get('content-type')).toContain('text/plain');

@@ -52,6 +52,12 @@ export function testSettings(limits: Partial<LimitSettings> = {}): CoreSettings 
     },
     limits: { ...defaultLimits, ...limits },
     web: { sessionTtlMs: 12 * 3_600_000, trustedDeviceTtlMs: 30 * 86_400_000 },
+    features: {
+      two_factor_required: { status: 'disabled', lock: 'unlocked' },
+      two_factor_recommended: { status: 'disabled', lock: 'unlocked' },
+      email_codes: { status: 'disabled', lock: 'locked' },
+      trusted_devices: { status: 'enabled', lock: 'locked' },
+    },
     auditRetentionMs: 30 * 86_400_000,
   };
 }

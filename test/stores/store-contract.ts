@@ -220,5 +220,19 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       expect(await s.apiTokens.delete(t.id)).toBe(true);
       expect(await s.apiTokens.findByTokenHash('x1', T0)).toBeNull();
     });
+
+    it('keeps server-wide feature settings and per-domain overrides', async () => {
+      expect(await s.policy.features()).toEqual({});
+      await s.policy.setFeature('two_factor_required', { status: 'enabled', lock: 'unlocked' });
+      await s.policy.setFeature('two_factor_required', { status: 'disabled', lock: 'locked' });
+      expect(await s.policy.features()).toEqual({ two_factor_required: { status: 'disabled', lock: 'locked' } });
+      expect(await s.policy.domain('example.org')).toBeNull();
+      await s.policy.setDomainFeature('example.org', 'two_factor_required', 'enabled', T0);
+      const d = await s.policy.setDomainFeature('example.org', 'two_factor_recommended', 'disabled', T0);
+      expect(d.features).toEqual({ two_factor_required: 'enabled', two_factor_recommended: 'disabled' });
+      const cleared = await s.policy.setDomainFeature('example.org', 'two_factor_required', null, T0);
+      expect(cleared.features).toEqual({ two_factor_recommended: 'disabled' });
+      expect((await s.policy.domain('example.org'))?.createdAt).toEqual(T0);
+    });
   });
 }

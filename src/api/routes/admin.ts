@@ -97,6 +97,63 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req) => userView(await d.accounts.resetSecondFactor(actor(req), req.params.name)),
     );
 
+    const featureName = { type: 'string', enum: ['two_factor_required', 'two_factor_recommended'] } as const;
+    const featureView = { type: 'object', properties: { status: { type: 'string' }, lock: { type: 'string' } } } as const;
+
+    r.get(
+      '/policy/features',
+      {
+        schema: {
+          tags: ['policy'],
+          summary: 'Server-wide feature settings: status and whether domains may override them',
+          response: { 200: { type: 'object', additionalProperties: featureView }, ...errors(401, 403) },
+        },
+      },
+      async () => {
+        const f = await d.policy.features();
+        return { two_factor_required: f.two_factor_required, two_factor_recommended: f.two_factor_recommended };
+      },
+    );
+
+    r.put<{ Params: { name: 'two_factor_required' | 'two_factor_recommended' }; Body: { status: 'enabled' | 'disabled'; lock: 'locked' | 'unlocked' } }>(
+      '/policy/features/:name',
+      {
+        schema: {
+          tags: ['policy'],
+          summary: 'Set a feature server-wide (e.g. mandatory 2FA), and whether domains may override it',
+          params: { type: 'object', required: ['name'], properties: { name: featureName } },
+          body: {
+            type: 'object',
+            required: ['status', 'lock'],
+            additionalProperties: false,
+            properties: { status: { type: 'string', enum: ['enabled', 'disabled'] }, lock: { type: 'string', enum: ['locked', 'unlocked'] } },
+          },
+          response: { 204: { type: 'null' }, ...errors(400, 401, 403) },
+        },
+      },
+      async (req, reply) => {
+        await d.policy.setFeature(actorName(req), req.params.name, req.body);
+        return reply.status(204).send();
+      },
+    );
+
+    r.put<{ Params: { domain: string; name: 'two_factor_required' | 'two_factor_recommended' }; Body: { status: 'enabled' | 'disabled' | null } }>(
+      '/domains/:domain/features/:name',
+      {
+        schema: {
+          tags: ['policy'],
+          summary: "Override a feature for one domain (null returns to the server's setting); refused while locked",
+          params: { type: 'object', required: ['domain', 'name'], properties: { domain: { type: 'string', minLength: 1, maxLength: 253 }, name: featureName } },
+          body: { type: 'object', required: ['status'], additionalProperties: false, properties: { status: { type: 'string', enum: ['enabled', 'disabled'], nullable: true } } },
+          response: { 200: { type: 'object', properties: { name: { type: 'string' }, features: { type: 'object', additionalProperties: { type: 'string' } } } }, ...errors(400, 401, 403, 409) },
+        },
+      },
+      async (req) => {
+        const dom = await d.policy.setDomainFeature(actorName(req), req.params.domain.toLowerCase(), req.params.name, req.body.status);
+        return { name: dom.name, features: dom.features };
+      },
+    );
+
     const tokenView = {
       type: 'object',
       properties: {

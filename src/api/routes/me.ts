@@ -4,7 +4,7 @@ import { parseAspScopes } from '../../core/asp.js';
 import { parseDuration } from '../../config/duration.js';
 import { invalid } from '../../core/errors.js';
 import { aspView, auditPage, errors, idParam, userView as userSchema } from '../schemas.js';
-import { HttpError, refusal, requireSession, sessionOf, type ApiDeps } from '../server.js';
+import { HttpError, refusal, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
@@ -22,7 +22,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
   };
 
   api.register(async (r) => {
-    r.addHook('preHandler', requireSession);
+    r.addHook('preHandler', requireSessionWith(d.policy));
 
     r.get('/me', { schema: { tags: ['me'], summary: 'My account', response: { 200: userSchema, ...errors(401, 403) } } }, async (req) => userView(me(req)));
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { errors, userView as userSchema } from '../schemas.js';
-import { refusal, requireSession, sessionOf, type ApiDeps } from '../server.js';
+import { refusal, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
 
 interface SignInBody {
@@ -45,6 +45,7 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
               deviceToken: { type: 'string', nullable: true },
               notices: { type: 'array', items: { type: 'string' } },
               mustChangePassword: { type: 'boolean' },
+              mustSetUpTwoFactor: { type: 'boolean' },
               user: userSchema,
             },
           },
@@ -72,12 +73,13 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
         deviceToken: r.deviceToken,
         notices: r.notices,
         mustChangePassword: r.mustChangePassword,
+        mustSetUpTwoFactor: r.mustSetUpTwoFactor,
         user: userView(r.user),
       };
     },
   );
 
-  api.delete('/session', { schema: { tags: ['session'], summary: 'Sign out this session', response: { 204: { type: 'null' }, ...errors(401, 403) } }, preHandler: requireSession }, async (req, reply) => {
+  api.delete('/session', { schema: { tags: ['session'], summary: 'Sign out this session', response: { 204: { type: 'null' }, ...errors(401, 403) } }, preHandler: requireSessionWith(d.policy) }, async (req, reply) => {
     const { user, session } = sessionOf(req);
     await d.sessions.signOut(user, session);
     return reply.status(204).send();
@@ -85,7 +87,7 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
 
   api.delete(
     '/sessions',
-    { schema: { tags: ['session'], summary: 'Sign out every session of this account', response: { 200: { type: 'object', properties: { signedOut: { type: 'integer' } } }, ...errors(401, 403) } }, preHandler: requireSession },
+    { schema: { tags: ['session'], summary: 'Sign out every session of this account', response: { 200: { type: 'object', properties: { signedOut: { type: 'integer' } } }, ...errors(401, 403) } }, preHandler: requireSessionWith(d.policy) },
     async (req) => ({ signedOut: await d.sessions.signOutEverywhere(sessionOf(req).user) }),
   );
 }
