@@ -6,11 +6,12 @@ import { createCore, type CoreSettings } from './core/core.js';
 import type { Policy } from './core/policy.js';
 import type { WebSessions } from './core/web-sessions.js';
 import { systemClock, type Clock } from './core/clock.js';
-import type { CredentialCache, RateLimiter, Store } from './core/ports.js';
+import type { AuditStore, CredentialCache, RateLimiter, Store } from './core/ports.js';
 import { dataPath, type Config } from './config/load.js';
 import { loadSecrets } from './config/secrets.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
+import { notifyingAudit } from './notify/notifier.js';
 import { AuditSpool } from './stores/audit-spool.js';
 import { MemoryCredentialCache, RedisCredentialCache } from './stores/credential-cache.js';
 import { EmbeddedStore } from './stores/embedded-store.js';
@@ -103,9 +104,12 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   const cache: CredentialCache = redis ? new RedisCredentialCache(redis) : new MemoryCredentialCache(clock);
   const hasher = new HashPool({ cost: cfg.auth.bcrypt_rounds, threads: cfg.auth.hash_threads || undefined, maxQueue: cfg.auth.hash_queue });
   const metrics = new Metrics(() => hasher.queued);
+  const n = cfg.notify;
+  const withNotices = (audit: AuditStore) =>
+    n.enabled ? notifyingAudit(audit, store.users, { smtpHost: n.smtp_host, smtpPort: n.smtp_port, from: n.from, hostname: cfg.server.hostname }, log) : audit;
   const core = await createCore({
     store,
-    auditStore: metrics.countingAudit(store.audit),
+    auditStore: withNotices(metrics.countingAudit(store.audit)),
     limiter,
     cache,
     clock,

@@ -80,6 +80,7 @@ const schema = z.strictObject({
   submission: listener.extend({ max_message_size: count, max_recipients: count }),
   lmtp: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port: port, max_message_size: count }),
   api: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port, session_ttl: duration, trusted_device_ttl: duration, metrics: z.boolean() }),
+  notify: z.strictObject({ enabled: z.boolean(), smtp_host: z.string().min(1), smtp_port: port, from: z.string().min(3) }),
   nginx: z.strictObject({ enabled: z.boolean(), allow: z.array(cidr) }),
   upstream: z.strictObject({
     host: z.string().min(1),

@@ -173,6 +173,7 @@ export type AuditAction =
   | 'recovery.use'
   | 'pgp.update'
   | 'policy.update'
+  | 'device.create'
   | 'device.delete'
   | 'token.create'
   | 'token.delete'

@@ -92,6 +92,7 @@ export class WebSessions {
         createdAt: this.d.clock.now(),
         expiresAt: this.after(this.d.settings.trustedDeviceTtlMs),
       });
+      await this.d.audit.record({ action: 'device.create', result: 'success', userId: fresh.id, username: fresh.username, ip: req.ip, protocol: 'http', actor: fresh.username });
     }
     if (device) await this.d.store.devices.recordUse(device.id, { time: this.d.clock.now(), ip: req.ip, protocol: 'http' });
     const token = this.newToken(SESSION_PREFIX);

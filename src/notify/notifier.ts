@@ -1,0 +1,65 @@
+import nodemailer from 'nodemailer';
+import type { AuditStore, UserStore } from '../core/ports.js';
+import type { AuditEvent } from '../core/types.js';
+import type { Logger } from '../log.js';
+
+export interface NotifySettings {
+  smtpHost: string;
+  smtpPort: number;
+  from: string;
+  hostname: string;
+}
+
+/** What the user is told, per audit event that changes or threatens their sign-in (B9). */
+const NOTICES: Record<string, (e: AuditEvent) => string | null> = {
+  'password.change': () => 'Your password was changed.',
+  'password.reset': () => 'An administrator set a temporary password for your account.',
+  'asp.create': (e) => `An application-specific password was created (scopes: ${e.reason ?? '?'}).`,
+  'asp.delete': () => 'An application-specific password was revoked.',
+  'totp.enable': (e) => (e.result === 'success' ? 'Two-factor authentication was turned on.' : null),
+  'totp.disable': () => 'Two-factor authentication was turned off.',
+  '2fa.reset': () => 'An administrator turned off two-factor authentication for your account.',
+  'recovery.regenerate': () => 'New recovery codes were made; the old ones no longer work.',
+  'device.create': () => 'A device was trusted to skip the second factor.',
+  'device.delete': () => 'A trusted device was removed.',
+  auth: (e) =>
+    e.result === 'failure' && e.reason === 'second_factor_invalid'
+      ? 'Someone signed in with your correct password but a wrong second factor. If this was not you, change your password.'
+      : null,
+};
+
+function body(e: AuditEvent, what: string, hostname: string): string {
+  return [
+    what,
+    '',
+    `When:     ${e.time.toISOString()}`,
+    `From:     ${e.ip ?? 'unknown address'}${e.protocol ? ` (${e.protocol})` : ''}`,
+    `Done by:  ${e.actor ?? 'you'}`,
+    '',
+    `If you did not expect this, sign in at ${hostname} and review your account, or contact your administrator.`,
+  ].join('\n');
+}
+
+/**
+ * Tells users by email when their authentication data changes, derived from the audit
+ * trail so no change can skip it. Sending happens after the event is stored and never
+ * delays or fails the operation itself.
+ */
+export function notifyingAudit(store: AuditStore, users: UserStore, s: NotifySettings, log: Logger): AuditStore {
+  const transport = nodemailer.createTransport({ host: s.smtpHost, port: s.smtpPort, secure: false, ignoreTLS: false, tls: { rejectUnauthorized: false } });
+  const notify = async (e: AuditEvent) => {
+    const what = NOTICES[e.action]?.(e);
+    if (!what || !e.userId) return;
+    const user = await users.findById(e.userId);
+    if (!user?.email) return;
+    await transport.sendMail({ from: s.from, to: user.email, subject: `Security notice for ${user.username}`, text: body(e, what, s.hostname) });
+  };
+  return {
+    append: async (event, expiresAt) => {
+      await store.append(event, expiresAt);
+      notify(event).catch((err: Error) => log.warn({ err: err.message, action: event.action }, 'security notice not sent'));
+    },
+    query: (q, now) => store.query(q, now),
+    purgeExpired: (now) => store.purgeExpired(now),
+  };
+}
