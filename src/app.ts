@@ -18,7 +18,7 @@ import { EmbeddedStore } from './stores/embedded-store.js';
 import { MemoryLimiter } from './stores/memory-limiter.js';
 import { MongoStore } from './stores/mongo-store.js';
 import { RedisLimiter } from './stores/redis-limiter.js';
-import { HashPool } from './workers/hash-pool.js';
+import { WorkerPool } from './workers/worker-pool.js';
 
 /** Everything a front end needs, wired from configuration. */
 export interface App {
@@ -30,6 +30,8 @@ export interface App {
   accounts: Accounts;
   sessions: WebSessions;
   policy: Policy;
+  /** Worker threads for bcrypt and PGP. */
+  workers: WorkerPool;
   metrics: Metrics;
   limiter: RateLimiter;
   cache: CredentialCache;
@@ -102,7 +104,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   redis?.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
   const limiter: RateLimiter = redis ? new RedisLimiter(redis) : new MemoryLimiter(clock);
   const cache: CredentialCache = redis ? new RedisCredentialCache(redis) : new MemoryCredentialCache(clock);
-  const hasher = new HashPool({ cost: cfg.auth.bcrypt_rounds, threads: cfg.auth.hash_threads || undefined, maxQueue: cfg.auth.hash_queue });
+  const hasher = new WorkerPool({ cost: cfg.auth.bcrypt_rounds, threads: cfg.auth.hash_threads || undefined, maxQueue: cfg.auth.hash_queue });
   const metrics = new Metrics(() => hasher.queued);
   const n = cfg.notify;
   const withNotices = (audit: AuditStore) =>
@@ -129,6 +131,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     accounts,
     sessions,
     policy,
+    workers: hasher,
     metrics,
     limiter,
     cache,

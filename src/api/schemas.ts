@@ -14,6 +14,7 @@ export const userView = {
     twoFactor: { type: 'boolean' },
     totp: { type: 'boolean' },
     mustChangePassword: { type: 'boolean' },
+    pgp: { type: 'object', nullable: true, properties: { fingerprint: { type: 'string' }, encrypt: { type: 'boolean' } } },
     createdAt: { type: 'string', format: 'date-time' },
   },
 } as const;

@@ -10,5 +10,6 @@ export const userView = (u: User) => ({
   twoFactor: u.twoFactor,
   totp: u.totp !== null,
   mustChangePassword: u.mustChangePassword,
+  pgp: u.pgp ? { fingerprint: u.pgp.fingerprint, encrypt: u.pgp.encrypt } : null,
   createdAt: u.createdAt.toISOString(),
 });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readKey } from 'openpgp';
 import { aspPrefixHash, formatAsp, generateAspSecret } from './asp.js';
 import type { AuditInput, AuditLog } from './audit-log.js';
 import type { Clock } from './clock.js';
@@ -273,6 +274,26 @@ export class Accounts {
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
     await this.d.store.devices.deleteAllOfUser(user.id);
     await this.audit(actor, user, { action: 'totp.disable', result: 'success' });
+    return updated;
+  }
+
+  /**
+   * Sets (or with null, removes) the account's PGP public key and whether mail is stored
+   * encrypted to it (D1). The key must be able to encrypt.
+   */
+  async setPgpKey(actor: Actor, username: string, armoredKey: string | null, encrypt: boolean): Promise<User> {
+    const user = await this.get(username);
+    let pgp: User['pgp'] = null;
+    if (armoredKey !== null) {
+      const key = await readKey({ armoredKey }).catch(() => null);
+      if (!key || key.isPrivate()) throw invalid('publicKey must be an armored OpenPGP public key');
+      if (!(await key.getEncryptionKey().catch(() => null))) throw invalid('this PGP key has no valid encryption subkey');
+      pgp = { publicKey: key.armor(), fingerprint: key.getFingerprint().toUpperCase(), encrypt };
+    } else if (encrypt) {
+      throw invalid('encryption needs a public key');
+    }
+    const updated = await this.patch(user, { pgp }, false);
+    await this.audit(actor, user, { action: 'pgp.update', result: 'success', reason: pgp ? `${pgp.fingerprint} encrypt=${encrypt}` : 'removed' });
     return updated;
   }
 

@@ -24,6 +24,8 @@ export interface FrontendContext {
   log: Logger;
   settings: FrontendSettings;
   preauth: ConnectionCounter;
+  /** PGP-encrypts bytes to an armored public key, off the main thread. */
+  encryptPgp: (armoredKey: string, data: Uint8Array) => Promise<string>;
   /** Told when a proxied session starts (+1) and ends (-1), e.g. for a metrics gauge. */
   onSession?: (protocol: string, delta: number) => void;
 }

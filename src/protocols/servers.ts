@@ -6,7 +6,8 @@ import { listen, type FrontendContext, type Listening } from './frontend.js';
 import { imapSessionFactory } from './imap/imap-session.js';
 import { ConnectionCounter, networkMatcher } from './limits.js';
 import { pop3SessionFactory } from './pop3/pop3-session.js';
-import { createLmtpServer, createSubmissionServer } from './smtp/smtp-servers.js';
+import { createLmtpServer } from './smtp/lmtp.js';
+import { createSubmissionServer } from './smtp/smtp-servers.js';
 import { TlsManager } from './tls.js';
 import { MailUpstream } from './upstream/mail-upstream.js';
 
@@ -52,6 +53,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     log: app.log,
     preauth: new ConnectionCounter(cfg.frontend.max_preauth_per_ip),
     onSession: (protocol, delta) => app.metrics.sessions.inc({ protocol }, delta),
+    encryptPgp: (key, data) => app.workers.encryptPgp(key, data),
     upstream: new MailUpstream({
       host: up.host,
       imapPort: up.imap_port,

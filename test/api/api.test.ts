@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SwaggerParser from '@apidevtools/swagger-parser';
+import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
 import { startApi } from '../../src/cli/serve.js';
@@ -314,6 +315,16 @@ describe('web API over HTTP', () => {
     expect(refused.status).toBe(409);
     expect((await call('GET', '/api/v1/policy/features', { token: admin })).json.two_factor_required).toEqual({ status: 'disabled', lock: 'locked' });
     expect((await call('PUT', '/api/v1/policy/features/two_factor_required', { token: 'pss_forged', body: { status: 'enabled', lock: 'locked' } })).status).toBe(401);
+  });
+
+  it('takes a PGP public key and turns encryption of stored mail on and off', async () => {
+    const t = await tokenOf('bob', PW);
+    const { publicKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'bob@example.test' }], format: 'armored' });
+    const up = await call('PUT', '/api/v1/me/pgp', { token: t, body: { publicKey, encrypt: true } });
+    expect(up.status).toBe(200);
+    expect(up.json.pgp).toMatchObject({ encrypt: true, fingerprint: expect.stringMatching(/^[0-9A-F]{40}$/) });
+    expect((await call('PUT', '/api/v1/me/pgp', { token: t, body: { publicKey: 'garbage', encrypt: true } })).status).toBe(400);
+    expect((await call('DELETE', '/api/v1/me/pgp', { token: t })).json.pgp).toBeNull();
   });
 
   it('serves Prometheus metrics that count decisions and carry no usernames or secrets', async () => {

@@ -17,7 +17,7 @@ import { ManualClock } from '../../src/core/clock.js';
 import { MemoryCredentialCache } from '../../src/stores/credential-cache.js';
 import { EmbeddedStore } from '../../src/stores/embedded-store.js';
 import { MemoryLimiter } from '../../src/stores/memory-limiter.js';
-import { HashPool } from '../../src/workers/hash-pool.js';
+import { WorkerPool } from '../../src/workers/worker-pool.js';
 import { testSettings } from '../helpers/core.js';
 import { startDovecot, type Dovecot } from '../helpers/dovecot.js';
 import { freePort, waitFor } from '../helpers/ports.js';
@@ -56,7 +56,7 @@ const PASSWORD = 'Bench-pass-123';
 
 async function hashingFigures() {
   log('bcrypt ceiling and cold logins...');
-  const pool = new HashPool({ cost: 12, threads: CORES, maxQueue: 10_000 });
+  const pool = new WorkerPool({ cost: 12, threads: CORES, maxQueue: 10_000 });
   const hash = await pool.hash(PASSWORD);
   await rate(CORES, 1, () => pool.verify(PASSWORD, hash).then(() => undefined)); // warm the threads
   const raw = await rate(CORES * 2, SECONDS, () => pool.verify(PASSWORD, hash).then(() => undefined));

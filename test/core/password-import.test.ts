@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { pbkdf2Sync, randomBytes, scryptSync } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { needsRehash, parseStoredHash } from '../../src/core/password-schemes.js';
-import { HashPool } from '../../src/workers/hash-pool.js';
+import { WorkerPool } from '../../src/workers/worker-pool.js';
 import { actor, req, testCore, type TestCore } from '../helpers/core.js';
 
 const PW = 'Imported-pass-1';
@@ -21,11 +21,11 @@ function pbkdf2Hash(password: string): string {
   return `$pbkdf2-sha512$i=25000,l=64$${b64(salt)}$${b64(pbkdf2Sync(password, salt, 25000, 64, 'sha512'))}`;
 }
 
-let pool: HashPool;
+let pool: WorkerPool;
 let c: TestCore;
 
 beforeAll(async () => {
-  pool = new HashPool({ cost: 10, threads: 2, maxQueue: 100 });
+  pool = new WorkerPool({ cost: 10, threads: 2, maxQueue: 100 });
   c = await testCore({ hasher: pool, bcryptCost: 10 });
 });
 afterAll(async () => pool?.close());

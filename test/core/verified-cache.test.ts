@@ -4,7 +4,7 @@ import { totpCode } from '../../src/core/totp.js';
 import type { AuthResult } from '../../src/core/types.js';
 import { RedisCredentialCache } from '../../src/stores/credential-cache.js';
 import { EmbeddedStore } from '../../src/stores/embedded-store.js';
-import { HashPool } from '../../src/workers/hash-pool.js';
+import { WorkerPool } from '../../src/workers/worker-pool.js';
 import { PASSWORD, actor, req, testCore } from '../helpers/core.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 
@@ -92,7 +92,7 @@ describe('verified-credential cache in Redis', () => {
 
 describe('bcrypt worker pool', () => {
   it('verifies standard hashes from bcryptjs and makes $2b$ cost-12 hashes', async () => {
-    const pool = new HashPool({ cost: 12, threads: 2, maxQueue: 10 });
+    const pool = new WorkerPool({ cost: 12, threads: 2, maxQueue: 10 });
     try {
       const bcryptjs = (await import('bcryptjs')).default;
       expect(await pool.verify('secret', await bcryptjs.hash('secret', 4))).toBe(true);
@@ -107,7 +107,7 @@ describe('bcrypt worker pool', () => {
   });
 
   it('answers a temporary failure when its queue is full, instead of piling up', async () => {
-    const pool = new HashPool({ cost: 10, threads: 1, maxQueue: 1 });
+    const pool = new WorkerPool({ cost: 10, threads: 1, maxQueue: 1 });
     const c = await testCore({ hasher: pool });
     try {
       const names = Array.from({ length: 6 }, (_, i) => `u${i}`);

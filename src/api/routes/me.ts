@@ -199,6 +199,28 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       },
     );
 
+    r.put<{ Body: { publicKey: string; encrypt: boolean } }>(
+      '/me/pgp',
+      {
+        schema: {
+          tags: ['pgp'],
+          summary: 'Upload my PGP public key and choose whether mail is stored encrypted to it',
+          body: {
+            type: 'object',
+            required: ['publicKey', 'encrypt'],
+            additionalProperties: false,
+            properties: { publicKey: { type: 'string', minLength: 1, maxLength: 65536 }, encrypt: { type: 'boolean' } },
+          },
+          response: { 200: userSchema, ...errors(400, 401, 403) },
+        },
+      },
+      async (req) => userView(await d.accounts.setPgpKey(actor(req), me(req).username, req.body.publicKey, req.body.encrypt)),
+    );
+
+    r.delete('/me/pgp', { schema: { tags: ['pgp'], summary: 'Remove my PGP key (mail is stored in clear again)', response: { 200: userSchema, ...errors(401, 403) } } }, async (req) =>
+      userView(await d.accounts.setPgpKey(actor(req), me(req).username, null, false)),
+    );
+
     r.get<{ Querystring: { limit?: number; cursor?: string } }>(
       '/me/history',
       {

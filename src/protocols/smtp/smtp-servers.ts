@@ -1,9 +1,7 @@
 import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import { isTemporary } from '../../core/errors.js';
-import type { Store } from '../../core/ports.js';
 import type { AuthResult } from '../../core/types.js';
-import { normalizeUsername } from '../../core/username.js';
 import type { FrontendContext } from '../frontend.js';
 import { peerIp } from '../limits.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
@@ -15,13 +13,8 @@ export interface SubmissionSettings {
   identity: 'xclient' | 'none';
 }
 
-export interface LmtpSettings {
-  maxMessageSize: number;
-  lmtpPort: number;
-}
-
-type SmtpError = Error & { responseCode?: number };
-const smtpError = (code: number, message: string): SmtpError => Object.assign(new Error(message), { responseCode: code });
+export type SmtpError = Error & { responseCode?: number };
+export const smtpError = (code: number, message: string): SmtpError => Object.assign(new Error(message), { responseCode: code });
 
 /** SMTP answer for a refused login (RFC 4954): 454 for anything temporary, 535 for bad credentials. */
 export function smtpRefusal(r: Extract<AuthResult, { ok: false }>): SmtpError {
@@ -30,7 +23,7 @@ export function smtpRefusal(r: Extract<AuthResult, { ok: false }>): SmtpError {
   return smtpError(535, `5.7.8 ${r.message}`);
 }
 
-const replyError = (r: Reply): SmtpError => smtpError(r.code, r.text.split('\n').join(' '));
+export const replyError = (r: Reply): SmtpError => smtpError(r.code, r.text.split('\n').join(' '));
 
 /** Submission (RFC 6409) on smtp-server: AUTH through the core, then relay to the upstream. */
 export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettings, secure: boolean): SMTPServer {
@@ -105,66 +98,5 @@ async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPS
     client.close();
     if (isTemporary(err)) throw smtpError(451, '4.4.1 Mail server connection lost, try again later');
     throw err;
-  }
-}
-
-/**
- * Inbound delivery (LMTP, RFC 2033) for local users, handed to the upstream LMTP with one
- * answer per recipient. The place where encryption on ingest hooks in.
- */
-export function createLmtpServer(ctx: FrontendContext, store: Pick<Store, 'users'>, s: LmtpSettings): SMTPServer {
-  const server: SMTPServer = new SMTPServer({
-    lmtp: true,
-    name: ctx.settings.hostname,
-    size: s.maxMessageSize,
-    rejectOversized: true,
-    authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    logger: false,
-    onRcptTo(addr, _session, cb) {
-      localUser(store, addr.address).then(
-        (user) => (user ? cb() : cb(smtpError(550, `5.1.1 <${addr.address}>: no such user here`))),
-        (err: unknown) => cb(smtpError(451, `4.3.0 ${isTemporary(err) ? 'User store unavailable' : 'Lookup failed'}, try again later`)),
-      );
-    },
-    onData(stream: Readable, session: SMTPServerSession, cb) {
-      const to = session.envelope.rcptTo.map((r) => r.address);
-      const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-      deliver(ctx, s, { from, to }, stream).then(
-        // smtp-server takes one entry per recipient (text or Error) for LMTP; its types say string.
-        (replies) => cb(null, replies.map((r) => (r.code < 300 ? r.text : replyError(r))) as never),
-        (err: SmtpError) => {
-          stream.resume();
-          cb(err);
-        },
-      );
-    },
-  });
-  server.on('error', (err) => ctx.log.warn({ err: err.message }, 'lmtp connection error'));
-  return server;
-}
-
-async function localUser(store: Pick<Store, 'users'>, address: string): Promise<boolean> {
-  const full = normalizeUsername(address);
-  if (await store.users.findByName(full)) return true;
-  const local = full.split('@')[0]!;
-  return local !== full && (await store.users.findByName(local)) !== null;
-}
-
-async function deliver(ctx: FrontendContext, s: LmtpSettings, env: { from: string; to: string[] }, stream: Readable): Promise<Reply[]> {
-  let client: SmtpClient;
-  try {
-    client = await SmtpClient.open(ctx.upstream.endpoint(s.lmtpPort), { lmtp: true, heloName: ctx.settings.hostname });
-  } catch (err) {
-    ctx.log.error({ err: (err as Error).message }, 'lmtp upstream unavailable');
-    throw smtpError(451, '4.4.1 Mailbox server is unavailable, try again later');
-  }
-  try {
-    const { perRecipient } = await client.send(env, stream);
-    await client.quit();
-    return perRecipient;
-  } catch (err) {
-    client.close();
-    throw smtpError(451, `4.4.1 Delivery interrupted (${(err as Error).message}), try again later`);
   }
 }

@@ -1,9 +1,10 @@
-// Runs in a piscina worker thread: password hashing never touches the main event loop.
+// Runs in a piscina worker thread: password hashing and PGP never touch the main event loop.
 // Plain JavaScript so the same file serves the sources and the build. The scheme comes from
 // core/password-schemes.ts, which recognised the stored hash.
 import { createHash, pbkdf2Sync, scryptSync, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcrypt';
 import { argon2Verify } from 'hash-wasm';
+import * as openpgp from 'openpgp';
 import { verify as cryptVerify } from 'unixcrypt';
 
 const same = (a, b) => a.length === b.length && timingSafeEqual(a, b);
@@ -35,7 +36,15 @@ function pbkdf2(secret, hash) {
   return same(pbkdf2Sync(secret, b64(salt), iterations, want.length, algorithm), want);
 }
 
-export default async function passwordTask({ op, secret, hash, scheme, cost }) {
+/** Encrypts bytes to one armored public key; returns the armored PGP message. */
+async function encrypt(armoredKey, data) {
+  const encryptionKeys = await openpgp.readKey({ armoredKey });
+  const message = await openpgp.createMessage({ binary: data });
+  return openpgp.encrypt({ message, encryptionKeys, format: 'armored' });
+}
+
+export default async function cryptoTask({ op, secret, hash, scheme, cost, armoredKey, data }) {
+  if (op === 'encrypt') return encrypt(armoredKey, data);
   if (op === 'hash') return bcrypt.hashSync(secret, cost);
   try {
     return await verify(secret, hash, scheme);

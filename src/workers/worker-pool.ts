@@ -4,7 +4,7 @@ import { temporary } from '../core/errors.js';
 import { parseStoredHash } from '../core/password-schemes.js';
 import type { Hasher } from '../core/ports.js';
 
-export interface HashPoolOptions {
+export interface WorkerPoolOptions {
   cost: number;
   /** Worker threads; defaults to the number of cores. */
   threads?: number;
@@ -13,18 +13,18 @@ export interface HashPoolOptions {
 }
 
 /**
- * bcrypt in a bounded pool of worker threads, using the native `bcrypt` package (measured
+ * bcrypt (and PGP encryption) in a bounded pool of worker threads, using the native `bcrypt` package (measured
  * 1.3–1.5× bcryptjs per check here, same standard $2b$ hashes; it ships its Linux binary, so
  * installs need no compiler and no per-platform optional packages). A full queue answers
  * "try again later" instead of letting a login storm pile up memory and latency.
  */
-export class HashPool implements Hasher {
+export class WorkerPool implements Hasher {
   private readonly pool: Piscina;
 
-  constructor(private readonly o: HashPoolOptions) {
+  constructor(private readonly o: WorkerPoolOptions) {
     const threads = o.threads ?? availableParallelism();
     this.pool = new Piscina({
-      filename: new URL('./bcrypt-worker.js', import.meta.url).href,
+      filename: new URL('./crypto-worker.js', import.meta.url).href,
       minThreads: threads,
       maxThreads: threads,
       maxQueue: o.maxQueue,
@@ -49,6 +49,11 @@ export class HashPool implements Hasher {
     const parsed = parseStoredHash(stored);
     if (!parsed) return false;
     return this.run<boolean>({ op: 'verify', secret, ...parsed });
+  }
+
+  /** PGP-encrypts `data` to an armored public key (for mail stored encrypted). */
+  encryptPgp(armoredKey: string, data: Uint8Array): Promise<string> {
+    return this.run({ op: 'encrypt', armoredKey, data });
   }
 
   get queued(): number {

@@ -1,0 +1,130 @@
+import { Readable } from 'node:stream';
+import { SMTPServer, type SMTPServerSession } from 'smtp-server';
+import { isTemporary } from '../../core/errors.js';
+import { innerEntity, isEncrypted, pgpMime, splitMessage } from '../../core/pgp-mime.js';
+import type { Store } from '../../core/ports.js';
+import type { User } from '../../core/types.js';
+import { normalizeUsername } from '../../core/username.js';
+import type { FrontendContext } from '../frontend.js';
+import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
+import { replyError, smtpError, type SmtpError } from './smtp-servers.js';
+
+export interface LmtpSettings {
+  maxMessageSize: number;
+  lmtpPort: number;
+}
+
+/** The postern user an address delivers to: the full address, else its local part. */
+async function localUser(store: Pick<Store, 'users'>, address: string): Promise<User | null> {
+  const full = normalizeUsername(address);
+  const user = await store.users.findByName(full);
+  if (user) return user;
+  const local = full.split('@')[0]!;
+  return local !== full ? store.users.findByName(local) : null;
+}
+
+/** Reads the whole message, stopping at `limit` (smtp-server refuses oversized mail anyway). */
+async function readBounded(stream: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size <= limit) chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Inbound delivery (LMTP, RFC 2033) for local users, handed to the upstream LMTP with one
+ * answer per recipient. Recipients who turned PGP on get their own copy, encrypted to their
+ * key as PGP/MIME before it is stored (D1); everyone else shares one plain transaction.
+ */
+export function createLmtpServer(ctx: FrontendContext, store: Pick<Store, 'users'>, s: LmtpSettings): SMTPServer {
+  const server: SMTPServer = new SMTPServer({
+    lmtp: true,
+    name: ctx.settings.hostname,
+    size: s.maxMessageSize,
+    rejectOversized: true,
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    logger: false,
+    onRcptTo(addr, _session, cb) {
+      localUser(store, addr.address).then(
+        (user) => (user ? cb() : cb(smtpError(550, `5.1.1 <${addr.address}>: no such user here`))),
+        (err: unknown) => cb(smtpError(451, `4.3.0 ${isTemporary(err) ? 'User store unavailable' : 'Lookup failed'}, try again later`)),
+      );
+    },
+    onData(stream: Readable, session: SMTPServerSession, cb) {
+      const to = session.envelope.rcptTo.map((r) => r.address);
+      const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+      deliver(ctx, store, s, { from, to }, stream).then(
+        // smtp-server takes one entry per recipient (text or Error) for LMTP; its types say string.
+        (replies) => cb(null, replies.map((r) => (r.code < 300 ? r.text : replyError(r))) as never),
+        (err: SmtpError) => {
+          stream.resume();
+          cb(err);
+        },
+      );
+    },
+  });
+  server.on('error', (err) => ctx.log.warn({ err: err.message }, 'lmtp connection error'));
+  return server;
+}
+
+async function deliver(
+  ctx: FrontendContext,
+  store: Pick<Store, 'users'>,
+  s: LmtpSettings,
+  env: { from: string; to: string[] },
+  stream: Readable,
+): Promise<Reply[]> {
+  let keys: Array<string | null>;
+  try {
+    keys = (await Promise.all(env.to.map((a) => localUser(store, a)))).map((u) => (u?.pgp?.encrypt ? u.pgp.publicKey : null));
+  } catch {
+    throw smtpError(451, '4.3.0 User store unavailable, try again later');
+  }
+  let client: SmtpClient;
+  try {
+    client = await SmtpClient.open(ctx.upstream.endpoint(s.lmtpPort), { lmtp: true, heloName: ctx.settings.hostname });
+  } catch (err) {
+    ctx.log.error({ err: (err as Error).message }, 'lmtp upstream unavailable');
+    throw smtpError(451, '4.4.1 Mailbox server is unavailable, try again later');
+  }
+  try {
+    const replies = keys.every((k) => k === null) ? (await client.send(env, stream)).perRecipient : await sendEncrypted(ctx, client, env, keys, await readBounded(stream, s.maxMessageSize));
+    await client.quit();
+    return replies;
+  } catch (err) {
+    client.close();
+    throw smtpError(451, `4.4.1 Delivery interrupted (${(err as Error).message}), try again later`);
+  }
+}
+
+/** One plain transaction for recipients without PGP, one encrypted copy each for the rest. */
+async function sendEncrypted(
+  ctx: FrontendContext,
+  client: SmtpClient,
+  env: { from: string; to: string[] },
+  keys: Array<string | null>,
+  raw: Buffer,
+): Promise<Reply[]> {
+  const replies = new Map<number, Reply>();
+  const alreadyEncrypted = isEncrypted(raw);
+  const plain = env.to.map((rcpt, i) => ({ rcpt, i })).filter(({ i }) => alreadyEncrypted || keys[i] === null);
+  if (plain.length) {
+    const r = await client.send({ from: env.from, to: plain.map((p) => p.rcpt) }, Readable.from([raw]));
+    plain.forEach((p, k) => replies.set(p.i, r.perRecipient[k]!));
+  }
+  if (!alreadyEncrypted) {
+    const msg = splitMessage(raw);
+    const inner = innerEntity(msg);
+    for (const [i, key] of keys.entries()) {
+      if (key === null) continue;
+      const encrypted = pgpMime(msg, await ctx.encryptPgp(key, inner));
+      const r = await client.send({ from: env.from, to: [env.to[i]!] }, Readable.from([encrypted]));
+      replies.set(i, r.perRecipient[0]!);
+    }
+  }
+  return env.to.map((_, i) => replies.get(i)!);
+}
