@@ -84,6 +84,20 @@ export class Accounts {
   }
 
   /**
+   * A new account that starts with recovery codes as its only second factor and a
+   * temporary password to change at first sign-in (the "recovery-codes-only starter" of
+   * MISSION B3). Returns the codes, shown once.
+   */
+  async createStarterUser(
+    actor: Actor,
+    input: { username: string; password: string; role?: Role; email?: string | null },
+  ): Promise<{ user: User; recoveryCodes: string[] }> {
+    const created = await this.createUser(actor, { ...input, temporary: true });
+    const user = await this.patch(created, { twoFactor: true }, true);
+    return { user, recoveryCodes: await this.regenerateRecoveryCodes(actor, user.username) };
+  }
+
+  /**
    * An account moved from another system with its existing hash (Dovecot {SCHEME}, WildDuck
    * PBKDF2, scrypt, bcrypt). The password is unknown here, so no policy check; the hash is
    * replaced by bcrypt at the user's next good login.

@@ -310,6 +310,13 @@ describe('web API over HTTP', () => {
     expect((await call('POST', '/api/v1/me/totp/enable', { token: t, body: { code: await codeAt(setup.json.secret, 0) } })).status).toBe(200);
     expect((await call('GET', '/api/v1/me/asps', { token: t })).status).toBe(200);
 
+    const starter = await call('POST', '/api/v1/users', { token: admin, body: { username: 'finn@strict.test', password: PW, starter: true } });
+    expect(starter.status).toBe(201);
+    expect(starter.json).toMatchObject({ twoFactor: true, mustChangePassword: true });
+    expect(starter.json.recoveryCodes).toHaveLength(10);
+    const first = await signIn('finn@strict.test', PW, { recoveryCode: starter.json.recoveryCodes[0] });
+    expect(first.json).toMatchObject({ mustChangePassword: true, mustSetUpTwoFactor: false });
+
     expect((await call('PUT', '/api/v1/policy/features/two_factor_required', { token: admin, body: { status: 'disabled', lock: 'locked' } })).status).toBe(204);
     const refused = await call('PUT', '/api/v1/domains/other.test/features/two_factor_required', { token: admin, body: { status: 'enabled' } });
     expect(refused.status).toBe(409);

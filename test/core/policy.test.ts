@@ -23,6 +23,17 @@ describe('second-factor policy (B2, B3, B7)', () => {
     expect(reason(await c.auth.authenticate(req('alice', PASSWORD, 'imap')))).toBe('asp_required');
   });
 
+  it('a starter account signs in with its temporary password and a recovery code, then must change the password', async () => {
+    const c = await testCore();
+    await c.policy.setFeature('admin', 'two_factor_required', { status: 'enabled', lock: 'locked' });
+    const { user, recoveryCodes } = await c.accounts.createStarterUser(actor, { username: 'erin', password: PASSWORD });
+    expect(user).toMatchObject({ twoFactor: true, totp: null, mustChangePassword: true });
+    expect(reason(await c.auth.authenticate(req('erin', PASSWORD, 'imap')))).toBe('asp_required');
+    expect(await c.auth.authenticate(req('erin', PASSWORD, 'master'))).toMatchObject({ ok: false, reason: 'second_factor_required', methods: ['recovery'] });
+    const r = await c.auth.authenticate({ ...req('erin', PASSWORD, 'master'), secondFactor: { kind: 'recovery', code: recoveryCodes[0]! } });
+    expect(r).toMatchObject({ ok: true, mustChangePassword: true, mustSetUpTwoFactor: false });
+  });
+
   it('recommended 2FA: users without it are told at sign-in', async () => {
     const c = await testCore();
     await c.accounts.createUser(actor, { username: 'bob', password: PASSWORD });

@@ -26,7 +26,7 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req) => (await d.store.users.list(req.query.limit ?? 100, req.query.after)).map(userView),
     );
 
-    r.post<{ Body: { username: string; password: string; role?: Role; email?: string; temporary?: boolean } }>(
+    r.post<{ Body: { username: string; password: string; role?: Role; email?: string; temporary?: boolean; starter?: boolean } }>(
       '/users',
       {
         schema: {
@@ -42,12 +42,23 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
               role: { type: 'string', enum: ['user', 'admin', 'auditor'] },
               email: { type: 'string', format: 'email', maxLength: 254 },
               temporary: { type: 'boolean' },
+              starter: { type: 'boolean', description: 'start with recovery codes as the second factor and a temporary password' },
             },
           },
-          response: { 201: userSchema, ...errors(400, 401, 403, 409) },
+          response: {
+            201: { ...userSchema, properties: { ...userSchema.properties, recoveryCodes: { type: 'array', items: { type: 'string' } } } },
+            ...errors(400, 401, 403, 409),
+          },
         },
       },
-      async (req, reply) => reply.status(201).send(userView(await d.accounts.createUser(actor(req), req.body))),
+      async (req, reply) => {
+        const { starter, ...input } = req.body;
+        if (starter) {
+          const { user, recoveryCodes } = await d.accounts.createStarterUser(actor(req), input);
+          return reply.status(201).send({ ...userView(user), recoveryCodes });
+        }
+        return reply.status(201).send(userView(await d.accounts.createUser(actor(req), input)));
+      },
     );
 
     r.patch<{ Params: { name: string }; Body: { status?: 'active' | 'disabled'; role?: Role } }>(
