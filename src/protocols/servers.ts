@@ -7,7 +7,7 @@ import { imapSessionFactory } from './imap/imap-session.js';
 import { ConnectionCounter, networkMatcher } from './limits.js';
 import { pop3SessionFactory } from './pop3/pop3-session.js';
 import { createLmtpServer } from './smtp/lmtp.js';
-import { createSubmissionServer } from './smtp/smtp-servers.js';
+import { createSubmissionServer } from './smtp/submission.js';
 import { TlsManager } from './tls.js';
 import { MailUpstream } from './upstream/mail-upstream.js';
 

@@ -7,7 +7,7 @@ import type { User } from '../../core/types.js';
 import { normalizeUsername } from '../../core/username.js';
 import type { FrontendContext } from '../frontend.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
-import { replyError, smtpError, type SmtpError } from './smtp-servers.js';
+import { replyError, smtpError, type SmtpError } from './submission.js';
 
 export interface LmtpSettings {
   maxMessageSize: number;
