@@ -60,6 +60,11 @@ export async function serve(config: Config): Promise<void> {
       () => {},
     );
   }, 30_000);
+  // One stray rejection must not drop every client's session: log it and keep serving.
+  process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'unhandled rejection'));
+  if (!config.upstream.master_password) {
+    log.warn('upstream.master_password is empty: logins that pass will get "try again later" until it is set');
+  }
   const listeners = await startListeners(app);
   const api = config.api.enabled ? await startApi(app) : null;
   const up = config.upstream;
