@@ -3,6 +3,7 @@ import type { Accounts } from './core/accounts.js';
 import type { AuditLog } from './core/audit-log.js';
 import type { Authenticator } from './core/authenticate.js';
 import { createCore, type CoreSettings } from './core/core.js';
+import type { EmailCodes } from './core/email-codes.js';
 import type { Policy } from './core/policy.js';
 import type { WebSessions } from './core/web-sessions.js';
 import { systemClock, type Clock } from './core/clock.js';
@@ -11,7 +12,7 @@ import { dataPath, type Config } from './config/load.js';
 import { loadSecrets } from './config/secrets.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { notifyingAudit } from './notify/notifier.js';
+import { notifyingAudit, smtpCodeMailer } from './notify/notifier.js';
 import { AuditSpool } from './stores/audit-spool.js';
 import { MemoryCredentialCache, RedisCredentialCache } from './stores/credential-cache.js';
 import { EmbeddedStore } from './stores/embedded-store.js';
@@ -30,6 +31,7 @@ export interface App {
   accounts: Accounts;
   sessions: WebSessions;
   policy: Policy;
+  emailCodes: EmailCodes;
   /** Worker threads for bcrypt and PGP. */
   workers: WorkerPool;
   metrics: Metrics;
@@ -88,9 +90,10 @@ export function coreSettings(cfg: Config): CoreSettings {
       two_factor_required: { status: cfg.features.two_factor_required, lock: cfg.features.two_factor_required_lock },
       two_factor_recommended: { status: cfg.features.two_factor_recommended, lock: cfg.features.two_factor_recommended_lock },
       // Not configurable features yet: kept so every feature has a server-wide value.
-      email_codes: { status: 'disabled', lock: 'locked' },
+      email_codes: { status: cfg.features.email_codes, lock: cfg.features.email_codes_lock },
       trusted_devices: { status: cfg.api.trusted_device_ttl > 0 ? 'enabled' : 'disabled', lock: 'locked' },
     },
+    emailCodes: { ttlMs: cfg.auth.email_code_ttl, resendDelayMs: cfg.auth.email_code_resend_delay, tries: 3 },
     auditRetentionMs: cfg.audit.retention,
   };
 }
@@ -112,6 +115,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   const core = await createCore({
     store,
     auditStore: withNotices(metrics.countingAudit(store.audit)),
+    codeMailer: smtpCodeMailer({ smtpHost: n.smtp_host, smtpPort: n.smtp_port, from: n.from, hostname: cfg.server.hostname }),
     limiter,
     cache,
     clock,
@@ -121,7 +125,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     auditFallback: new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')),
     onAuditError: (err, e) => log.error({ err: (err as Error).message, action: e.action }, 'audit store failed; event spooled'),
   });
-  const { audit, auth, accounts, sessions, policy } = core;
+  const { audit, auth, accounts, sessions, policy, emailCodes } = core;
   return {
     config: cfg,
     log,
@@ -131,6 +135,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     accounts,
     sessions,
     policy,
+    emailCodes,
     workers: hasher,
     metrics,
     limiter,

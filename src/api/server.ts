@@ -8,6 +8,7 @@ import type { Clock } from '../core/clock.js';
 import { PosternError } from '../core/errors.js';
 import type { Store } from '../core/ports.js';
 import type { AuthResult, Role } from '../core/types.js';
+import type { CodePurpose, EmailCodes } from '../core/email-codes.js';
 import type { Policy } from '../core/policy.js';
 import type { Principal, WebSessions } from '../core/web-sessions.js';
 import { adminRoutes } from './routes/admin.js';
@@ -22,6 +23,7 @@ export interface ApiDeps {
   accounts: Accounts;
   sessions: WebSessions;
   policy: Policy;
+  emailCodes: EmailCodes;
   clock: Clock;
   /** Prometheus registry served at /metrics; absent to serve none. */
   metrics?: Registry;
@@ -61,6 +63,7 @@ const STATUS: Record<string, number> = {
   conflict: 409,
   limit_reached: 409,
   totp_not_pending: 409,
+  no_email: 409,
 };
 
 /** A refused authentication as an HTTP error: 401, 403, 429 with Retry-After, or 503. */
@@ -72,6 +75,18 @@ export function refusal(r: Extract<AuthResult, { ok: false }>): HttpError {
 }
 
 export const forbidden = (message = 'Your role does not allow this') => new HttpError(403, 'forbidden', message);
+
+/**
+ * Sensitive operations need an emailed code while the email_codes feature is on for the
+ * caller's domain (B5): ask for one with POST /me/email-code, then send it as `emailCode`.
+ */
+export async function requireEmailCode(d: ApiDeps, req: FastifyRequest, purpose: CodePurpose, code: string | undefined): Promise<void> {
+  const p = req.principal;
+  if (!p || p.kind !== 'session' || !(await d.policy.enabled('email_codes', p.user.domain))) return;
+  const check = await d.emailCodes.check(p.user, purpose, code);
+  if (check === 'missing') throw new HttpError(403, 'email_code_required', `This needs a code sent by email: POST /api/v1/me/email-code with purpose "${purpose}"`);
+  if (check === 'invalid') throw new HttpError(403, 'email_code_invalid', 'Wrong email code');
+}
 
 /** Route guard: the caller must be signed in and, if given, hold one of `roles`. */
 export function requireRole(...roles: Role[]) {

@@ -26,6 +26,7 @@ export async function startApi(app: App): Promise<{ port: number; close(): Promi
     accounts: app.accounts,
     sessions: app.sessions,
     policy: app.policy,
+    emailCodes: app.emailCodes,
     clock: app.clock,
     metrics: app.config.api.metrics ? app.metrics.registry : undefined,
     nginx: nginxSettings(app.config),

@@ -41,6 +41,8 @@ const schema = z.strictObject({
     recovery_codes: z.number().int().min(4).max(50),
     temp_password_ttl: duration,
     verified_cache_ttl: duration,
+    email_code_ttl: duration,
+    email_code_resend_delay: duration,
   }),
   limits: z.strictObject({
     password_failures: count,
@@ -57,6 +59,8 @@ const schema = z.strictObject({
     two_factor_recommended: status,
     two_factor_required_lock: lock,
     two_factor_recommended_lock: lock,
+    email_codes: status,
+    email_codes_lock: lock,
   }),
   password_policy: z.strictObject({
     min_length: z.number().int().min(1).max(128),

@@ -48,6 +48,8 @@ const MESSAGES: Record<AuthFailReason, string> = {
   second_factor_required: 'A second factor is required',
   second_factor_invalid: 'Invalid second factor',
   password_expired: 'This temporary password has expired',
+  email_code_required: 'A code was sent to your email address: enter it to continue',
+  email_code_invalid: 'Wrong email code',
   two_factor_setup_required: 'Two-factor authentication is required for this account: sign in to the account page and set it up first',
   temporary_failure: 'Temporary failure, try again later',
 };
@@ -58,7 +60,7 @@ const MAX_SECRET_LENGTH = 1024;
 type Match = { kind: 'password' } | { kind: 'asp'; asp: Asp };
 type Outcome = { result: AuthResult; user: User | null; aspId: string | null };
 
-const fail = (reason: AuthFailReason, extra: Partial<Extract<AuthResult, { ok: false }>> = {}): AuthResult => ({
+export const fail = (reason: AuthFailReason, extra: Partial<Extract<AuthResult, { ok: false }>> = {}): Extract<AuthResult, { ok: false }> => ({
   ok: false,
   reason,
   message: MESSAGES[reason],

@@ -5,6 +5,7 @@ import type { Clock } from './clock.js';
 import { makeDummyHash } from './passwords.js';
 import type { AuditStore, CredentialCache, Hasher, RateLimiter, Store } from './ports.js';
 import { RateWindows, type LimitSettings } from './rate-windows.js';
+import { EmailCodes, type CodeMailer, type EmailCodeSettings } from './email-codes.js';
 import { Policy, type FeatureDefaults } from './policy.js';
 import { SecretBox } from './secret-box.js';
 import { WebSessions, type WebSessionSettings } from './web-sessions.js';
@@ -15,6 +16,7 @@ export interface CoreSettings {
   limits: LimitSettings;
   web: WebSessionSettings;
   features: FeatureDefaults;
+  emailCodes: EmailCodeSettings;
   auditRetentionMs: number;
 }
 
@@ -27,6 +29,8 @@ export interface CoreDeps {
   keys: { current: string; keys: ReadonlyMap<string, Buffer>; hmac: Buffer };
   settings: CoreSettings;
   auditFallback?: AuditFallback;
+  /** Sends emailed verification codes; without one, the email_codes feature cannot be used. */
+  codeMailer?: CodeMailer;
   /** Where audit events go, if not straight to store.audit (e.g. through a metrics counter). */
   auditStore?: AuditStore;
   onAuditError?: AuditErrorSink;
@@ -40,6 +44,7 @@ export interface Core {
   box: SecretBox;
   sessions: WebSessions;
   policy: Policy;
+  emailCodes: EmailCodes;
 }
 
 /** Wires the core's parts around the given stores; no I/O of its own beyond them. */
@@ -58,6 +63,7 @@ export async function createCore(d: CoreDeps): Promise<Core> {
     dummyHash: await makeDummyHash(d.hasher),
   });
   const accounts = new Accounts({ ...common, settings: d.settings.accounts });
-  const sessions = new WebSessions({ store: d.store, auth, audit, clock: d.clock, serverKey: d.keys.hmac, settings: d.settings.web });
-  return { auth, accounts, audit, windows, box, sessions, policy };
+  const emailCodes = new EmailCodes(d.store.challenges, d.codeMailer ?? null, d.clock, d.keys.hmac, d.settings.emailCodes);
+  const sessions = new WebSessions({ store: d.store, auth, audit, clock: d.clock, serverKey: d.keys.hmac, settings: d.settings.web, policy, emailCodes });
+  return { auth, accounts, audit, windows, box, sessions, policy, emailCodes };
 }

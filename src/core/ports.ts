@@ -1,7 +1,7 @@
 // Interfaces the core needs from the outside world. Stores implement them; the core never
 // imports a store. Every method may reject with a temporary PosternError when its backend
 // is down.
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from './types.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from './types.js';
 
 export type NewUser = Omit<User, 'id' | 'credentialVersion' | 'createdAt' | 'updatedAt' | 'totpLastStep'>;
 export type UserPatch = Partial<Omit<User, 'id' | 'username' | 'credentialVersion' | 'createdAt' | 'updatedAt'>>;
@@ -84,6 +84,17 @@ export interface PolicyStore {
   setDomainFeature(domain: string, name: FeatureName, status: FeatureSetting['status'] | null, now: Date): Promise<Domain>;
 }
 
+/** One-time challenges (emailed codes, nonces) with tries left and a time to live. */
+export interface ChallengeStore {
+  /** Stores the challenge, replacing any with the same key. */
+  put(c: Challenge): Promise<void>;
+  /** Only challenges not yet expired at `now`. */
+  get(key: string, now: Date): Promise<Challenge | null>;
+  /** Uses up one try and returns how many are left; -1 if the challenge is gone. Atomic. */
+  spendTry(key: string): Promise<number>;
+  delete(key: string): Promise<void>;
+}
+
 /** Everything persistent, behind one handle. */
 export interface Store {
   users: UserStore;
@@ -94,6 +105,7 @@ export interface Store {
   devices: TrustedDeviceStore;
   apiTokens: ApiTokenStore;
   policy: PolicyStore;
+  challenges: ChallengeStore;
   /** Creates tables/collections and indexes. Idempotent. */
   init(): Promise<void>;
   close(): Promise<void>;

@@ -233,6 +233,8 @@ export type AuthFailReason =
   | 'second_factor_invalid'
   | 'password_expired'
   | 'two_factor_setup_required'
+  | 'email_code_required'
+  | 'email_code_invalid'
   | 'temporary_failure';
 
 export interface AuthRequest {

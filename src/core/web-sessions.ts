@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { AuditLog } from './audit-log.js';
-import type { Authenticator } from './authenticate.js';
+import { fail, type Authenticator } from './authenticate.js';
+import type { EmailCodes } from './email-codes.js';
 import type { Clock } from './clock.js';
 import { PosternError, notFound } from './errors.js';
 import { keyedHash } from './keyed-hash.js';
+import type { Policy } from './policy.js';
 import type { Store } from './ports.js';
 import type { ApiToken, AuthResult, Role, SecondFactor, Session, TrustedDevice, User } from './types.js';
 
@@ -19,6 +21,8 @@ export interface SignInRequest {
   secondFactor?: SecondFactor;
   /** Token of a device trusted at an earlier sign-in. */
   deviceToken?: string;
+  /** The emailed code, when the email_codes feature asks for one on a new device. */
+  emailCode?: string;
   /** Trust this device from now on (only after a second factor was given). */
   trustDevice?: boolean;
   deviceLabel?: string;
@@ -52,6 +56,8 @@ export class WebSessions {
       clock: Clock;
       serverKey: Buffer;
       settings: WebSessionSettings;
+      policy: Policy;
+      emailCodes: EmailCodes;
     },
   ) {}
 
@@ -82,6 +88,15 @@ export class WebSessions {
     });
     if (!result.ok) return result;
     const fresh = (await this.d.store.users.findById(result.userId))!;
+    // A new device (no trusted-device token) also needs an emailed code when that is on (B5).
+    if (!device && (await this.d.policy.enabled('email_codes', fresh.domain))) {
+      const check = await this.d.emailCodes.check(fresh, 'sign_in', req.emailCode);
+      if (check === 'invalid') return fail('email_code_invalid');
+      if (check === 'missing') {
+        await this.d.emailCodes.send(fresh, 'sign_in');
+        return fail('email_code_required');
+      }
+    }
     let deviceToken: string | null = null;
     if (req.trustDevice && req.secondFactor && this.d.settings.trustedDeviceTtlMs > 0) {
       deviceToken = this.newToken(DEVICE_PREFIX);

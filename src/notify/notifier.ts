@@ -1,4 +1,5 @@
 import nodemailer from 'nodemailer';
+import type { CodeMailer, CodePurpose } from '../core/email-codes.js';
 import type { AuditStore, UserStore } from '../core/ports.js';
 import type { AuditEvent } from '../core/types.js';
 import type { Logger } from '../log.js';
@@ -38,6 +39,28 @@ function body(e: AuditEvent, what: string, hostname: string): string {
     '',
     `If you did not expect this, sign in at ${hostname} and review your account, or contact your administrator.`,
   ].join('\n');
+}
+
+const PURPOSES: Record<CodePurpose, string> = {
+  sign_in: 'sign in from a new device',
+  asp: 'create an application-specific password',
+  token: 'create an API token',
+  disable_2fa: 'turn off two-factor authentication',
+};
+
+/** Sends emailed verification codes (B5) through the same SMTP server as the notices. */
+export function smtpCodeMailer(s: NotifySettings): CodeMailer {
+  const transport = nodemailer.createTransport({ host: s.smtpHost, port: s.smtpPort, secure: false, tls: { rejectUnauthorized: false } });
+  return {
+    async sendCode(to, code, purpose) {
+      await transport.sendMail({
+        from: s.from,
+        to,
+        subject: `Your ${s.hostname} code: ${code}`,
+        text: `Use ${code} to ${PURPOSES[purpose]}. It works once and expires in a few minutes.\n\nIf you did not ask for it, someone knows your password: change it.`,
+      });
+    },
+  };
 }
 
 /**

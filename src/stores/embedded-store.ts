@@ -7,6 +7,7 @@ import type {
   AspStore,
   AuditStore,
   NewAsp,
+  ChallengeStore,
   NewUser,
   PolicyStore,
   RecoveryCodeStore,
@@ -16,7 +17,7 @@ import type {
   UserPatch,
   UserStore,
 } from '../core/ports.js';
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from '../core/types.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from '../core/types.js';
 import { decodeCursor, encodeCursor, fromJson, newId, toJson } from './documents.js';
 
 // The data model of the whole product. Documents are JSON so the shape matches the MongoDB
@@ -417,6 +418,38 @@ class EmbeddedPolicy implements PolicyStore {
   }
 }
 
+class EmbeddedChallenges implements ChallengeStore {
+  constructor(private readonly db: Database.Database) {}
+
+  put(c: Challenge): Promise<void> {
+    return guard('challenge', () => {
+      this.db
+        .prepare('INSERT INTO challenges (key, expires_at, doc) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc')
+        .run(c.key, c.expiresAt.getTime(), toJson(c));
+    });
+  }
+
+  get(key: string, now: Date): Promise<Challenge | null> {
+    return guard('challenge', () => {
+      const row = this.db.prepare('SELECT doc FROM challenges WHERE key = ? AND expires_at > ?').get(key, now.getTime()) as Row | undefined;
+      return row ? fromJson<Challenge>(row.doc as string) : null;
+    });
+  }
+
+  spendTry(key: string): Promise<number> {
+    return guard('challenge', () => {
+      const row = this.db
+        .prepare(`UPDATE challenges SET doc = json_set(doc, '$.triesLeft', json_extract(doc, '$.triesLeft') - 1) WHERE key = ? RETURNING json_extract(doc, '$.triesLeft') AS left`)
+        .get(key) as Row | undefined;
+      return row ? (row.left as number) : -1;
+    });
+  }
+
+  delete(key: string): Promise<void> {
+    return guard('challenge', () => void this.db.prepare('DELETE FROM challenges WHERE key = ?').run(key));
+  }
+}
+
 /**
  * better-sqlite3 compiles SQL on every prepare(); every statement here is a fixed text (the
  * audit query has a bounded set of filter combinations), so compiled statements are kept.
@@ -445,6 +478,7 @@ export class EmbeddedStore implements Store {
   readonly devices: EmbeddedDevices;
   readonly apiTokens: EmbeddedApiTokens;
   readonly policy: EmbeddedPolicy;
+  readonly challenges: EmbeddedChallenges;
   private readonly db: Database.Database;
 
   constructor(path: string) {
@@ -460,6 +494,7 @@ export class EmbeddedStore implements Store {
     this.devices = new EmbeddedDevices(this.db);
     this.apiTokens = new EmbeddedApiTokens(this.db);
     this.policy = new EmbeddedPolicy(this.db);
+    this.challenges = new EmbeddedChallenges(this.db);
   }
 
   async init(): Promise<void> {

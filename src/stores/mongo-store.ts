@@ -5,6 +5,7 @@ import type {
   AspStore,
   AuditStore,
   NewAsp,
+  ChallengeStore,
   NewUser,
   PolicyStore,
   RecoveryCodeStore,
@@ -14,7 +15,7 @@ import type {
   UserPatch,
   UserStore,
 } from '../core/ports.js';
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from '../core/types.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from '../core/types.js';
 import { decodeCursor, encodeCursor } from './documents.js';
 
 type UserDoc = Omit<User, 'id'> & { _id: ObjectId };
@@ -386,6 +387,37 @@ class MongoPolicy implements PolicyStore {
   }
 }
 
+type ChallengeDoc = Omit<Challenge, 'key'> & { _id: string };
+
+class MongoChallenges implements ChallengeStore {
+  constructor(private readonly c: Collection<ChallengeDoc>) {}
+
+  put(ch: Challenge): Promise<void> {
+    const { key, ...rest } = ch;
+    return guard('challenge', async () => void (await this.c.replaceOne({ _id: key }, rest, { upsert: true })));
+  }
+
+  get(key: string, now: Date): Promise<Challenge | null> {
+    return guard('challenge', async () => {
+      const doc = await this.c.findOne({ _id: key, expiresAt: { $gt: now } });
+      if (!doc) return null;
+      const { _id, ...rest } = doc;
+      return { ...rest, key: _id };
+    });
+  }
+
+  spendTry(key: string): Promise<number> {
+    return guard('challenge', async () => {
+      const doc = await this.c.findOneAndUpdate({ _id: key }, { $inc: { triesLeft: -1 } }, { returnDocument: 'after' });
+      return doc ? doc.triesLeft : -1;
+    });
+  }
+
+  delete(key: string): Promise<void> {
+    return guard('challenge', async () => void (await this.c.deleteOne({ _id: key })));
+  }
+}
+
 /** Production store on the official driver, used directly (no ODM). */
 export class MongoStore implements Store {
   readonly users: MongoUsers;
@@ -396,6 +428,7 @@ export class MongoStore implements Store {
   readonly devices: MongoDevices;
   readonly apiTokens: MongoApiTokens;
   readonly policy: MongoPolicy;
+  readonly challenges: MongoChallenges;
   private readonly db: Db;
 
   constructor(private readonly client: MongoClient, dbName?: string) {
@@ -408,6 +441,7 @@ export class MongoStore implements Store {
     this.devices = new MongoDevices(this.db.collection('trusted_devices'));
     this.apiTokens = new MongoApiTokens(this.db.collection('api_tokens'));
     this.policy = new MongoPolicy(this.db.collection('settings'), this.db.collection('domains'));
+    this.challenges = new MongoChallenges(this.db.collection('challenges'));
   }
 
   static async connect(url: string, dbName?: string): Promise<MongoStore> {

@@ -58,6 +58,7 @@ export function testSettings(limits: Partial<LimitSettings> = {}): CoreSettings 
       email_codes: { status: 'disabled', lock: 'locked' },
       trusted_devices: { status: 'enabled', lock: 'locked' },
     },
+    emailCodes: { ttlMs: 300_000, resendDelayMs: 300_000, tries: 3 },
     auditRetentionMs: 30 * 86_400_000,
   };
 }

@@ -85,6 +85,7 @@ except poplib.error_proto as e:
       accounts: gw.app.accounts,
       sessions: gw.app.sessions,
       policy: gw.app.policy,
+      emailCodes: gw.app.emailCodes,
       clock: gw.app.clock,
       nginx: { allowed: () => false, upstreamHost: '127.0.0.1', ports: { imap: 1, pop3: 1, smtp: 1 }, upstreamLogin: () => ({ user: 'x', pass: 'y' }) },
     });

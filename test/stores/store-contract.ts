@@ -234,5 +234,20 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       expect(cleared.features).toEqual({ two_factor_recommended: 'disabled' });
       expect((await s.policy.domain('example.org'))?.createdAt).toEqual(T0);
     });
+
+    it('keeps one-time challenges with tries that run down, until they expire', async () => {
+      const c = { key: 'email:u1:asp', codeHash: 'h1', triesLeft: 3, createdAt: T0, expiresAt: new Date(T0.getTime() + 300_000) };
+      await s.challenges.put(c);
+      expect(await s.challenges.get('email:u1:asp', T0)).toEqual(c);
+      expect(await s.challenges.spendTry('email:u1:asp')).toBe(2);
+      expect(await s.challenges.spendTry('email:u1:asp')).toBe(1);
+      expect((await s.challenges.get('email:u1:asp', T0))?.triesLeft).toBe(1);
+      await s.challenges.put({ ...c, codeHash: 'h2' });
+      expect((await s.challenges.get('email:u1:asp', T0))?.triesLeft).toBe(3);
+      expect(await s.challenges.get('email:u1:asp', new Date(T0.getTime() + 300_000))).toBeNull();
+      await s.challenges.delete('email:u1:asp');
+      expect(await s.challenges.get('email:u1:asp', T0)).toBeNull();
+      expect(await s.challenges.spendTry('email:u1:asp')).toBe(-1);
+    });
   });
 }

@@ -3,7 +3,7 @@ import { parseDuration } from '../../config/duration.js';
 import { invalid } from '../../core/errors.js';
 import type { Role } from '../../core/types.js';
 import { errors, nameParam, idParam, userView as userSchema } from '../schemas.js';
-import { actorName, requireRole, type ApiDeps } from '../server.js';
+import { actorName, requireEmailCode, requireRole, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
 
 /** Administrators: accounts, roles, second-factor resets, API tokens. */
@@ -181,7 +181,7 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
       (await d.store.apiTokens.list()).map((t) => ({ ...t, tokenHash: undefined, createdAt: t.createdAt.toISOString(), expiresAt: t.expiresAt?.toISOString() ?? null })),
     );
 
-    r.post<{ Body: { role: 'admin' | 'auditor'; description?: string; expiresIn?: string } }>(
+    r.post<{ Body: { role: 'admin' | 'auditor'; description?: string; expiresIn?: string; emailCode?: string } }>(
       '/tokens',
       {
         schema: {
@@ -195,6 +195,7 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
               role: { type: 'string', enum: ['admin', 'auditor'] },
               description: { type: 'string', maxLength: 200 },
               expiresIn: { type: 'string', pattern: '^[0-9]+(ms|s|m|h|d)$' },
+              emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
             },
           },
           response: { 201: { type: 'object', properties: { token: { type: 'string' }, id: { type: 'string' }, role: { type: 'string' } } }, ...errors(400, 401, 403) },
@@ -203,6 +204,7 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req, reply) => {
         const ttl = req.body.expiresIn ? parseDuration(req.body.expiresIn) : null;
         if (req.body.expiresIn && !ttl) throw invalid('expiresIn must be a positive duration such as 90d');
+        await requireEmailCode(d, req, 'token', req.body.emailCode);
         const { token, record } = await d.sessions.createApiToken(actorName(req), req.body.role, req.body.description ?? '', ttl);
         return reply.status(201).send({ token, id: record.id, role: record.role });
       },

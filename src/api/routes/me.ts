@@ -4,7 +4,7 @@ import { parseAspScopes } from '../../core/asp.js';
 import { parseDuration } from '../../config/duration.js';
 import { invalid } from '../../core/errors.js';
 import { aspView, auditPage, errors, idParam, userView as userSchema } from '../schemas.js';
-import { HttpError, refusal, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
+import { HttpError, refusal, requireEmailCode, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
@@ -62,7 +62,24 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       })),
     );
 
-    r.post<{ Body: { description?: string; scopes: string[]; expiresIn?: string } }>(
+    r.post<{ Body: { purpose: 'asp' | 'token' | 'disable_2fa' } }>(
+      '/me/email-code',
+      {
+        schema: {
+          tags: ['me'],
+          summary: 'Email me a 6-digit code for a sensitive operation (when email codes are on)',
+          body: { type: 'object', required: ['purpose'], additionalProperties: false, properties: { purpose: { type: 'string', enum: ['asp', 'token', 'disable_2fa'] } } },
+          response: { 202: { type: 'object', properties: { sent: { type: 'boolean' } } }, ...errors(400, 401, 403, 409, 429, 503) },
+        },
+      },
+      async (req, reply) => {
+        const r = await d.emailCodes.send(me(req), req.body.purpose);
+        if ('retryAfter' in r) throw new HttpError(429, 'code_recently_sent', 'A code was sent a moment ago: use it, or ask again later', { retryAfter: r.retryAfter });
+        return reply.status(202).send({ sent: true });
+      },
+    );
+
+    r.post<{ Body: { description?: string; scopes: string[]; expiresIn?: string; emailCode?: string } }>(
       '/me/asps',
       {
         schema: {
@@ -76,6 +93,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
               description: { type: 'string', maxLength: 200 },
               scopes: { type: 'array', minItems: 1, maxItems: 4, items: { type: 'string', enum: ['imap', 'pop3', 'smtp', '*'] } },
               expiresIn: { type: 'string', pattern: '^[0-9]+(ms|s|m|h|d)$' },
+              emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
             },
           },
           response: { 201: { type: 'object', properties: { password: { type: 'string' }, asp: aspView } }, ...errors(400, 401, 403, 409) },
@@ -84,6 +102,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req, reply) => {
         const ttl = req.body.expiresIn ? parseDuration(req.body.expiresIn) : null;
         if (req.body.expiresIn && !ttl) throw invalid('expiresIn must be a positive duration such as 90d');
+        await requireEmailCode(d, req, 'asp', req.body.emailCode);
         const { asp, password } = await d.accounts.createAsp(actor(req), me(req).username, {
           description: req.body.description ?? '',
           scopes: parseAspScopes(req.body.scopes),
@@ -133,7 +152,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req) => d.accounts.confirmTotp(actor(req), me(req).username, req.body.code),
     );
 
-    r.post<{ Body: { password: string; totp?: string; recoveryCode?: string } }>(
+    r.post<{ Body: { password: string; totp?: string; recoveryCode?: string; emailCode?: string } }>(
       '/me/totp/disable',
       {
         schema: {
@@ -143,7 +162,12 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
             type: 'object',
             required: ['password'],
             additionalProperties: false,
-            properties: { password: { type: 'string', maxLength: 1024 }, totp: { type: 'string', pattern: '^[0-9]{6}$' }, recoveryCode: { type: 'string', maxLength: 64 } },
+            properties: {
+              password: { type: 'string', maxLength: 1024 },
+              totp: { type: 'string', pattern: '^[0-9]{6}$' },
+              recoveryCode: { type: 'string', maxLength: 64 },
+              emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
+            },
           },
           response: { 204: { type: 'null' }, ...errors(400, 401, 403, 429, 503) },
         },
@@ -151,6 +175,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req, reply) => {
         if (!me(req).twoFactor) throw new HttpError(409, 'conflict', 'Two-factor authentication is not on');
         await confirm(req, req.body.password, req.body.totp, req.body.recoveryCode);
+        await requireEmailCode(d, req, 'disable_2fa', req.body.emailCode);
         await d.accounts.disableSecondFactor(actor(req), me(req).username);
         return reply.status(204).send();
       },

@@ -11,6 +11,7 @@ interface SignInBody {
   deviceToken?: string;
   trustDevice?: boolean;
   deviceLabel?: string;
+  emailCode?: string;
 }
 
 /** Master sign-in (password + second factor or trusted device) and sign-out. */
@@ -34,6 +35,7 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
             deviceToken: { type: 'string', maxLength: 200 },
             trustDevice: { type: 'boolean' },
             deviceLabel: { type: 'string', maxLength: 120 },
+            emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
           },
         },
         response: {
@@ -63,6 +65,7 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
         deviceToken: b.deviceToken,
         trustDevice: b.trustDevice,
         deviceLabel: b.deviceLabel,
+        emailCode: b.emailCode,
         ip: req.ip,
         userAgent: req.headers['user-agent'] ?? null,
       });

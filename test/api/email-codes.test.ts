@@ -1,0 +1,115 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SMTPServer } from 'smtp-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp, type App } from '../../src/app.js';
+import { startApi } from '../../src/cli/serve.js';
+import { loadConfig } from '../../src/config/load.js';
+import { freePort, waitFor } from '../helpers/ports.js';
+
+const PW = 'Account-pass-1';
+const inbox: string[] = [];
+let sink: SMTPServer;
+let app: App;
+let api: { port: number; close(): Promise<void> };
+
+async function call(method: string, path: string, body?: unknown, token?: string) {
+  const res = await fetch(`http://127.0.0.1:${api.port}/api/v1${path}`, {
+    method,
+    headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, json: (await res.json().catch(() => ({}))) as Record<string, any>, retryAfter: res.headers.get('retry-after') };
+}
+
+/** The newest code mailed so far, once one more than `seen` has arrived. */
+async function nextCode(seen: number): Promise<string> {
+  return waitFor('emailed code', async () => {
+    if (inbox.length <= seen) throw new Error('no mail yet');
+    return /Use (\d{6}) to/.exec(inbox[inbox.length - 1]!)![1]!;
+  }, 10_000);
+}
+
+beforeAll(async () => {
+  const port = await freePort();
+  sink = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onData(stream, _session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        inbox.push(Buffer.concat(chunks).toString('utf8'));
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((r) => sink.listen(port, '127.0.0.1', () => r()));
+  app = await createApp(
+    loadConfig({
+      env: {
+        POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-codes-')),
+        POSTERN_AUTH__BCRYPT_ROUNDS: '10',
+        POSTERN_LOG__LEVEL: 'silent',
+        POSTERN_API__PORT: '0',
+        POSTERN_FEATURES__EMAIL_CODES: 'enabled',
+        POSTERN_NOTIFY__SMTP_PORT: String(port),
+      },
+    }),
+  );
+  api = await startApi(app);
+  await app.accounts.createUser({ name: 'admin' }, { username: 'alice', password: PW, email: 'alice@example.test' });
+});
+afterAll(async () => {
+  await api?.close();
+  await app?.close();
+  await new Promise<void>((r) => sink.close(() => r()));
+});
+
+describe('emailed verification codes (B5, B6)', () => {
+  let token: string;
+
+  it('asks a new device for an emailed code at sign-in; a wrong code fails, the right one works once', async () => {
+    const seen = inbox.length;
+    const first = await call('POST', '/session', { username: 'alice', password: PW });
+    expect(first.status).toBe(401);
+    expect(first.json.code).toBe('email_code_required');
+    const code = await nextCode(seen);
+    const wrong = String((Number(code) + 1) % 1_000_000).padStart(6, '0');
+    expect((await call('POST', '/session', { username: 'alice', password: PW, emailCode: wrong })).json.code).toBe('email_code_invalid');
+    const ok = await call('POST', '/session', { username: 'alice', password: PW, emailCode: code, trustDevice: false });
+    expect(ok.status).toBe(200);
+    token = ok.json.token;
+    expect((await call('POST', '/session', { username: 'alice', password: PW, emailCode: code })).json.code).toBe('email_code_required');
+  });
+
+  it('voids a code after 3 wrong tries, and makes the user wait before asking again', async () => {
+    const seen = inbox.length;
+    expect((await call('POST', '/me/email-code', { purpose: 'asp' }, token)).status).toBe(202);
+    const code = await nextCode(seen);
+    const again = await call('POST', '/me/email-code', { purpose: 'asp' }, token);
+    expect(again.status).toBe(429);
+    expect(Number(again.retryAfter)).toBeGreaterThan(0);
+    const wrong = String((Number(code) + 7) % 1_000_000).padStart(6, '0');
+    for (let i = 0; i < 3; i++) {
+      expect((await call('POST', '/me/asps', { scopes: ['imap'], emailCode: wrong }, token)).json.code).toBe('email_code_invalid');
+    }
+    const voided = await call('POST', '/me/asps', { scopes: ['imap'], emailCode: code }, token);
+    expect(voided.status).toBe(403);
+    expect(voided.json.code).toBe('email_code_required');
+    expect(await app.accounts.listAsps('alice')).toHaveLength(0);
+  });
+
+  it('lets a sensitive operation through with its own fresh code', async () => {
+    await app.store.challenges.delete(`email:${(await app.accounts.get('alice')).id}:token`);
+    expect((await call('POST', '/me/asps', { scopes: ['imap'] }, token)).json.code).toBe('email_code_required');
+    await app.accounts.setRole({ name: 'admin' }, 'alice', 'admin');
+    const seen = inbox.length;
+    expect((await call('POST', '/me/email-code', { purpose: 'token' }, token)).status).toBe(202);
+    const code = await nextCode(seen);
+    const made = await call('POST', '/tokens', { role: 'auditor', emailCode: code }, token);
+    expect(made.status).toBe(201);
+  });
+});
