@@ -1,40 +1,19 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config/load.js';
 import { totpCode } from '../src/core/totp.js';
-import { freePort, waitFor } from './helpers/ports.js';
-
-interface Mail {
-  to: string[];
-  text: string;
-}
+import { waitFor } from './helpers/ports.js';
+import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.js';
 
 const PW = 'Account-pass-1';
-const inbox: Mail[] = [];
-let sink: SMTPServer;
+let sink: SmtpSink;
 let app: App;
 
 beforeAll(async () => {
-  const port = await freePort();
-  // A real SMTP receiver standing in for the site's mail relay.
-  sink = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onData(stream, session, cb) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), text: Buffer.concat(chunks).toString('utf8') });
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((r) => sink.listen(port, '127.0.0.1', () => r()));
+  sink = await startSmtpSink();
   app = await createApp(
     loadConfig({
       env: {
@@ -42,19 +21,19 @@ beforeAll(async () => {
         POSTERN_AUTH__BCRYPT_ROUNDS: '10',
         POSTERN_LOG__LEVEL: 'silent',
         POSTERN_NOTIFY__ENABLED: 'true',
-        POSTERN_NOTIFY__SMTP_PORT: String(port),
+        POSTERN_NOTIFY__SMTP_PORT: String(sink.port),
       },
     }),
   );
 });
 afterAll(async () => {
   await app?.close();
-  await new Promise<void>((r) => sink.close(() => r()));
+  await sink?.close();
 });
 
 const mailFor = (address: string, text: RegExp) =>
   waitFor(`notice to ${address}`, async () => {
-    const m = inbox.find((x) => x.to.includes(address) && text.test(x.text));
+    const m = sink.inbox.find((x) => x.to.includes(address) && text.test(x.text));
     if (!m) throw new Error('not yet');
     return m;
   }, 10_000);
@@ -77,12 +56,12 @@ describe('security notices by email (B9)', () => {
   });
 
   it('never mails the secret itself, and does not mail accounts without an address', async () => {
-    const before = inbox.length;
+    const before = sink.inbox.length;
     await app.accounts.createUser({ name: 'admin' }, { username: 'bob', password: PW });
     const { password } = await app.accounts.createAsp({ name: 'bob' }, 'bob', { description: '', scopes: ['imap'] });
     await new Promise((r) => setTimeout(r, 500));
-    expect(inbox.length).toBe(before);
-    expect(inbox.map((m) => m.text).join('\n')).not.toContain(password);
-    expect(inbox.map((m) => m.text).join('\n')).not.toContain(PW);
+    expect(sink.inbox.length).toBe(before);
+    expect(sink.inbox.map((m) => m.text).join('\n')).not.toContain(password);
+    expect(sink.inbox.map((m) => m.text).join('\n')).not.toContain(PW);
   });
 });

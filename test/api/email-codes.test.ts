@@ -1,16 +1,15 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
 import { startApi } from '../../src/cli/serve.js';
 import { loadConfig } from '../../src/config/load.js';
-import { freePort, waitFor } from '../helpers/ports.js';
+import { waitFor } from '../helpers/ports.js';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 
 const PW = 'Account-pass-1';
-const inbox: string[] = [];
-let sink: SMTPServer;
+let sink: SmtpSink;
 let app: App;
 let api: { port: number; close(): Promise<void> };
 
@@ -26,27 +25,13 @@ async function call(method: string, path: string, body?: unknown, token?: string
 /** The newest code mailed so far, once one more than `seen` has arrived. */
 async function nextCode(seen: number): Promise<string> {
   return waitFor('emailed code', async () => {
-    if (inbox.length <= seen) throw new Error('no mail yet');
-    return /Use (\d{6}) to/.exec(inbox[inbox.length - 1]!)![1]!;
+    if (sink.inbox.length <= seen) throw new Error('no mail yet');
+    return /Use (\d{6}) to/.exec(sink.inbox[sink.inbox.length - 1]!.text)![1]!;
   }, 10_000);
 }
 
 beforeAll(async () => {
-  const port = await freePort();
-  sink = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onData(stream, _session, cb) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        inbox.push(Buffer.concat(chunks).toString('utf8'));
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((r) => sink.listen(port, '127.0.0.1', () => r()));
+  sink = await startSmtpSink();
   app = await createApp(
     loadConfig({
       env: {
@@ -55,7 +40,7 @@ beforeAll(async () => {
         POSTERN_LOG__LEVEL: 'silent',
         POSTERN_API__PORT: '0',
         POSTERN_FEATURES__EMAIL_CODES: 'enabled',
-        POSTERN_NOTIFY__SMTP_PORT: String(port),
+        POSTERN_NOTIFY__SMTP_PORT: String(sink.port),
       },
     }),
   );
@@ -65,14 +50,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await api?.close();
   await app?.close();
-  await new Promise<void>((r) => sink.close(() => r()));
+  await sink?.close();
 });
 
 describe('emailed verification codes (B5, B6)', () => {
   let token: string;
 
   it('asks a new device for an emailed code at sign-in; a wrong code fails, the right one works once', async () => {
-    const seen = inbox.length;
+    const seen = sink.inbox.length;
     const first = await call('POST', '/session', { username: 'alice', password: PW });
     expect(first.status).toBe(401);
     expect(first.json.code).toBe('email_code_required');
@@ -86,7 +71,7 @@ describe('emailed verification codes (B5, B6)', () => {
   });
 
   it('voids a code after 3 wrong tries, and makes the user wait before asking again', async () => {
-    const seen = inbox.length;
+    const seen = sink.inbox.length;
     expect((await call('POST', '/me/email-code', { purpose: 'asp' }, token)).status).toBe(202);
     const code = await nextCode(seen);
     const again = await call('POST', '/me/email-code', { purpose: 'asp' }, token);
@@ -106,7 +91,7 @@ describe('emailed verification codes (B5, B6)', () => {
     await app.store.challenges.delete(`email:${(await app.accounts.get('alice')).id}:token`);
     expect((await call('POST', '/me/asps', { scopes: ['imap'] }, token)).json.code).toBe('email_code_required');
     await app.accounts.setRole({ name: 'admin' }, 'alice', 'admin');
-    const seen = inbox.length;
+    const seen = sink.inbox.length;
     expect((await call('POST', '/me/email-code', { purpose: 'token' }, token)).status).toBe(202);
     const code = await nextCode(seen);
     const made = await call('POST', '/tokens', { role: 'auditor', emailCode: code }, token);

@@ -1,0 +1,30 @@
+import { SMTPServer } from 'smtp-server';
+import { freePort } from './ports.js';
+
+export interface SmtpSink {
+  port: number;
+  /** Every message received: recipients and the raw text. */
+  inbox: Array<{ to: string[]; text: string }>;
+  close(): Promise<void>;
+}
+
+/** A real SMTP receiver (smtp-server) standing in for the site's mail relay. */
+export async function startSmtpSink(): Promise<SmtpSink> {
+  const port = await freePort();
+  const inbox: SmtpSink['inbox'] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), text: Buffer.concat(chunks).toString('utf8') });
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  return { port, inbox, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
