@@ -12,6 +12,7 @@ import type { CodePurpose, EmailCodes } from '../core/email-codes.js';
 import type { Policy } from '../core/policy.js';
 import type { Principal, WebSessions } from '../core/web-sessions.js';
 import { adminRoutes } from './routes/admin.js';
+import { PAGE_HTML, PAGE_JS } from './web/page.js';
 import { auditRoutes } from './routes/audit.js';
 import { meRoutes } from './routes/me.js';
 import { nginxRoutes, type NginxSettings } from './routes/nginx.js';
@@ -160,6 +161,10 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   app.setErrorHandler((err, _req, reply) => sendError(reply, err));
   app.setNotFoundHandler((_req, reply) => reply.status(404).send({ code: 'not_found', message: 'No such route' }));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // The self-service page; its strict policy allows only its own script and data: QR codes.
+  const csp = "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'";
+  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.header('content-security-policy', csp).type('text/html; charset=utf-8').send(PAGE_HTML));
+  app.get('/app.js', { schema: { hide: true } }, async (_req, reply) => reply.type('application/javascript; charset=utf-8').send(PAGE_JS));
   const registry = deps.metrics;
   if (registry) {
     app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));

@@ -1,0 +1,174 @@
+// The self-service page (MISSION E2): one HTML document and one script, kept as strings so
+// the build needs no asset step. It only calls the public JSON API; the session token lives
+// in memory (sessionStorage), never in a cookie, so the API stays free of CSRF.
+
+export const PAGE_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>postern — your account</title>
+<style>
+  body { font: 15px/1.45 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+  h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
+  label { display: block; margin: .4rem 0; } input[type=text], input[type=password] { width: 18rem; padding: .3rem; }
+  button { padding: .35rem .8rem; margin-top: .4rem; } table { border-collapse: collapse; width: 100%; }
+  td, th { border-bottom: 1px solid #ddd; padding: .3rem; text-align: left; font-size: .9rem; }
+  .secret { font: 1.3rem monospace; background: #f3f3f3; padding: .5rem; display: inline-block; }
+  .error { color: #a00; } .notice { color: #555; } [hidden] { display: none; }
+</style>
+</head>
+<body>
+<h1>postern</h1>
+<p id="message" class="error" role="alert"></p>
+
+<form id="signin">
+  <h2>Sign in</h2>
+  <label>Username <input type="text" name="username" autocomplete="username" required></label>
+  <label>Password <input type="password" name="password" autocomplete="current-password" required></label>
+  <label>Authenticator code <input type="text" name="totp" inputmode="numeric" autocomplete="one-time-code"></label>
+  <label>or recovery code <input type="text" name="recoveryCode"></label>
+  <label>Emailed code (when asked) <input type="text" name="emailCode" inputmode="numeric"></label>
+  <button type="submit">Sign in</button>
+</form>
+
+<main id="account" hidden>
+  <p>Signed in as <strong id="who"></strong> · two-factor: <span id="twofactor"></span>
+     <button id="signout" type="button">Sign out</button></p>
+  <p id="notices" class="notice"></p>
+
+  <section id="totp">
+    <h2>Authenticator app</h2>
+    <button id="totp-setup" type="button">Set up an authenticator app</button>
+    <div id="totp-enrol" hidden>
+      <p>Scan this code, or type the key <code id="totp-secret"></code>, then enter the code the app shows.</p>
+      <img id="totp-qr" alt="QR code for the authenticator app" width="200" height="200">
+      <form id="totp-enable"><label>Code <input type="text" name="code" inputmode="numeric" required></label><button type="submit">Turn on</button></form>
+    </div>
+    <div id="recovery" hidden><p>Your recovery codes, shown only now. Keep them somewhere safe:</p><pre id="recovery-codes"></pre></div>
+  </section>
+
+  <section>
+    <h2>App passwords for mail clients</h2>
+    <form id="asp-create">
+      <label>Description <input type="text" name="description" maxlength="200"></label>
+      <label><input type="checkbox" name="scope" value="imap" checked> IMAP</label>
+      <label><input type="checkbox" name="scope" value="pop3"> POP3</label>
+      <label><input type="checkbox" name="scope" value="smtp" checked> SMTP (sending)</label>
+      <button type="submit">Create app password</button>
+    </form>
+    <p id="asp-new" hidden>New app password, shown only now: <span class="secret" id="asp-password"></span></p>
+    <table><thead><tr><th>Description</th><th>Scopes</th><th>Created</th><th>Last used</th><th></th></tr></thead><tbody id="asps"></tbody></table>
+  </section>
+
+  <section>
+    <h2>Recent sign-ins and changes</h2>
+    <table><thead><tr><th>Time</th><th>What</th><th>Result</th><th>From</th></tr></thead><tbody id="history"></tbody></table>
+  </section>
+</main>
+<script src="/app.js"></script>
+</body>
+</html>`;
+
+export const PAGE_JS = `'use strict';
+const api = (path, opts = {}) => {
+  const token = sessionStorage.getItem('postern-token');
+  return fetch('/api/v1' + path, {
+    method: opts.method || 'GET',
+    headers: Object.assign({}, opts.body ? { 'content-type': 'application/json' } : {}, token ? { authorization: 'Bearer ' + token } : {}),
+    body: opts.body ? JSON.stringify(opts.body) : undefined,
+  }).then(async (r) => {
+    const data = r.status === 204 ? {} : await r.json().catch(() => ({}));
+    if (!r.ok) throw Object.assign(new Error(data.message || r.statusText), { code: data.code });
+    return data;
+  });
+};
+const $ = (id) => document.getElementById(id);
+const say = (text) => { $('message').textContent = text || ''; };
+const cell = (text) => { const td = document.createElement('td'); td.textContent = text == null ? '' : String(text); return td; };
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : '-');
+
+async function refresh() {
+  const me = await api('/me');
+  $('signin').hidden = true;
+  $('account').hidden = false;
+  $('who').textContent = me.username;
+  $('twofactor').textContent = me.twoFactor ? 'on' : 'off';
+  const asps = await api('/me/asps').catch(() => []);
+  const rows = asps.map((a) => {
+    const tr = document.createElement('tr');
+    [a.description || '(no description)', a.scopes.join(', '), when(a.createdAt), a.lastUse ? when(a.lastUse.time) + ' ' + (a.lastUse.protocol || '') : 'never']
+      .forEach((t) => tr.appendChild(cell(t)));
+    const td = document.createElement('td');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = 'Revoke';
+    b.onclick = () => api('/me/asps/' + a.id, { method: 'DELETE' }).then(refresh, (e) => say(e.message));
+    td.appendChild(b);
+    tr.appendChild(td);
+    return tr;
+  });
+  $('asps').replaceChildren(...rows);
+  const history = await api('/me/history?limit=20').catch(() => ({ events: [] }));
+  $('history').replaceChildren(...history.events.map((e) => {
+    const tr = document.createElement('tr');
+    [when(e.time), e.action + (e.protocol ? ' (' + e.protocol + ')' : ''), e.result + (e.reason ? ': ' + e.reason : ''), e.ip].forEach((t) => tr.appendChild(cell(t)));
+    return tr;
+  }));
+}
+
+$('signin').onsubmit = async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const body = { username: f.get('username'), password: f.get('password') };
+  for (const k of ['totp', 'recoveryCode', 'emailCode']) if (f.get(k)) body[k] = String(f.get(k)).trim();
+  try {
+    const r = await api('/session', { method: 'POST', body });
+    sessionStorage.setItem('postern-token', r.token);
+    say('');
+    $('notices').textContent = (r.notices || []).concat(r.mustSetUpTwoFactor ? ['two-factor authentication is required: set it up below'] : []).join(' · ');
+    await refresh();
+  } catch (e) {
+    say(e.message);
+  }
+};
+
+$('signout').onclick = async () => {
+  await api('/session', { method: 'DELETE' }).catch(() => {});
+  sessionStorage.removeItem('postern-token');
+  location.reload();
+};
+
+$('totp-setup').onclick = async () => {
+  try {
+    const r = await api('/me/totp/setup', { method: 'POST' });
+    $('totp-secret').textContent = r.secret;
+    $('totp-qr').src = r.qrCode;
+    $('totp-enrol').hidden = false;
+  } catch (e) { say(e.message); }
+};
+
+$('totp-enable').onsubmit = async (ev) => {
+  ev.preventDefault();
+  try {
+    const r = await api('/me/totp/enable', { method: 'POST', body: { code: String(new FormData(ev.target).get('code')).trim() } });
+    $('totp-enrol').hidden = true;
+    $('recovery-codes').textContent = r.recoveryCodes.join('\\n');
+    $('recovery').hidden = false;
+    await refresh();
+  } catch (e) { say(e.message); }
+};
+
+$('asp-create').onsubmit = async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try {
+    const r = await api('/me/asps', { method: 'POST', body: { description: f.get('description') || '', scopes: f.getAll('scope') } });
+    $('asp-password').textContent = r.password;
+    $('asp-new').hidden = false;
+    await refresh();
+  } catch (e) { say(e.message); }
+};
+
+if (sessionStorage.getItem('postern-token')) refresh().catch(() => sessionStorage.removeItem('postern-token'));
+`;

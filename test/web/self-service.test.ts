@@ -1,0 +1,84 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp, type App } from '../../src/app.js';
+import { startApi } from '../../src/cli/serve.js';
+import { loadConfig } from '../../src/config/load.js';
+import { totpCode } from '../../src/core/totp.js';
+
+const PW = 'Account-pass-1';
+let app: App;
+let api: { port: number; close(): Promise<void> };
+let browser: Browser;
+
+beforeAll(async () => {
+  app = await createApp(
+    loadConfig({
+      env: {
+        POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-web-')),
+        POSTERN_AUTH__BCRYPT_ROUNDS: '10',
+        POSTERN_LOG__LEVEL: 'silent',
+        POSTERN_API__PORT: '0',
+      },
+    }),
+  );
+  api = await startApi(app);
+  await app.accounts.createUser({ name: 'admin' }, { username: 'alice', password: PW });
+  // Debian's Chromium, headless, with no network beyond this machine.
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+  await api?.close();
+  await app?.close();
+});
+
+describe('self-service page in a real browser (E2)', () => {
+  it('signs in, creates an app password that then works for IMAP, enrols TOTP from the QR page, and revokes the password', async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    // Failed requests (the wrong password's 401, the favicon) are expected; script errors are not.
+    page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && errors.push(m.text()));
+    await page.goto(`http://127.0.0.1:${api.port}/`);
+
+    await page.fill('#signin [name=username]', 'alice');
+    await page.fill('#signin [name=password]', 'Wrong-pass-1');
+    await page.click('#signin button');
+    await page.waitForSelector('#message:has-text("Invalid username or password")');
+    await page.fill('#signin [name=password]', PW);
+    await page.click('#signin button');
+    await page.waitForSelector('#account:not([hidden])');
+    expect(await page.textContent('#who')).toBe('alice');
+
+    await page.fill('#asp-create [name=description]', 'Thunderbird');
+    await page.click('#asp-create button');
+    await page.waitForSelector('#asp-new:not([hidden])');
+    const password = (await page.textContent('#asp-password'))!;
+    expect(password).toMatch(/^[a-z]{4} [a-z]{4} [a-z]{4} [a-z]{4}$/);
+    await page.waitForSelector('#asps tr:has-text("Thunderbird")');
+    expect(await app.auth.authenticate({ username: 'alice', secret: password, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: true });
+
+    await page.click('#totp-setup');
+    await page.waitForSelector('#totp-enrol:not([hidden])');
+    expect(await page.getAttribute('#totp-qr', 'src')).toMatch(/^data:image\/png;base64,/);
+    const secret = (await page.textContent('#totp-secret'))!;
+    await page.fill('#totp-enable [name=code]', await totpCode(secret, new Date()));
+    await page.click('#totp-enable button');
+    await page.waitForSelector('#recovery:not([hidden])');
+    expect((await page.textContent('#recovery-codes'))!.split('\n')).toHaveLength(10);
+    expect(await page.textContent('#twofactor')).toBe('on');
+
+    await page.click('#asps tr:has-text("Thunderbird") button');
+    await page.waitForSelector('#asps tr:has-text("Thunderbird")', { state: 'detached' });
+    expect(await app.auth.authenticate({ username: 'alice', secret: password, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: false });
+    await page.waitForSelector('#history tr:has-text("asp.delete")');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
+});
