@@ -62,3 +62,7 @@ export const auditPage = {
 export const idParam = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-f]{24}$' } } } as const;
 export const nameParam = { type: 'object', required: ['name'], properties: { name: { type: 'string', minLength: 1, maxLength: 254 } } } as const;
 export const ok = { type: 'object', properties: { ok: { type: 'boolean' } } } as const;
+
+/** Request fields for a username and a password, the same wherever they are taken. */
+export const usernameField = { type: 'string', minLength: 1, maxLength: 254 } as const;
+export const passwordField = { type: 'string', minLength: 1, maxLength: 1024 } as const;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { createApp, type App } from '../app.js';
 import { loadConfig } from '../config/load.js';
-import { parseDuration } from '../config/duration.js';
+import { optionalLifetime, parseDuration } from '../config/duration.js';
 import { parseAspScopes } from '../core/asp.js';
 import { PosternError, invalid } from '../core/errors.js';
 import { normalizeUsername } from '../core/username.js';
@@ -156,8 +156,7 @@ export function buildCli(): Command {
     .option('--expires <duration>', 'lifetime, e.g. 30d')
     .action((name: string, o: { scope: string; description: string; expires?: string }, cmd: Command) =>
       withApp(cmd, async (app) => {
-        const ttl = o.expires === undefined ? null : parseDuration(o.expires);
-        if (ttl === null && o.expires !== undefined) throw invalid(`--expires expects a duration such as 30d, not "${o.expires}"`);
+        const ttl = optionalLifetime(o.expires, '--expires');
         const { asp: a, password } = await app.accounts.createAsp(actor, name, {
           description: o.description,
           scopes: parseAspScopes(o.scope),
@@ -212,8 +211,7 @@ export function buildCli(): Command {
     .option('--expires <duration>', 'lifetime, e.g. 90d')
     .action((o: { role: 'admin' | 'auditor'; description: string; expires?: string }, cmd: Command) =>
       withApp(cmd, async (app) => {
-        const ttl = o.expires === undefined ? null : parseDuration(o.expires);
-        if (ttl === null && o.expires !== undefined) throw invalid(`--expires expects a duration such as 90d, not "${o.expires}"`);
+        const ttl = optionalLifetime(o.expires, '--expires');
         const { token: t, record } = await app.sessions.createApiToken('cli', o.role, o.description, ttl);
         console.log(`id:    ${record.id}\nrole:  ${record.role}\ntoken: ${t}`);
         console.error('The token is shown only now.');

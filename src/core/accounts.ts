@@ -78,7 +78,7 @@ export class Accounts {
     input: { username: string; password: string; role?: Role; email?: string | null; scopes?: ProtocolScope[]; temporary?: boolean },
   ): Promise<User> {
     checkPasswordPolicy(input.password, this.d.settings.passwordPolicy);
-    const user = await this.insertUser(input, await this.d.hasher.hash(input.password));
+    const user = await this.insertUser(input, () => this.d.hasher.hash(input.password));
     await this.audit(actor, user, { action: 'user.create', result: 'success', reason: user.role });
     return user;
   }
@@ -103,21 +103,24 @@ export class Accounts {
    * replaced by bcrypt at the user's next good login.
    */
   async importUser(actor: Actor, input: { username: string; passwordHash: string; role?: Role; email?: string | null }): Promise<User> {
-    if (!parseStoredHash(input.passwordHash)) {
+    const parsed = parseStoredHash(input.passwordHash);
+    if (!parsed) {
       throw invalid(`password hash of "${input.username}" is in no known form ({BLF-CRYPT}, {SHA512-CRYPT}, {SHA256-CRYPT}, {SSHA256}, {SSHA512}, {ARGON2ID}, $pbkdf2-…, scrypt log2N|r|p|salt|hash, $2b$…)`);
     }
-    const user = await this.insertUser({ ...input, temporary: false }, input.passwordHash);
-    await this.audit(actor, user, { action: 'user.import', result: 'success', reason: parseStoredHash(input.passwordHash)!.scheme });
+    const user = await this.insertUser({ ...input, temporary: false }, async () => input.passwordHash);
+    await this.audit(actor, user, { action: 'user.import', result: 'success', reason: parsed.scheme });
     return user;
   }
 
   private async insertUser(
     input: { username: string; role?: Role; email?: string | null; scopes?: ProtocolScope[]; temporary?: boolean },
-    passwordHash: string,
+    /** Called only once the name is known to be valid and free: bcrypt is not spent on a refusal. */
+    hashPassword: () => Promise<string>,
   ): Promise<User> {
     const username = validUsername(input.username);
-    const now = this.now();
     if (await this.d.store.users.findByName(username)) throw conflict(`user "${username}" already exists`);
+    const passwordHash = await hashPassword();
+    const now = this.now();
     return this.d.store.users.create(
       {
         username,

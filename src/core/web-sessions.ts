@@ -5,6 +5,7 @@ import type { EmailCodes } from './email-codes.js';
 import type { Clock } from './clock.js';
 import { PosternError, notFound } from './errors.js';
 import { keyedHash } from './keyed-hash.js';
+import { normalizeUsername } from './username.js';
 import type { Policy } from './policy.js';
 import type { Store } from './ports.js';
 import type { ApiToken, AuthResult, Role, SecondFactor, Session, TrustedDevice, User } from './types.js';
@@ -74,7 +75,7 @@ export class WebSessions {
   }
 
   async signIn(req: SignInRequest): Promise<SignInResult> {
-    const user = await this.d.store.users.findByName(req.username.trim().normalize('NFC').toLowerCase());
+    const user = await this.d.store.users.findByName(normalizeUsername(req.username));
     const device = user && req.deviceToken && this.d.settings.trustedDeviceTtlMs > 0 ? await this.trustedDevice(user, req.deviceToken) : null;
     const result = await this.d.auth.authenticate({
       username: req.username,

@@ -1,8 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { parseDuration } from '../../config/duration.js';
-import { invalid } from '../../core/errors.js';
+import { optionalLifetime } from '../../config/duration.js';
 import type { Role } from '../../core/types.js';
-import { errors, nameParam, idParam, userView as userSchema } from '../schemas.js';
+import { errors, nameParam, idParam, userView as userSchema, passwordField, usernameField } from '../schemas.js';
 import { actorName, requireEmailCode, requireRole, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
 
@@ -37,8 +36,8 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
             required: ['username', 'password'],
             additionalProperties: false,
             properties: {
-              username: { type: 'string', minLength: 1, maxLength: 254 },
-              password: { type: 'string', minLength: 1, maxLength: 1024 },
+              username: usernameField,
+              password: passwordField,
               role: { type: 'string', enum: ['user', 'admin', 'auditor'] },
               email: { type: 'string', format: 'email', maxLength: 254 },
               temporary: { type: 'boolean' },
@@ -202,8 +201,7 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
         },
       },
       async (req, reply) => {
-        const ttl = req.body.expiresIn ? parseDuration(req.body.expiresIn) : null;
-        if (req.body.expiresIn && !ttl) throw invalid('expiresIn must be a positive duration such as 90d');
+        const ttl = optionalLifetime(req.body.expiresIn, 'expiresIn');
         await requireEmailCode(d, req, 'token', req.body.emailCode);
         const { token, record } = await d.sessions.createApiToken(actorName(req), req.body.role, req.body.description ?? '', ttl);
         return reply.status(201).send({ token, id: record.id, role: record.role });

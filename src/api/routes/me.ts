@@ -1,8 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import { parseAspScopes } from '../../core/asp.js';
-import { parseDuration } from '../../config/duration.js';
-import { invalid } from '../../core/errors.js';
+import { optionalLifetime } from '../../config/duration.js';
 import { aspView, auditPage, errors, idParam, userView as userSchema } from '../schemas.js';
 import { HttpError, refusal, requireEmailCode, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
@@ -100,8 +99,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
         },
       },
       async (req, reply) => {
-        const ttl = req.body.expiresIn ? parseDuration(req.body.expiresIn) : null;
-        if (req.body.expiresIn && !ttl) throw invalid('expiresIn must be a positive duration such as 90d');
+        const ttl = optionalLifetime(req.body.expiresIn, 'expiresIn');
         await requireEmailCode(d, req, 'asp', req.body.emailCode);
         const { asp, password } = await d.accounts.createAsp(actor(req), me(req).username, {
           description: req.body.description ?? '',

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { errors, userView as userSchema } from '../schemas.js';
+import { errors, userView as userSchema, passwordField, usernameField } from '../schemas.js';
 import { refusal, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
 
@@ -28,8 +28,8 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
           required: ['username', 'password'],
           additionalProperties: false,
           properties: {
-            username: { type: 'string', minLength: 1, maxLength: 254 },
-            password: { type: 'string', minLength: 1, maxLength: 1024 },
+            username: usernameField,
+            password: passwordField,
             totp: { type: 'string', pattern: '^[0-9]{6}$' },
             recoveryCode: { type: 'string', minLength: 8, maxLength: 64 },
             deviceToken: { type: 'string', maxLength: 200 },
