@@ -79,7 +79,7 @@ const schema = z.strictObject({
     max_literal_size: z.number().int().min(512).max(1_048_576),
     max_preauth_per_ip: count,
   }),
-  imap: listener.extend({ max_sessions_per_user: count }),
+  imap: listener.extend({ max_sessions_per_user: count, max_append_size: count }),
   pop3: listener.extend({ max_sessions_per_user: count }),
   submission: listener.extend({ max_message_size: count, max_recipients: count }),
   lmtp: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port: port, max_message_size: count }),

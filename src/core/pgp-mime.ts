@@ -67,3 +67,14 @@ export function pgpMime(msg: SplitMessage, armored: string): Buffer {
   ].join('\r\n');
   return Buffer.from(text, 'latin1');
 }
+
+/**
+ * The message as it is to be stored for a user with encryption on: PGP/MIME around the
+ * message's own content, or the message unchanged when it is already encrypted. `encrypt`
+ * turns the inner entity into an armored OpenPGP message (off the main thread).
+ */
+export async function sealMessage(raw: Buffer, encrypt: (inner: Buffer) => Promise<string>): Promise<Buffer> {
+  if (isEncrypted(raw)) return raw;
+  const msg = splitMessage(raw);
+  return pgpMime(msg, await encrypt(innerEntity(msg)));
+}

@@ -13,6 +13,8 @@ export interface FrontendSettings {
   preauthTimeoutMs: number;
   maxLineLength: number;
   maxLiteralSize: number;
+  /** Largest message an IMAP APPEND may upload when it is sealed on the way (D1). */
+  maxAppendSize: number;
   hostname: string;
 }
 
@@ -26,6 +28,8 @@ export interface FrontendContext {
   preauth: ConnectionCounter;
   /** PGP-encrypts bytes to an armored public key, off the main thread. */
   encryptPgp: (armoredKey: string, data: Uint8Array) => Promise<string>;
+  /** The armored public key a user's stored mail is encrypted to, or null when encryption is off. */
+  pgpKeyFor: (username: string) => Promise<string | null>;
   /** Told when a proxied session starts (+1) and ends (-1), e.g. for a metrics gauge. */
   onSession?: (protocol: string, delta: number) => void;
 }

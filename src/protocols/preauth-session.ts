@@ -7,6 +7,9 @@ import type { ClientInfo, UpstreamSession } from './upstream/mail-upstream.js';
 
 export type Refusal = Extract<AuthResult, { ok: false }>;
 
+/** Carries a logged-in session between client and upstream until either side closes. */
+export type Relay = (client: Socket, up: UpstreamSession, clientPending: Buffer, onClose: () => void) => void;
+
 /** The words a protocol uses for the moments every session goes through. */
 export interface SessionWords {
   tooManyConnections: string;
@@ -60,6 +63,10 @@ export abstract class PreauthSession {
   protected onTlsStarted(): void {}
   /** Opens the upstream session for an authenticated user. */
   protected abstract openUpstream(username: string, client: ClientInfo): Promise<UpstreamSession>;
+  /** How the session is carried once logged in: bytes as they are, unless a protocol must look. */
+  protected async relayFor(_username: string): Promise<Relay> {
+    return splice;
+  }
 
   start(): void {
     this.attach(this.socket);
@@ -180,6 +187,7 @@ export abstract class PreauthSession {
     if (!this.sessions.acquire(result.username)) return this.send(`${prefix}${this.words.tooManySessions}`);
     const release = once(() => this.sessions.release(result.username));
     try {
+      const relay = await this.relayFor(result.username);
       const up = await this.openUpstream(result.username, clientInfo(this.socket, this.id));
       if (this.done) {
         up.socket.destroy();
@@ -190,7 +198,7 @@ export abstract class PreauthSession {
       this.releasePreauth();
       this.detach(this.socket);
       this.ctx.onSession?.(this.scope, 1);
-      splice(this.socket, up, this.reader.drain(), () => {
+      relay(this.socket, up, this.reader.drain(), () => {
         this.done = true;
         this.ctx.onSession?.(this.scope, -1);
         release();

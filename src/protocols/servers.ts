@@ -54,6 +54,10 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     preauth: new ConnectionCounter(cfg.frontend.max_preauth_per_ip),
     onSession: (protocol, delta) => app.metrics.sessions.inc({ protocol }, delta),
     encryptPgp: (key, data) => app.workers.encryptPgp(key, data),
+    pgpKeyFor: async (username) => {
+      const pgp = (await app.store.users.findByName(username))?.pgp;
+      return pgp?.encrypt ? pgp.publicKey : null;
+    },
     upstream: new MailUpstream({
       host: up.host,
       imapPort: up.imap_port,
@@ -71,6 +75,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       preauthTimeoutMs: cfg.frontend.preauth_timeout,
       maxLineLength: cfg.frontend.max_line_length,
       maxLiteralSize: cfg.frontend.max_literal_size,
+      maxAppendSize: cfg.imap.max_append_size,
       hostname: cfg.server.hostname,
     },
   };

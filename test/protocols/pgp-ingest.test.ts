@@ -5,6 +5,7 @@ import { ImapFlow } from 'imapflow';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type Gateway } from '../helpers/gateway.js';
+import { RawClient } from '../helpers/raw-client.js';
 import { python } from '../helpers/python.js';
 
 const PW = 'Account-pass-1';
@@ -12,12 +13,15 @@ let gw: Gateway;
 let gnupgHome: string;
 let publicKey: string;
 
+const imapflow = (user: string) =>
+  new ImapFlow({ host: '127.0.0.1', port: gw.ports.imaps, secure: true, tls: { rejectUnauthorized: false }, auth: { user, pass: PW }, logger: false });
+
 /** Reads the newest message of a mailbox through postern. */
-async function newest(user: string): Promise<string> {
-  const c = new ImapFlow({ host: '127.0.0.1', port: gw.ports.imaps, secure: true, tls: { rejectUnauthorized: false }, auth: { user, pass: PW }, logger: false });
+async function newest(user: string, mailbox = 'INBOX'): Promise<string> {
+  const c = imapflow(user);
   await c.connect();
   try {
-    await c.mailboxOpen('INBOX');
+    await c.mailboxOpen(mailbox);
     const msg = await c.fetchOne('*', { source: true });
     return msg && msg.source ? msg.source.toString() : '';
   } finally {
@@ -25,8 +29,14 @@ async function newest(user: string): Promise<string> {
   }
 }
 
+/** The armored PGP message inside a stored PGP/MIME message, decrypted by GnuPG. */
+function gpgDecrypt(stored: string): string {
+  const armored = stored.slice(stored.indexOf('-----BEGIN PGP MESSAGE-----'), stored.indexOf('-----END PGP MESSAGE-----') + 25);
+  return execFileSync('gpg', ['--homedir', gnupgHome, '--batch', '--quiet', '--decrypt'], { input: armored, encoding: 'utf8' });
+}
+
 beforeAll(async () => {
-  gw = await startGateway();
+  gw = await startGateway({ env: { POSTERN_IMAP__MAX_APPEND_SIZE: '3000000' } });
   await gw.addUser('alice', PW);
   await gw.addUser('bob', PW);
   // A key as a user makes it, readable by GnuPG 2.2 (curve25519 "legacy" form).
@@ -52,8 +62,7 @@ print(json.dumps(c.sendmail('carol@example.org', ['alice@example.test', 'bob@exa
     expect(stored).toContain('Subject: quarterly numbers');
     expect(stored).toMatch(/Content-Type: multipart\/encrypted; protocol="application\/pgp-encrypted"/);
     expect(stored).not.toContain('The secret figure is 42.');
-    const armored = stored.slice(stored.indexOf('-----BEGIN PGP MESSAGE-----'), stored.indexOf('-----END PGP MESSAGE-----') + 25);
-    const plain = execFileSync('gpg', ['--homedir', gnupgHome, '--batch', '--quiet', '--decrypt'], { input: armored, encoding: 'utf8' });
+    const plain = gpgDecrypt(stored);
     expect(plain).toContain('Content-Type: text/plain; charset=utf-8');
     expect(plain).toContain('The secret figure is 42.');
 
@@ -75,5 +84,156 @@ print(json.dumps(c.sendmail('carol@example.org', ['alice@example.test'], ${JSON.
 
   it('refuses a key that is not a public key', async () => {
     await expect(gw.app.accounts.setPgpKey({ name: 'bob' }, 'bob', 'not a key', true)).rejects.toMatchObject({ code: 'invalid_input' });
+  });
+});
+
+describe('PGP on ingest (IMAP APPEND)', () => {
+  const draft = (subject: string, body: string) =>
+    `From: alice@example.test\r\nTo: dave@example.org\r\nSubject: ${subject}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${body}\r\n`;
+
+  it('seals a message imapflow saves to Drafts, and it reads back through postern as PGP/MIME', async () => {
+    const c = imapflow('alice');
+    await c.connect();
+    try {
+      await c.mailboxCreate('Drafts').catch(() => undefined);
+      const r = await c.append('Drafts', draft('draft plans', 'Meet at the old mill at nine.'), ['\\Draft']);
+      expect(r).toBeTruthy();
+    } finally {
+      await c.logout();
+    }
+    const stored = await newest('alice', 'Drafts');
+    expect(stored).toContain('Subject: draft plans');
+    expect(stored).toContain('multipart/encrypted');
+    expect(stored).not.toContain('old mill');
+    expect(gpgDecrypt(stored)).toContain('Meet at the old mill at nine.');
+  });
+
+  it('seals what python imaplib uploads with a synchronizing literal to Sent', async () => {
+    const r = await python<string[]>(`
+import imaplib, ssl, json
+c = imaplib.IMAP4_SSL('127.0.0.1', ${gw.ports.imaps}, ssl_context=ssl._create_unverified_context())
+c.login('alice', '${PW}')
+c.create('Sent')
+typ, data = c.append('Sent', '(\\\\Seen)', None, ${JSON.stringify(draft('sent report', 'The vault code is 7731.'))}.encode())
+c.logout()
+print(json.dumps([typ, data[0].decode()]))`);
+    expect(r[0]).toBe('OK');
+    const stored = await newest('alice', 'Sent');
+    expect(stored).toContain('Subject: sent report');
+    expect(stored).not.toContain('7731');
+    expect(gpgDecrypt(stored)).toContain('The vault code is 7731.');
+  });
+
+  it('seals every message of a MULTIAPPEND with a literal mailbox name, and keeps already encrypted mail as it is', async () => {
+    const pre = await openpgp.encrypt({ message: await openpgp.createMessage({ text: 'sealed by the client' }), encryptionKeys: await openpgp.readKey({ armoredKey: publicKey }) });
+    const sealed = `Subject: client sealed\r\n\r\n${pre}`;
+    const plain = draft('multi two', 'Second secret: tangerine.');
+    const c = await RawClient.open(gw.ports.imap);
+    try {
+      await c.until(/^\* OK/);
+      c.write(`a LOGIN alice ${PW}\r\n`);
+      await c.until(/^a OK/);
+      c.write('b CREATE Archive\r\n');
+      await c.until(/^b /);
+      c.write('c APPEND {7}\r\n');
+      await c.until(/^\+/);
+      c.write(`Archive (\\Seen) {${sealed.length}}\r\n`);
+      await c.until(/^\+/);
+      c.write(`${sealed} {${plain.length}+}\r\n${plain}\r\n`);
+      expect(await c.until(/^c /)).toMatch(/^c OK/m);
+      c.write('d SELECT Archive\r\n');
+      expect(await c.until(/^d /)).toMatch(/\* 2 EXISTS/);
+      c.write('e FETCH 1:2 BODY.PEEK[]\r\n');
+      const fetched = await c.until(/^e /);
+      expect(fetched).toMatch(/^e OK/m);
+      expect(fetched.match(/BEGIN PGP MESSAGE/g)).toHaveLength(2);
+      expect(fetched).toContain('Subject: client sealed');
+      expect(fetched).not.toContain('tangerine');
+      const second = fetched.slice(fetched.indexOf('Subject: multi two'));
+      expect(gpgDecrypt(second)).toContain('Second secret: tangerine.');
+      // The client-sealed one is stored exactly as sent: one armor, no PGP/MIME wrapper.
+      expect(fetched.slice(0, fetched.indexOf('Subject: multi two'))).not.toContain('multipart/encrypted');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('refuses oversized uploads with [TOOBIG] and COMPRESS with [CANNOT], and the session goes on', async () => {
+    const big = draft('big', 'x'.repeat(3_100_000));
+    const c = await RawClient.open(gw.ports.imap);
+    try {
+      await c.until(/^\* OK/);
+      c.write(`a LOGIN alice ${PW}\r\n`);
+      expect(await c.until(/^a /)).not.toMatch(/COMPRESS=/);
+      c.write(`b APPEND INBOX {${big.length}}\r\n`);
+      expect(await c.until(/^b /)).toMatch(/^b NO \[TOOBIG\]/m);
+      c.write(`c APPEND INBOX {${big.length}+}\r\n${big}\r\n`);
+      expect(await c.until(/^c /)).toMatch(/^c NO \[TOOBIG\]/m);
+      c.write('d COMPRESS DEFLATE\r\n');
+      expect(await c.until(/^d /)).toMatch(/^d NO \[CANNOT\]/m);
+      c.write('e APPEND Nowhere {5}\r\n');
+      await c.until(/^\+/);
+      // postern takes the message first; the upstream's refusal (no such mailbox) then reaches the client.
+      c.write('hello\r\n');
+      expect(await c.until(/^e /)).toMatch(/^e NO \[TRYCREATE\]/m);
+      c.write('f NOOP\r\n');
+      expect(await c.until(/^f /)).toMatch(/^f OK/m);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('puts its go-ahead for an upload between the upstream answers, never inside a FETCH literal', async () => {
+    const c = await RawClient.open(gw.ports.imap);
+    try {
+      await c.until(/^\* OK/);
+      c.write(`a LOGIN alice ${PW}\r\nb0 CREATE Bulk\r\n`);
+      await c.until(/^b0 /);
+      for (const tag of ['b', 'c', 'd', 'e']) {
+        const big = draft(`bulk ${tag}`, `${tag}`.repeat(2_500_000));
+        c.write(`${tag} APPEND Bulk {${big.length}+}\r\n${big}\r\n`);
+        await c.until(new RegExp(`^${tag} `));
+      }
+      c.write('f SELECT Bulk\r\n');
+      await c.until(/^f OK/);
+      const small = draft('small', 'racing the fetch');
+      // The client stops reading during a large FETCH, so postern holds upstream data it has
+      // not passed on yet when the APPEND arrives: its go-ahead must wait for a response end.
+      c.write('g FETCH 1:* BODY.PEEK[]\r\n');
+      await c.until(/^\* 1 FETCH/, 15_000);
+      c.socket.pause();
+      await new Promise((r) => setTimeout(r, 300));
+      c.write(`h APPEND Bulk {${small.length}}\r\n`);
+      await new Promise((r) => setTimeout(r, 300));
+      c.socket.resume();
+      const before = await c.until(/^\+ /, 15_000);
+      const plus = before.lastIndexOf('\r\n') + 2;
+      for (let i = 0, m: RegExpExecArray | null; (m = /\{(\d+)\}\r\n/.exec(before.slice(i))); ) {
+        const start = i + m.index + m[0].length;
+        expect(plus < start || plus >= start + Number(m[1])).toBe(true);
+        i = start + Number(m[1]);
+        if (i >= before.length) break;
+      }
+      c.write(`${small}\r\n`);
+      const rest = await c.until(/^h /, 15_000);
+      expect(`${before}${rest}`).toMatch(/^g OK/m);
+      expect(rest).toMatch(/^h OK/m);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('leaves uploads of a user without encryption in clear', async () => {
+    const c = imapflow('bob');
+    await c.connect();
+    try {
+      await c.mailboxCreate('Drafts').catch(() => undefined);
+      await c.append('Drafts', draft('bob draft', 'Nothing to hide.'));
+    } finally {
+      await c.logout();
+    }
+    const stored = await newest('bob', 'Drafts');
+    expect(stored).toContain('Nothing to hide.');
+    expect(stored).not.toContain('multipart/encrypted');
   });
 });

@@ -1,9 +1,11 @@
 import type { Socket } from 'node:net';
+import { sealMessage } from '../../core/pgp-mime.js';
 import type { FrontendContext } from '../frontend.js';
 import { ConnectionCounter } from '../limits.js';
-import { PreauthSession, type Refusal, type SessionWords } from '../preauth-session.js';
+import { PreauthSession, type Refusal, type Relay, type SessionWords } from '../preauth-session.js';
 import { SaslExchange, saslMechanism } from '../sasl.js';
 import type { ClientInfo } from '../upstream/mail-upstream.js';
+import { spliceEncrypting, withoutCompress } from './encrypting-relay.js';
 import { ImapCommandAssembler, ImapSyntaxError, type ImapArg, type ImapCommand } from './imap-command.js';
 
 const BASE_CAPS = 'IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+';
@@ -35,6 +37,8 @@ export class ImapSession extends PreauthSession {
   private assembler: ImapCommandAssembler;
   private sasl: SaslState | null = null;
   private badCommands = 0;
+  /** The user's uploads are sealed with PGP on the way to the upstream (D1). */
+  private sealing = false;
 
   constructor(ctx: FrontendContext, sessions: ConnectionCounter, socket: Socket, secure: boolean) {
     super(ctx, sessions, WORDS, 'imap', socket, secure);
@@ -56,6 +60,17 @@ export class ImapSession extends PreauthSession {
 
   protected openUpstream(username: string, client: ClientInfo) {
     return this.ctx.upstream.imap(username, client);
+  }
+
+  protected override async relayFor(username: string): Promise<Relay> {
+    const key = await this.ctx.pgpKeyFor(username);
+    this.sealing = key !== null;
+    if (key === null) return super.relayFor(username);
+    const settings = {
+      maxMessageSize: this.ctx.settings.maxAppendSize,
+      seal: (raw: Buffer) => sealMessage(raw, (inner) => this.ctx.encryptPgp(key, inner)),
+    };
+    return (client, up, pending, onClose) => spliceEncrypting(client, up, pending, settings, onClose);
   }
 
   private capabilities(): string {
@@ -150,7 +165,9 @@ export class ImapSession extends PreauthSession {
   }
 
   private tryLogin(tag: string, username: string, password: string): Promise<void> {
-    return this.login(username, password, (up) => `${tag} OK [CAPABILITY ${up.capabilities}] Logged in`, `${tag} `);
+    // COMPRESS passes through only when nothing after login is read.
+    const caps = (up: { capabilities: string }) => (this.sealing ? withoutCompress(up.capabilities) : up.capabilities);
+    return this.login(username, password, (up) => `${tag} OK [CAPABILITY ${caps(up)}] Logged in`, `${tag} `);
   }
 }
 

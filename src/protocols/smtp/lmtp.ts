@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { isTemporary } from '../../core/errors.js';
-import { innerEntity, isEncrypted, pgpMime, splitMessage } from '../../core/pgp-mime.js';
+import { isEncrypted, sealMessage } from '../../core/pgp-mime.js';
 import type { Store } from '../../core/ports.js';
 import type { User } from '../../core/types.js';
 import { normalizeUsername } from '../../core/username.js';
@@ -117,11 +117,9 @@ async function sendEncrypted(
     plain.forEach((p, k) => replies.set(p.i, r.perRecipient[k]!));
   }
   if (!alreadyEncrypted) {
-    const msg = splitMessage(raw);
-    const inner = innerEntity(msg);
     for (const [i, key] of keys.entries()) {
       if (key === null) continue;
-      const encrypted = pgpMime(msg, await ctx.encryptPgp(key, inner));
+      const encrypted = await sealMessage(raw, (inner) => ctx.encryptPgp(key, inner));
       const r = await client.send({ from: env.from, to: [env.to[i]!] }, Readable.from([encrypted]));
       replies.set(i, r.perRecipient[0]!);
     }

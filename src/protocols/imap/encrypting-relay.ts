@@ -1,0 +1,367 @@
+// The IMAP session after login for a user whose stored mail is encrypted (MISSION D1): like
+// splice(), but every message the client uploads with APPEND (Drafts, Sent, ...) is sealed
+// as PGP/MIME before the upstream sees it. Hand-written because no npm package proxies IMAP;
+// it parses only what it must: line ends and literals both ways, and the APPEND command.
+import type { Socket } from 'node:net';
+import type { UpstreamSession } from '../upstream/mail-upstream.js';
+
+export interface EncryptingRelaySettings {
+  /** Largest message one APPEND may upload, in bytes; larger ones get NO [TOOBIG]. */
+  maxMessageSize: number;
+  /** Seals one message for storage (PGP/MIME, or unchanged if already encrypted). */
+  seal: (raw: Buffer) => Promise<Buffer>;
+}
+
+/**
+ * Command lines are buffered whole to find APPEND and literal markers. Dovecot itself refuses
+ * lines over 64 KiB, so this bound never refuses what the upstream would accept.
+ */
+const MAX_COMMAND_LINE = 1024 * 1024;
+/** An upstream line held back while a "+" go-ahead is awaited is short; longer ones pass. */
+const MAX_HELD_LINE = 64 * 1024;
+const LF = 0x0a;
+const RESPONSE_LITERAL = /\{(\d{1,10})\}\r?\n$/;
+const COMMAND_LITERAL = /(~?)\{(\d{1,10})(\+?)\}\r?\n$/;
+
+/**
+ * Upstream → client. Passes bytes on as they come while tracking where one response ends,
+ * so postern can put lines of its own between responses (a "+" go-ahead for the client's
+ * literal, a refusal) and can take the upstream's "+" for a literal postern sends.
+ */
+class ResponseStream {
+  private literalLeft = 0;
+  private atStart = true;
+  /** The last bytes of the current line, to find a literal marker at its end. */
+  private tail = '';
+  private held: Buffer[] | null = null;
+  private heldSize = 0;
+  private injections: string[] = [];
+  private waiter: { tag: string; resolve: (go: boolean) => void } | null = null;
+
+  constructor(private readonly write: (b: Buffer | string) => void) {}
+
+  /** Sends a line of postern's own to the client between two upstream responses. */
+  inject(line: string): void {
+    this.injections.push(`${line}\r\n`);
+    if (this.atStart && !this.held) this.flushInjections();
+  }
+
+  /**
+   * Resolves true when the upstream's "+" go-ahead arrives (it is not passed on), false when
+   * the tagged answer for `tag` arrives instead (the upstream refused the command).
+   */
+  continuation(tag: string): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.waiter = { tag, resolve };
+    });
+  }
+
+  /** The upstream closed: nobody waits for a go-ahead any more. */
+  end(): void {
+    this.settle(false);
+  }
+
+  push(chunk: Buffer): void {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.literalLeft > 0) {
+        const n = Math.min(this.literalLeft, chunk.length - i);
+        this.write(chunk.subarray(i, i + n));
+        this.literalLeft -= n;
+        i += n;
+        continue;
+      }
+      if (this.atStart) this.beginLine();
+      const nl = chunk.indexOf(LF, i);
+      const end = nl < 0 ? chunk.length : nl + 1;
+      this.linePart(chunk.subarray(i, end));
+      i = end;
+      if (nl >= 0) this.lineEnded();
+    }
+    if (this.atStart) this.flushInjections();
+  }
+
+  private beginLine(): void {
+    this.flushInjections();
+    this.atStart = false;
+    this.tail = '';
+    if (this.waiter) this.held = [];
+  }
+
+  private linePart(part: Buffer): void {
+    this.tail = (this.tail + part.toString('latin1')).slice(-24);
+    if (!this.held) return this.write(part);
+    this.held.push(part);
+    this.heldSize += part.length;
+    if (this.heldSize > MAX_HELD_LINE) this.release();
+  }
+
+  private lineEnded(): void {
+    const literal = RESPONSE_LITERAL.exec(this.tail);
+    if (this.held) {
+      const line = Buffer.concat(this.held);
+      this.held = null;
+      this.heldSize = 0;
+      if (!literal && line[0] === 0x2b /* "+" */) {
+        this.settle(true);
+      } else {
+        this.write(line);
+        if (this.waiter && line.toString('latin1').startsWith(`${this.waiter.tag} `)) this.settle(false);
+      }
+    }
+    if (literal) {
+      this.literalLeft = Number(literal[1]);
+      this.tail = '';
+    } else {
+      this.atStart = true;
+    }
+  }
+
+  private release(): void {
+    for (const part of this.held ?? []) this.write(part);
+    this.held = null;
+    this.heldSize = 0;
+  }
+
+  private settle(go: boolean): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.resolve(go);
+  }
+
+  private flushInjections(): void {
+    for (const line of this.injections) this.write(line);
+    this.injections = [];
+  }
+}
+
+interface Segment {
+  /** Command text up to the literal (or to the end of the command), without the marker. */
+  text: string;
+  literal: { data: Buffer[]; binary: boolean; message: boolean } | null;
+}
+
+interface AppendCommand {
+  tag: string;
+  segments: Segment[];
+  /** Bytes of the literal being read. */
+  left: number;
+  messageBytes: number;
+  /** Set when the command is refused; its remaining bytes are read and dropped. */
+  refusal: string | null;
+}
+
+/**
+ * Client → upstream. Passes every command on as it is, except APPEND, which is read whole,
+ * its messages sealed, and sent on with new literal sizes; and COMPRESS, refused, since a
+ * compressed stream could not be read for APPEND.
+ */
+class CommandStream {
+  private buf: Buffer = Buffer.alloc(0);
+  private passLeft = 0;
+  private commandStart = true;
+  private append: AppendCommand | null = null;
+  private busy = false;
+  private closed = false;
+
+  constructor(
+    private readonly s: EncryptingRelaySettings,
+    private readonly responses: ResponseStream,
+    private readonly toUpstream: (b: Buffer | string) => void,
+    private readonly pauseClient: (paused: boolean) => void,
+    private readonly fail: (line: string) => void,
+  ) {}
+
+  push(chunk: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    this.pump();
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private take(n: number): Buffer {
+    const out = this.buf.subarray(0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+
+  private pump(): void {
+    while (!this.busy && !this.closed && this.buf.length) {
+      if (this.passLeft > 0) {
+        const part = this.take(Math.min(this.passLeft, this.buf.length));
+        this.passLeft -= part.length;
+        this.toUpstream(part);
+        continue;
+      }
+      if (this.append && this.append.left > 0) {
+        this.appendBytes(this.take(Math.min(this.append.left, this.buf.length)));
+        continue;
+      }
+      const nl = this.buf.indexOf(LF);
+      if (nl < 0) {
+        if (this.buf.length > MAX_COMMAND_LINE) this.fail('* BYE Command line too long.');
+        return;
+      }
+      if (nl > MAX_COMMAND_LINE) return this.fail('* BYE Command line too long.');
+      this.onLine(this.take(nl + 1));
+    }
+  }
+
+  private onLine(line: Buffer): void {
+    const text = line.toString('latin1');
+    const literal = COMMAND_LITERAL.exec(text);
+    if (this.append) return this.appendLine(text, literal);
+    if (this.commandStart) {
+      const m = /^(\S+) (APPEND|COMPRESS)(?=[ \r\n])/i.exec(text);
+      if (m && m[2]!.toUpperCase() === 'APPEND') {
+        this.append = { tag: m[1]!, segments: [], left: 0, messageBytes: 0, refusal: null };
+        return this.appendLine(text, literal);
+      }
+      if (m && !literal) {
+        return this.responses.inject(`${m[1]} NO [CANNOT] COMPRESS is not available while stored mail is encrypted.`);
+      }
+    }
+    this.toUpstream(line);
+    this.commandStart = !literal;
+    if (literal) this.passLeft = Number(literal[2]);
+  }
+
+  private appendLine(text: string, literal: RegExpExecArray | null): void {
+    const a = this.append!;
+    if (!literal) {
+      a.segments.push({ text: text.replace(/\r?\n$/, ''), literal: null });
+      return void this.finishAppend(a);
+    }
+    const before = text.slice(0, text.length - literal[0].length);
+    const size = Number(literal[2]);
+    // The first literal right after "APPEND" is the mailbox name, not a message.
+    const message = a.segments.length > 0 || !/^\S+ +APPEND *$/i.test(before);
+    if (/ CATENATE *\(/i.test(before)) a.refusal ??= '[CANNOT] CATENATE is not available while stored mail is encrypted.';
+    if (message && a.messageBytes + size > this.s.maxMessageSize) a.refusal ??= `[TOOBIG] Message larger than ${this.s.maxMessageSize} bytes.`;
+    if (message) a.messageBytes += size;
+    a.segments.push({ text: before, literal: { data: [], binary: literal[1] === '~', message } });
+    const sync = literal[3] !== '+';
+    if (a.refusal && sync) {
+      // The client sends no literal after a refusal in place of the go-ahead: the command ends here.
+      this.append = null;
+      this.commandStart = true;
+      return this.responses.inject(`${a.tag} NO ${a.refusal}`);
+    }
+    a.left = size;
+    if (sync) this.responses.inject('+ Ready for literal data');
+  }
+
+  private appendBytes(bytes: Buffer): void {
+    const a = this.append!;
+    a.left -= bytes.length;
+    if (!a.refusal) a.segments[a.segments.length - 1]!.literal!.data.push(bytes);
+  }
+
+  /** Seals the messages, then sends the command on, one synchronizing literal at a time. */
+  private async finishAppend(a: AppendCommand): Promise<void> {
+    this.busy = true;
+    this.pauseClient(true);
+    try {
+      if (a.refusal) return this.responses.inject(`${a.tag} NO ${a.refusal}`);
+      let payloads: Buffer[];
+      try {
+        payloads = await Promise.all(a.segments.map((seg) => (seg.literal?.message ? this.s.seal(Buffer.concat(seg.literal.data)) : Buffer.concat(seg.literal?.data ?? []))));
+      } catch {
+        // Never store in clear what should be encrypted: the client keeps its copy and retries.
+        return this.responses.inject(`${a.tag} NO [UNAVAILABLE] The message could not be encrypted, try again later.`);
+      }
+      await this.sendAppend(a, payloads);
+    } finally {
+      this.append = null;
+      this.commandStart = true;
+      this.busy = false;
+      if (!this.closed) {
+        this.pauseClient(false);
+        this.pump();
+      }
+    }
+  }
+
+  private async sendAppend(a: AppendCommand, payloads: Buffer[]): Promise<void> {
+    for (const [i, seg] of a.segments.entries()) {
+      if (!seg.literal) {
+        this.toUpstream(`${seg.text}\r\n`);
+        continue;
+      }
+      const go = this.responses.continuation(a.tag);
+      this.toUpstream(`${seg.text}${seg.literal.binary ? '~' : ''}{${payloads[i]!.length}}\r\n`);
+      // A refusal (e.g. no such mailbox) came as the tagged answer and reached the client.
+      if (!(await go) || this.closed) return;
+      this.toUpstream(payloads[i]!);
+    }
+  }
+}
+
+/**
+ * Carries an authenticated IMAP session between client and upstream, sealing uploaded
+ * messages on the way; closes both sides together.
+ */
+export function spliceEncrypting(client: Socket, up: UpstreamSession, clientPending: Buffer, s: EncryptingRelaySettings, onClose: () => void): void {
+  let closed = false;
+  const upstream = up.socket;
+  // The client is read only while the upstream takes bytes and no APPEND is being sealed.
+  let upstreamFull = false;
+  let sealing = false;
+  const readClient = () => (upstreamFull || sealing ? client.pause() : client.resume());
+  let clientFull = false;
+  const responses = new ResponseStream((b) => {
+    if (client.write(b) || clientFull) return;
+    clientFull = true;
+    upstream.pause();
+    client.once('drain', () => {
+      clientFull = false;
+      upstream.resume();
+    });
+  });
+  const toUpstream = (b: Buffer | string) => {
+    if (upstream.write(b) || upstreamFull) return;
+    upstreamFull = true;
+    readClient();
+    upstream.once('drain', () => {
+      upstreamFull = false;
+      readClient();
+    });
+  };
+  const pauseForAppend = (paused: boolean) => {
+    sealing = paused;
+    readClient();
+  };
+  const commands = new CommandStream(s, responses, toUpstream, pauseForAppend, (line) => {
+    client.write(`${line}\r\n`);
+    close();
+  });
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    commands.close();
+    responses.end();
+    client.destroy();
+    upstream.destroy();
+    onClose();
+  };
+  client.setTimeout(0);
+  client.on('data', (chunk: Buffer) => commands.push(chunk));
+  upstream.on('data', (chunk: Buffer) => responses.push(chunk));
+  if (up.pending.length) responses.push(up.pending);
+  if (clientPending.length) commands.push(clientPending);
+  for (const sock of [client, upstream]) {
+    sock.on('error', close);
+    sock.on('close', close);
+    sock.on('end', close);
+  }
+}
+
+/** The capability list a client sees after login when its uploads are inspected. */
+export function withoutCompress(capabilities: string): string {
+  return capabilities
+    .split(' ')
+    .filter((c) => !/^(COMPRESS=|CATENATE$)/i.test(c))
+    .join(' ');
+}
