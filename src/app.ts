@@ -17,6 +17,7 @@ import { AuditSpool } from './stores/audit-spool.js';
 import { MemoryCredentialCache, RedisCredentialCache } from './stores/credential-cache.js';
 import { EmbeddedStore } from './stores/embedded-store.js';
 import { MemoryLimiter } from './stores/memory-limiter.js';
+import type { SecurityKeys } from './core/security-keys.js';
 import { MongoStore } from './stores/mongo-store.js';
 import { RedisLimiter } from './stores/redis-limiter.js';
 import { WorkerPool } from './workers/worker-pool.js';
@@ -32,6 +33,7 @@ export interface App {
   sessions: WebSessions;
   policy: Policy;
   emailCodes: EmailCodes;
+  securityKeys: SecurityKeys;
   /** Worker threads for bcrypt and PGP. */
   workers: WorkerPool;
   metrics: Metrics;
@@ -94,6 +96,12 @@ export function coreSettings(cfg: Config): CoreSettings {
       trusted_devices: { status: cfg.api.trusted_device_ttl > 0 ? 'enabled' : 'disabled', lock: 'locked' },
     },
     emailCodes: { ttlMs: cfg.auth.email_code_ttl, resendDelayMs: cfg.auth.email_code_resend_delay, tries: 3 },
+    securityKeys: {
+      rpId: cfg.webauthn.rp_id,
+      rpName: cfg.webauthn.rp_name,
+      origins: cfg.webauthn.origins.length ? cfg.webauthn.origins : [`http://${cfg.webauthn.rp_id}:${cfg.api.port}`],
+      challengeTtlMs: cfg.auth.email_code_ttl,
+    },
     auditRetentionMs: cfg.audit.retention,
   };
 }
@@ -125,7 +133,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     auditFallback: new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')),
     onAuditError: (err, e) => log.error({ err: (err as Error).message, action: e.action }, 'audit store failed; event spooled'),
   });
-  const { audit, auth, accounts, sessions, policy, emailCodes } = core;
+  const { audit, auth, accounts, sessions, policy, emailCodes, securityKeys } = core;
   return {
     config: cfg,
     log,
@@ -136,6 +144,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     sessions,
     policy,
     emailCodes,
+    securityKeys,
     workers: hasher,
     metrics,
     limiter,

@@ -66,3 +66,30 @@ export const ok = { type: 'object', properties: { ok: { type: 'boolean' } } } as
 /** Request fields for a username and a password, the same wherever they are taken. */
 export const usernameField = { type: 'string', minLength: 1, maxLength: 254 } as const;
 export const passwordField = { type: 'string', minLength: 1, maxLength: 1024 } as const;
+
+/** A WebAuthn answer from the browser (RegistrationResponseJSON / AuthenticationResponseJSON), checked in full by the core. */
+export const webauthnResponse = {
+  type: 'object',
+  required: ['id', 'rawId', 'type', 'response'],
+  properties: {
+    id: { type: 'string', minLength: 1, maxLength: 1024 },
+    rawId: { type: 'string', minLength: 1, maxLength: 1024 },
+    type: { type: 'string', enum: ['public-key'] },
+    response: { type: 'object', additionalProperties: true },
+    clientExtensionResults: { type: 'object', additionalProperties: true },
+    authenticatorAttachment: { type: 'string' },
+  },
+} as const;
+
+/** WebAuthn options for the browser, passed on as the library made them. */
+export const webauthnOptions = { type: 'object', additionalProperties: true } as const;
+
+export const securityKeyView = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    label: { type: 'string' },
+    createdAt: { type: 'string', format: 'date-time' },
+    lastUsedAt: { type: 'string', format: 'date-time', nullable: true },
+  },
+} as const;

@@ -10,6 +10,7 @@ import type { Store } from '../core/ports.js';
 import type { AuthResult, Role } from '../core/types.js';
 import type { CodePurpose, EmailCodes } from '../core/email-codes.js';
 import type { Policy } from '../core/policy.js';
+import type { SecurityKeys } from '../core/security-keys.js';
 import type { Principal, WebSessions } from '../core/web-sessions.js';
 import { adminRoutes } from './routes/admin.js';
 import { PAGE_HTML, PAGE_JS } from './web/page.js';
@@ -25,6 +26,7 @@ export interface ApiDeps {
   sessions: WebSessions;
   policy: Policy;
   emailCodes: EmailCodes;
+  securityKeys: SecurityKeys;
   clock: Clock;
   /** Prometheus registry served at /metrics; absent to serve none. */
   metrics?: Registry;
@@ -43,7 +45,14 @@ export const errorSchema = {
   $id: 'Error',
   type: 'object',
   required: ['code', 'message'],
-  properties: { code: { type: 'string' }, message: { type: 'string' }, retryAfter: { type: 'integer' }, methods: { type: 'array', items: { type: 'string' } } },
+  properties: {
+    code: { type: 'string' },
+    message: { type: 'string' },
+    retryAfter: { type: 'integer' },
+    methods: { type: 'array', items: { type: 'string' } },
+    /** With second_factor_required, when the account has security keys: pass to navigator.credentials.get(). */
+    securityKeyOptions: { type: 'object', additionalProperties: true },
+  },
 } as const;
 
 export class HttpError extends Error {
@@ -60,6 +69,7 @@ export class HttpError extends Error {
 const STATUS: Record<string, number> = {
   invalid_input: 400,
   invalid_code: 400,
+  invalid_security_key: 400,
   not_found: 404,
   conflict: 409,
   limit_reached: 409,
@@ -72,7 +82,8 @@ export function refusal(r: Extract<AuthResult, { ok: false }>): HttpError {
   if (r.reason === 'locked') return new HttpError(429, 'locked', r.message, { retryAfter: r.retryAfter ?? 60 });
   if (r.reason === 'temporary_failure') return new HttpError(503, 'temporary_failure', r.message);
   if (r.reason === 'account_disabled') return new HttpError(403, r.reason, r.message);
-  return new HttpError(401, r.reason, r.message, r.methods ? { methods: r.methods } : {});
+  const extra = { ...(r.methods ? { methods: r.methods } : {}), ...(r.securityKeyOptions ? { securityKeyOptions: r.securityKeyOptions } : {}) };
+  return new HttpError(401, r.reason, r.message, extra);
 }
 
 export const forbidden = (message = 'Your role does not allow this') => new HttpError(403, 'forbidden', message);
@@ -98,7 +109,16 @@ export function requireRole(...roles: Role[]) {
 }
 
 /** Routes an account may use while mandatory 2FA waits for it to set a second factor up. */
-const SETUP_ROUTES = new Set(['/api/v1/me', '/api/v1/me/totp/setup', '/api/v1/me/totp/enable', '/api/v1/me/password', '/api/v1/session', '/api/v1/sessions']);
+const SETUP_ROUTES = new Set([
+  '/api/v1/me',
+  '/api/v1/me/totp/setup',
+  '/api/v1/me/totp/enable',
+  '/api/v1/me/security-keys/options',
+  '/api/v1/me/security-keys',
+  '/api/v1/me/password',
+  '/api/v1/session',
+  '/api/v1/sessions',
+]);
 
 /** Route guard for the caller's own account: a user session, not an automation token. */
 export function requireSessionWith(policy: Policy) {

@@ -27,6 +27,7 @@ export async function startApi(app: App): Promise<{ port: number; close(): Promi
     sessions: app.sessions,
     policy: app.policy,
     emailCodes: app.emailCodes,
+    securityKeys: app.securityKeys,
     clock: app.clock,
     metrics: app.config.api.metrics ? app.metrics.registry : undefined,
     nginx: nginxSettings(app.config),

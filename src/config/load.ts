@@ -84,6 +84,11 @@ const schema = z.strictObject({
   submission: listener.extend({ max_message_size: count, max_recipients: count }),
   lmtp: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port: port, max_message_size: count }),
   api: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port, session_ttl: duration, trusted_device_ttl: duration, metrics: z.boolean() }),
+  webauthn: z.strictObject({
+    rp_id: z.string().regex(/^(?=.*[a-z])[a-z0-9.-]+$/i, 'expected a host name such as mail.example.org (WebAuthn takes no IP address or port)'),
+    rp_name: z.string().min(1).max(100),
+    origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'expected an origin such as https://mail.example.org')),
+  }),
   notify: z.strictObject({ enabled: z.boolean(), smtp_host: z.string().min(1), smtp_port: port, from: z.string().min(3) }),
   nginx: z.strictObject({ enabled: z.boolean(), allow: z.array(cidr) }),
   upstream: z.strictObject({

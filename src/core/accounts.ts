@@ -9,8 +9,9 @@ import { checkPasswordPolicy, type PasswordPolicy } from './password-policy.js';
 import { parseStoredHash } from './password-schemes.js';
 import { generateRecoveryCode, hashRecoveryCode } from './recovery-codes.js';
 import type { SecretBox } from './secret-box.js';
+import type { SecurityKeys } from './security-keys.js';
 import { checkTotp, newTotpSecret, totpUri } from './totp.js';
-import { PROTOCOL_SCOPES, type Asp, type ProtocolScope, type Role, type User } from './types.js';
+import { PROTOCOL_SCOPES, type Asp, type ProtocolScope, type Role, type User, type WebAuthnCredential } from './types.js';
 import { domainOf, normalizeUsername, validUsername } from './username.js';
 
 export interface AccountSettings {
@@ -29,6 +30,7 @@ export interface AccountDeps {
   box: SecretBox;
   serverKey: Buffer;
   clock: Clock;
+  securityKeys: SecurityKeys;
   settings: AccountSettings;
 }
 
@@ -187,6 +189,7 @@ export class Accounts {
     await this.d.store.asps.deleteAllOfUser(user.id);
     await this.d.store.sessions.deleteAllOfUser(user.id);
     await this.d.store.devices.deleteAllOfUser(user.id);
+    await this.d.store.securityKeys.deleteAllOfUser(user.id);
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
     await this.d.store.users.delete(user.id);
     await this.audit(actor, user, { action: 'user.delete', result: 'success' });
@@ -280,6 +283,7 @@ export class Accounts {
     const updated = await this.patch(user, { twoFactor: false, totp: null, totpPending: null, notices }, true);
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
     await this.d.store.devices.deleteAllOfUser(user.id);
+    await this.d.store.securityKeys.deleteAllOfUser(user.id);
     await this.audit(actor, user, { action: '2fa.reset', result: 'success' });
     return updated;
   }
@@ -290,8 +294,43 @@ export class Accounts {
     const updated = await this.patch(user, { twoFactor: false, totp: null, totpPending: null }, true);
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
     await this.d.store.devices.deleteAllOfUser(user.id);
+    await this.d.store.securityKeys.deleteAllOfUser(user.id);
     await this.audit(actor, user, { action: 'totp.disable', result: 'success' });
     return updated;
+  }
+
+  /** Step one of adding a security key: options (with a fresh challenge) for the browser. */
+  async securityKeyOptions(username: string): Promise<Record<string, unknown>> {
+    return this.d.securityKeys.registrationOptions(await this.get(username));
+  }
+
+  /**
+   * Step two: the browser's answer is checked and the key becomes a second factor, turning
+   * 2FA on. Recovery codes come with it (shown once) when the account has none left.
+   */
+  async addSecurityKey(actor: Actor, username: string, response: Record<string, unknown>, label: string): Promise<{ key: WebAuthnCredential; recoveryCodes: string[] | null }> {
+    const user = await this.get(username);
+    const checked = await this.d.securityKeys.verifyRegistration(user, response, label);
+    if (!checked) {
+      await this.audit(actor, user, { action: 'security_key.add', result: 'failure', reason: 'invalid_response' });
+      throw new PosternError('invalid_security_key', 'The security key answer did not check out (wrong page, expired or reused challenge): start again');
+    }
+    const key = await this.d.store.securityKeys.create(checked);
+    await this.patch(user, { twoFactor: true }, true);
+    await this.audit(actor, user, { action: 'security_key.add', result: 'success', reason: key.id });
+    const needCodes = (await this.d.store.recoveryCodes.countUnused(user.id)) === 0;
+    return { key, recoveryCodes: needCodes ? await this.regenerateRecoveryCodes(actor, user.username) : null };
+  }
+
+  /**
+   * Removes one key. 2FA stays on: the account keeps its other factors, at least its
+   * recovery codes; turning 2FA off is its own, guarded operation.
+   */
+  async removeSecurityKey(actor: Actor, username: string, id: string): Promise<void> {
+    const user = await this.get(username);
+    if (!(await this.d.store.securityKeys.delete(user.id, id))) throw notFound(`security key "${id}"`);
+    await this.patch(user, {}, true);
+    await this.audit(actor, user, { action: 'security_key.delete', result: 'success', reason: id });
   }
 
   /**

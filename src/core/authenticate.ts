@@ -9,8 +9,9 @@ import { needsRehash, parseStoredHash } from './password-schemes.js';
 import type { Policy } from './policy.js';
 import { hashRecoveryCode } from './recovery-codes.js';
 import type { SecretBox } from './secret-box.js';
+import type { SecurityKeys } from './security-keys.js';
 import { checkTotp } from './totp.js';
-import type { Asp, AuthFailReason, AuthRequest, AuthResult, SecondFactorKind, User } from './types.js';
+import type { Asp, AuthFailReason, AuthRequest, AuthResult, SecondFactor, SecondFactorKind, User } from './types.js';
 import { normalizeUsername } from './username.js';
 
 export interface AuthSettings {
@@ -35,6 +36,7 @@ export interface AuthDeps {
   dummyHash: string;
   /** Server and domain feature settings (mandatory / recommended 2FA). */
   policy: Policy;
+  securityKeys: SecurityKeys;
 }
 
 const MESSAGES: Record<AuthFailReason, string> = {
@@ -245,16 +247,26 @@ export class Authenticator {
 
   /** Null when the second factor passed; otherwise the refusal. */
   private async checkSecondFactor(req: AuthRequest, user: User): Promise<AuthResult | null> {
-    const methods: SecondFactorKind[] = user.totp ? ['totp', 'recovery'] : ['recovery'];
+    const hasKeys = (await this.d.securityKeys.list(user.id)).length > 0;
+    const methods: SecondFactorKind[] = [...(user.totp ? ['totp' as const] : []), ...(hasKeys ? ['security_key' as const] : []), 'recovery'];
     const factor = req.secondFactor;
-    if (!factor || !factor.code) return fail('second_factor_required', { methods });
+    if (!factor || (factor.kind !== 'security_key' && !factor.code)) {
+      // A key's challenge is issued only here, after the password was right.
+      const securityKeyOptions = hasKeys ? await this.d.securityKeys.signInOptions(user) : null;
+      return fail('second_factor_required', { methods, ...(securityKeyOptions ? { securityKeyOptions } : {}) });
+    }
     const lock = await this.d.windows.totpLock(user.username);
     if (lock.locked) return fail('locked', { retryAfter: lock.retryAfterSec });
 
-    const passed = factor.kind === 'totp' ? await this.checkTotpCode(user, factor.code) : await this.useRecoveryCode(user, factor.code);
-    if (passed) return null;
-    await this.d.windows.totpFailed(user.username, this.fingerprint(user.username, `${factor.kind}:${factor.code}`));
+    if (await this.passes(user, factor)) return null;
+    const presented = factor.kind === 'security_key' ? JSON.stringify(factor.assertion) : factor.code;
+    await this.d.windows.totpFailed(user.username, this.fingerprint(user.username, `${factor.kind}:${presented}`));
     return fail('second_factor_invalid', { methods });
+  }
+
+  private passes(user: User, factor: SecondFactor): Promise<boolean> {
+    if (factor.kind === 'security_key') return this.d.securityKeys.verifySignIn(user, factor.assertion);
+    return factor.kind === 'totp' ? this.checkTotpCode(user, factor.code) : this.useRecoveryCode(user, factor.code);
   }
 
   private async checkTotpCode(user: User, code: string): Promise<boolean> {

@@ -8,6 +8,7 @@ import { RateWindows, type LimitSettings } from './rate-windows.js';
 import { EmailCodes, type CodeMailer, type EmailCodeSettings } from './email-codes.js';
 import { Policy, type FeatureDefaults } from './policy.js';
 import { SecretBox } from './secret-box.js';
+import { SecurityKeys, checkSecurityKeySettings, type SecurityKeySettings } from './security-keys.js';
 import { WebSessions, type WebSessionSettings } from './web-sessions.js';
 
 export interface CoreSettings {
@@ -17,6 +18,7 @@ export interface CoreSettings {
   web: WebSessionSettings;
   features: FeatureDefaults;
   emailCodes: EmailCodeSettings;
+  securityKeys: SecurityKeySettings;
   auditRetentionMs: number;
 }
 
@@ -45,6 +47,7 @@ export interface Core {
   sessions: WebSessions;
   policy: Policy;
   emailCodes: EmailCodes;
+  securityKeys: SecurityKeys;
 }
 
 /** Wires the core's parts around the given stores; no I/O of its own beyond them. */
@@ -54,16 +57,24 @@ export async function createCore(d: CoreDeps): Promise<Core> {
   const windows = new RateWindows(d.limiter, d.settings.limits);
   const common = { store: d.store, audit, hasher: d.hasher, box, serverKey: d.keys.hmac, clock: d.clock };
   const policy = new Policy(d.store.policy, d.settings.features, d.clock, audit);
+  const securityKeys = new SecurityKeys({
+    keys: d.store.securityKeys,
+    challenges: d.store.challenges,
+    clock: d.clock,
+    serverKey: d.keys.hmac,
+    settings: checkSecurityKeySettings(d.settings.securityKeys),
+  });
   const auth = new Authenticator({
     ...common,
     policy,
+    securityKeys,
     windows,
     cache: d.cache,
     settings: d.settings.auth,
     dummyHash: await makeDummyHash(d.hasher),
   });
-  const accounts = new Accounts({ ...common, settings: d.settings.accounts });
+  const accounts = new Accounts({ ...common, securityKeys, settings: d.settings.accounts });
   const emailCodes = new EmailCodes(d.store.challenges, d.codeMailer ?? null, d.clock, d.keys.hmac, d.settings.emailCodes);
   const sessions = new WebSessions({ store: d.store, auth, audit, clock: d.clock, serverKey: d.keys.hmac, settings: d.settings.web, policy, emailCodes });
-  return { auth, accounts, audit, windows, box, sessions, policy, emailCodes };
+  return { auth, accounts, audit, windows, box, sessions, policy, emailCodes, securityKeys };
 }

@@ -1,7 +1,7 @@
 // Interfaces the core needs from the outside world. Stores implement them; the core never
 // imports a store. Every method may reject with a temporary PosternError when its backend
 // is down.
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from './types.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User, WebAuthnCredential } from './types.js';
 
 export type NewUser = Omit<User, 'id' | 'credentialVersion' | 'createdAt' | 'updatedAt' | 'totpLastStep'>;
 export type UserPatch = Partial<Omit<User, 'id' | 'username' | 'credentialVersion' | 'createdAt' | 'updatedAt'>>;
@@ -95,6 +95,21 @@ export interface ChallengeStore {
   delete(key: string): Promise<void>;
 }
 
+export type NewSecurityKey = Omit<WebAuthnCredential, 'id' | 'lastUsedAt'>;
+
+export interface SecurityKeyStore {
+  /** Rejects with code `conflict` when the credential is registered already (to anyone). */
+  create(k: NewSecurityKey): Promise<WebAuthnCredential>;
+  listByUser(userId: string): Promise<WebAuthnCredential[]>;
+  /**
+   * Stores a verified signature counter only if it moved forward (or stays 0 on a key that
+   * keeps none): false means the key was cloned or the answer replayed. Atomic.
+   */
+  recordUse(id: string, signCount: number, time: Date): Promise<boolean>;
+  delete(userId: string, id: string): Promise<boolean>;
+  deleteAllOfUser(userId: string): Promise<number>;
+}
+
 /** Everything persistent, behind one handle. */
 export interface Store {
   users: UserStore;
@@ -106,6 +121,7 @@ export interface Store {
   apiTokens: ApiTokenStore;
   policy: PolicyStore;
   challenges: ChallengeStore;
+  securityKeys: SecurityKeyStore;
   /** Creates tables/collections and indexes. Idempotent. */
   init(): Promise<void>;
   close(): Promise<void>;

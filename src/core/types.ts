@@ -109,15 +109,20 @@ export interface TrustedDevice {
   lastUse: LastUse | null;
 }
 
+/** A security key (FIDO2/WebAuthn) registered as a second factor for the master scope (A6). */
 export interface WebAuthnCredential {
   id: string;
   userId: string;
+  /** The authenticator's credential id, base64url. */
   credentialId: string;
+  /** COSE public key, base64url. */
   publicKey: string;
+  /** Signature counter last seen; 0 for keys that keep none. */
   signCount: number;
   transports: string[];
   label: string;
   createdAt: Date;
+  lastUsedAt: Date | null;
 }
 
 export interface ApiToken {
@@ -172,6 +177,8 @@ export type AuditAction =
   | 'recovery.regenerate'
   | 'recovery.use'
   | 'pgp.update'
+  | 'security_key.add'
+  | 'security_key.delete'
   | 'policy.update'
   | 'device.create'
   | 'device.delete'
@@ -218,8 +225,10 @@ export interface AuditPage {
 
 /** How a secret was recognised. */
 export type CredentialKind = 'password' | 'asp';
-export type SecondFactorKind = 'totp' | 'recovery';
-export type SecondFactor = { kind: SecondFactorKind; code: string };
+export type SecondFactorKind = 'totp' | 'recovery' | 'security_key';
+/** A security key's signed answer to a challenge (WebAuthn AuthenticationResponseJSON). */
+export type SecurityKeyAssertion = Record<string, unknown>;
+export type SecondFactor = { kind: 'totp' | 'recovery'; code: string } | { kind: 'security_key'; assertion: SecurityKeyAssertion };
 
 export type AuthFailReason =
   | 'invalid_credentials'
@@ -272,4 +281,6 @@ export type AuthResult =
       retryAfter?: number;
       /** Second factors the account can use, for `second_factor_required`. */
       methods?: SecondFactorKind[];
+      /** WebAuthn request options (with a fresh challenge) when the account has security keys. */
+      securityKeyOptions?: Record<string, unknown>;
     };

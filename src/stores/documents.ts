@@ -10,6 +10,7 @@ const DATE_KEYS = new Set([
   'expiresAt',
   'time',
   'usedAt',
+  'lastUsedAt',
 ]);
 
 export function toJson(doc: unknown): string {

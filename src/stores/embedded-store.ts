@@ -8,16 +8,18 @@ import type {
   AuditStore,
   NewAsp,
   ChallengeStore,
+  NewSecurityKey,
   NewUser,
   PolicyStore,
   RecoveryCodeStore,
+  SecurityKeyStore,
   SessionStore,
   Store,
   TrustedDeviceStore,
   UserPatch,
   UserStore,
 } from '../core/ports.js';
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from '../core/types.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User, WebAuthnCredential } from '../core/types.js';
 import { decodeCursor, encodeCursor, fromJson, newId, toJson } from './documents.js';
 
 // The data model of the whole product. Documents are JSON so the shape matches the MongoDB
@@ -450,6 +452,44 @@ class EmbeddedChallenges implements ChallengeStore {
   }
 }
 
+class EmbeddedSecurityKeys implements SecurityKeyStore {
+  constructor(private readonly db: Database.Database) {}
+
+  create(input: NewSecurityKey): Promise<WebAuthnCredential> {
+    return guard('security key', () => {
+      const k: WebAuthnCredential = { ...input, id: newId(), lastUsedAt: null };
+      this.db.prepare('INSERT INTO webauthn_credentials (id, user_id, credential_id, doc) VALUES (?, ?, ?, ?)').run(k.id, k.userId, k.credentialId, toJson(k));
+      return k;
+    });
+  }
+
+  listByUser(userId: string): Promise<WebAuthnCredential[]> {
+    return guard('security key', () =>
+      (this.db.prepare('SELECT * FROM webauthn_credentials WHERE user_id = ? ORDER BY rowid').all(userId) as Row[]).map((r) => docRow<WebAuthnCredential>(r)!),
+    );
+  }
+
+  recordUse(id: string, signCount: number, time: Date): Promise<boolean> {
+    return guard('security key', () => {
+      const res = this.db
+        .prepare(
+          `UPDATE webauthn_credentials SET doc = json_set(doc, '$.signCount', ?, '$.lastUsedAt', ?)
+           WHERE id = ? AND (json_extract(doc, '$.signCount') < ? OR (? = 0 AND json_extract(doc, '$.signCount') = 0))`,
+        )
+        .run(signCount, time.toISOString(), id, signCount, signCount);
+      return res.changes === 1;
+    });
+  }
+
+  delete(userId: string, id: string): Promise<boolean> {
+    return guard('security key', () => this.db.prepare('DELETE FROM webauthn_credentials WHERE id = ? AND user_id = ?').run(id, userId).changes > 0);
+  }
+
+  deleteAllOfUser(userId: string): Promise<number> {
+    return guard('security key', () => this.db.prepare('DELETE FROM webauthn_credentials WHERE user_id = ?').run(userId).changes);
+  }
+}
+
 /**
  * better-sqlite3 compiles SQL on every prepare(); every statement here is a fixed text (the
  * audit query has a bounded set of filter combinations), so compiled statements are kept.
@@ -479,6 +519,7 @@ export class EmbeddedStore implements Store {
   readonly apiTokens: EmbeddedApiTokens;
   readonly policy: EmbeddedPolicy;
   readonly challenges: EmbeddedChallenges;
+  readonly securityKeys: EmbeddedSecurityKeys;
   private readonly db: Database.Database;
 
   constructor(path: string) {
@@ -495,6 +536,7 @@ export class EmbeddedStore implements Store {
     this.apiTokens = new EmbeddedApiTokens(this.db);
     this.policy = new EmbeddedPolicy(this.db);
     this.challenges = new EmbeddedChallenges(this.db);
+    this.securityKeys = new EmbeddedSecurityKeys(this.db);
   }
 
   async init(): Promise<void> {

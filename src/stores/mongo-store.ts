@@ -6,16 +6,18 @@ import type {
   AuditStore,
   NewAsp,
   ChallengeStore,
+  NewSecurityKey,
   NewUser,
   PolicyStore,
   RecoveryCodeStore,
+  SecurityKeyStore,
   SessionStore,
   Store,
   TrustedDeviceStore,
   UserPatch,
   UserStore,
 } from '../core/ports.js';
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User } from '../core/types.js';
+import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User, WebAuthnCredential } from '../core/types.js';
 import { decodeCursor, encodeCursor } from './documents.js';
 
 type UserDoc = Omit<User, 'id'> & { _id: ObjectId };
@@ -418,6 +420,48 @@ class MongoChallenges implements ChallengeStore {
   }
 }
 
+type SecurityKeyDoc = Omit<WebAuthnCredential, 'id' | 'userId'> & { _id: ObjectId; userId: ObjectId };
+
+class MongoSecurityKeys implements SecurityKeyStore {
+  constructor(private readonly c: Collection<SecurityKeyDoc>) {}
+
+  create(input: NewSecurityKey): Promise<WebAuthnCredential> {
+    const userId = oid(input.userId);
+    if (!userId) return Promise.reject(invalid('bad user id'));
+    return guard('security key', async () => {
+      const doc: SecurityKeyDoc = { ...input, _id: new ObjectId(), userId, lastUsedAt: null };
+      await this.c.insertOne(doc);
+      return withIds<WebAuthnCredential>(doc);
+    });
+  }
+
+  listByUser(userId: string): Promise<WebAuthnCredential[]> {
+    const u = oid(userId);
+    if (!u) return Promise.resolve([]);
+    return guard('security key', async () => (await this.c.find({ userId: u }).sort({ _id: 1 }).toArray()).map((d) => withIds<WebAuthnCredential>(d)));
+  }
+
+  recordUse(id: string, signCount: number, time: Date): Promise<boolean> {
+    const _id = oid(id);
+    if (!_id) return Promise.resolve(false);
+    // One conditional update: two racing uses of one counter value cannot both pass.
+    const counter = signCount === 0 ? { signCount: 0 } : { signCount: { $lt: signCount } };
+    return guard('security key', async () => (await this.c.updateOne({ _id, ...counter }, { $set: { signCount, lastUsedAt: time } })).modifiedCount === 1);
+  }
+
+  delete(userId: string, id: string): Promise<boolean> {
+    const u = oid(userId);
+    const _id = oid(id);
+    if (!u || !_id) return Promise.resolve(false);
+    return guard('security key', async () => (await this.c.deleteOne({ _id, userId: u })).deletedCount === 1);
+  }
+
+  deleteAllOfUser(userId: string): Promise<number> {
+    const u = oid(userId);
+    return u ? guard('security key', async () => (await this.c.deleteMany({ userId: u })).deletedCount) : Promise.resolve(0);
+  }
+}
+
 /** Production store on the official driver, used directly (no ODM). */
 export class MongoStore implements Store {
   readonly users: MongoUsers;
@@ -429,6 +473,7 @@ export class MongoStore implements Store {
   readonly apiTokens: MongoApiTokens;
   readonly policy: MongoPolicy;
   readonly challenges: MongoChallenges;
+  readonly securityKeys: MongoSecurityKeys;
   private readonly db: Db;
 
   constructor(private readonly client: MongoClient, dbName?: string) {
@@ -442,6 +487,7 @@ export class MongoStore implements Store {
     this.apiTokens = new MongoApiTokens(this.db.collection('api_tokens'));
     this.policy = new MongoPolicy(this.db.collection('settings'), this.db.collection('domains'));
     this.challenges = new MongoChallenges(this.db.collection('challenges'));
+    this.securityKeys = new MongoSecurityKeys(this.db.collection('webauthn_credentials'));
   }
 
   static async connect(url: string, dbName?: string): Promise<MongoStore> {

@@ -59,6 +59,7 @@ export function testSettings(limits: Partial<LimitSettings> = {}): CoreSettings 
       trusted_devices: { status: 'enabled', lock: 'locked' },
     },
     emailCodes: { ttlMs: 300_000, resendDelayMs: 300_000, tries: 3 },
+    securityKeys: { rpId: 'localhost', rpName: 'postern-test', origins: ['http://localhost:8025'], challengeTtlMs: 300_000 },
     auditRetentionMs: 30 * 86_400_000,
   };
 }

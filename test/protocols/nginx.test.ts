@@ -86,6 +86,7 @@ except poplib.error_proto as e:
       sessions: gw.app.sessions,
       policy: gw.app.policy,
       emailCodes: gw.app.emailCodes,
+      securityKeys: gw.app.securityKeys,
       clock: gw.app.clock,
       nginx: { allowed: () => false, upstreamHost: '127.0.0.1', ports: { imap: 1, pop3: 1, smtp: 1 }, upstreamLogin: () => ({ user: 'x', pass: 'y' }) },
     });

@@ -211,6 +211,28 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       expect(await s.devices.deleteAllOfUser(a.id)).toBe(1);
     });
 
+    it('keeps security keys per user, unique by credential, with a counter that only moves forward', async () => {
+      const a = await s.users.create(newUser('alice'), T0);
+      const b = await s.users.create(newUser('bob'), T0);
+      const key = { userId: a.id, credentialId: 'cred-1', publicKey: 'pk', signCount: 3, transports: ['usb'], label: 'desk', createdAt: T0 };
+      const k = await s.securityKeys.create(key);
+      await expect(s.securityKeys.create({ ...key, userId: b.id })).rejects.toMatchObject({ code: 'conflict' });
+      const flat = await s.securityKeys.create({ ...key, credentialId: 'cred-2', signCount: 0, label: 'no counter' });
+      expect((await s.securityKeys.listByUser(a.id)).map((x) => x.label)).toEqual(['desk', 'no counter']);
+      expect(await s.securityKeys.listByUser(b.id)).toEqual([]);
+      expect(await s.securityKeys.recordUse(k.id, 3, T0)).toBe(false);
+      expect(await s.securityKeys.recordUse(k.id, 4, T0)).toBe(true);
+      expect(await s.securityKeys.recordUse(k.id, 2, T0)).toBe(false);
+      const [racedA, racedB] = await Promise.all([s.securityKeys.recordUse(k.id, 9, T0), s.securityKeys.recordUse(k.id, 9, T0)]);
+      expect([racedA, racedB].filter(Boolean)).toHaveLength(1);
+      expect(await s.securityKeys.recordUse(flat.id, 0, T0)).toBe(true);
+      const [stored] = await s.securityKeys.listByUser(a.id);
+      expect(stored).toMatchObject({ signCount: 9, lastUsedAt: T0, transports: ['usb'] });
+      expect(await s.securityKeys.delete(b.id, k.id)).toBe(false);
+      expect(await s.securityKeys.delete(a.id, k.id)).toBe(true);
+      expect(await s.securityKeys.deleteAllOfUser(a.id)).toBe(1);
+    });
+
     it('stores API tokens by hash and honours their expiry', async () => {
       const t = await s.apiTokens.create({ tokenHash: 'x1', role: 'auditor', description: 'SIEM', createdBy: 'root', createdAt: T0, expiresAt: null });
       await s.apiTokens.create({ tokenHash: 'x2', role: 'admin', description: 'short', createdBy: 'root', createdAt: T0, expiresAt: new Date(T0.getTime() + 1000) });

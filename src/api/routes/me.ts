@@ -2,9 +2,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import { parseAspScopes } from '../../core/asp.js';
 import { optionalLifetime } from '../../config/duration.js';
-import { aspView, auditPage, errors, idParam, userView as userSchema } from '../schemas.js';
+import type { SecurityKeyAssertion } from '../../core/types.js';
+import { aspView, auditPage, errors, idParam, securityKeyView, userView as userSchema, webauthnOptions, webauthnResponse } from '../schemas.js';
 import { HttpError, refusal, requireEmailCode, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
+import { secondFactorOf } from './session.js';
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 
@@ -13,9 +15,9 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
   const me = (req: FastifyRequest) => sessionOf(req).user;
   const actor = (req: FastifyRequest) => ({ name: me(req).username, ip: req.ip, protocol: 'http' as const });
   /** Re-checks the password (and second factor when 2FA is on) under the rate windows. */
-  const confirm = async (req: FastifyRequest, password: string, code?: string, recoveryCode?: string) => {
+  const confirm = async (req: FastifyRequest, password: string, factor: { totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion }) => {
     const user = me(req);
-    const secondFactor = code ? { kind: 'totp' as const, code } : recoveryCode ? { kind: 'recovery' as const, code: recoveryCode } : undefined;
+    const secondFactor = secondFactorOf(factor);
     const r = await d.auth.authenticate({ username: user.username, secret: password, scope: 'master', ip: req.ip, protocol: 'http', secondFactor });
     if (!r.ok) throw refusal(r);
   };
@@ -150,7 +152,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req) => d.accounts.confirmTotp(actor(req), me(req).username, req.body.code),
     );
 
-    r.post<{ Body: { password: string; totp?: string; recoveryCode?: string; emailCode?: string } }>(
+    r.post<{ Body: { password: string; totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion; emailCode?: string } }>(
       '/me/totp/disable',
       {
         schema: {
@@ -164,6 +166,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
               password: { type: 'string', maxLength: 1024 },
               totp: { type: 'string', pattern: '^[0-9]{6}$' },
               recoveryCode: { type: 'string', maxLength: 64 },
+              securityKey: webauthnResponse,
               emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
             },
           },
@@ -172,9 +175,56 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       },
       async (req, reply) => {
         if (!me(req).twoFactor) throw new HttpError(409, 'conflict', 'Two-factor authentication is not on');
-        await confirm(req, req.body.password, req.body.totp, req.body.recoveryCode);
+        await confirm(req, req.body.password, req.body);
         await requireEmailCode(d, req, 'disable_2fa', req.body.emailCode);
         await d.accounts.disableSecondFactor(actor(req), me(req).username);
+        return reply.status(204).send();
+      },
+    );
+
+    r.get(
+      '/me/security-keys',
+      { schema: { tags: ['second factor'], summary: 'My security keys (FIDO2/WebAuthn)', response: { 200: { type: 'array', items: securityKeyView }, ...errors(401, 403) } } },
+      async (req) =>
+        (await d.securityKeys.list(me(req).id)).map((k) => ({ id: k.id, label: k.label, createdAt: iso(k.createdAt), lastUsedAt: iso(k.lastUsedAt) })),
+    );
+
+    r.post(
+      '/me/security-keys/options',
+      {
+        schema: {
+          tags: ['second factor'],
+          summary: 'Start adding a security key: options for navigator.credentials.create() (answer within 5 minutes)',
+          response: { 200: webauthnOptions, ...errors(401, 403) },
+        },
+      },
+      async (req) => d.accounts.securityKeyOptions(me(req).username),
+    );
+
+    r.post<{ Body: { response: Record<string, unknown>; label?: string } }>(
+      '/me/security-keys',
+      {
+        schema: {
+          tags: ['second factor'],
+          summary: 'Add a security key from the answer of navigator.credentials.create(); turns 2FA on',
+          body: { type: 'object', required: ['response'], additionalProperties: false, properties: { response: webauthnResponse, label: { type: 'string', maxLength: 120 } } },
+          response: {
+            201: { type: 'object', properties: { key: securityKeyView, recoveryCodes: { type: 'array', nullable: true, items: { type: 'string' } } } },
+            ...errors(400, 401, 403, 409),
+          },
+        },
+      },
+      async (req, reply) => {
+        const { key, recoveryCodes } = await d.accounts.addSecurityKey(actor(req), me(req).username, req.body.response, req.body.label ?? '');
+        return reply.status(201).send({ key: { id: key.id, label: key.label, createdAt: iso(key.createdAt), lastUsedAt: null }, recoveryCodes });
+      },
+    );
+
+    r.delete<{ Params: { id: string } }>(
+      '/me/security-keys/:id',
+      { schema: { tags: ['second factor'], summary: 'Remove one security key', params: idParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+      async (req, reply) => {
+        await d.accounts.removeSecurityKey(actor(req), me(req).username, req.params.id);
         return reply.status(204).send();
       },
     );

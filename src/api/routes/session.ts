@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { errors, userView as userSchema, passwordField, usernameField } from '../schemas.js';
+import type { SecondFactor, SecurityKeyAssertion } from '../../core/types.js';
+import { errors, userView as userSchema, passwordField, usernameField, webauthnResponse } from '../schemas.js';
 import { refusal, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
 
@@ -8,10 +9,19 @@ interface SignInBody {
   password: string;
   totp?: string;
   recoveryCode?: string;
+  securityKey?: SecurityKeyAssertion;
   deviceToken?: string;
   trustDevice?: boolean;
   deviceLabel?: string;
   emailCode?: string;
+}
+
+/** The one second factor a request carries, if any. */
+export function secondFactorOf(b: { totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion }): SecondFactor | undefined {
+  if (b.totp) return { kind: 'totp', code: b.totp };
+  if (b.recoveryCode) return { kind: 'recovery', code: b.recoveryCode };
+  if (b.securityKey) return { kind: 'security_key', assertion: b.securityKey };
+  return undefined;
 }
 
 /** Master sign-in (password + second factor or trusted device) and sign-out. */
@@ -21,7 +31,9 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
     {
       schema: {
         tags: ['session'],
-        summary: 'Sign in: password plus a second factor (TOTP, recovery code) or a trusted-device token',
+        summary: 'Sign in: password plus a second factor (TOTP, security key, recovery code) or a trusted-device token',
+        description:
+          'Without a second factor, an account with 2FA answers 401 second_factor_required with the methods it can use; with security keys, also securityKeyOptions to pass to navigator.credentials.get(). Send its answer back as securityKey with the password.',
         security: [],
         body: {
           type: 'object',
@@ -32,6 +44,7 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
             password: passwordField,
             totp: { type: 'string', pattern: '^[0-9]{6}$' },
             recoveryCode: { type: 'string', minLength: 8, maxLength: 64 },
+            securityKey: webauthnResponse,
             deviceToken: { type: 'string', maxLength: 200 },
             trustDevice: { type: 'boolean' },
             deviceLabel: { type: 'string', maxLength: 120 },
@@ -57,7 +70,7 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
     },
     async (req) => {
       const b = req.body;
-      const secondFactor = b.totp ? { kind: 'totp' as const, code: b.totp } : b.recoveryCode ? { kind: 'recovery' as const, code: b.recoveryCode } : undefined;
+      const secondFactor = secondFactorOf(b);
       const r = await d.sessions.signIn({
         username: b.username,
         password: b.password,
