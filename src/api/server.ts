@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -160,6 +163,15 @@ function sendError(reply: FastifyReply, err: unknown): FastifyReply {
   return reply.status(500).send({ code: 'internal_error', message: 'Internal error' });
 }
 
+/**
+ * The browser half of WebAuthn (option decoding, navigator.credentials calls) for the page:
+ * @simplewebauthn/browser's own prebuilt bundle, served as it ships.
+ */
+function browserWebAuthn(): Buffer {
+  const entry = createRequire(import.meta.url).resolve('@simplewebauthn/browser');
+  return readFileSync(join(dirname(entry), '..', 'dist', 'bundle', 'index.umd.min.js'));
+}
+
 /** The web API as a Fastify instance with its OpenAPI document and docs UI. */
 export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
   const app = Fastify({ logger: opts.logger ?? false, trustProxy: false, bodyLimit: 64 * 1024 });
@@ -185,6 +197,8 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   const csp = "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'";
   app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.header('content-security-policy', csp).type('text/html; charset=utf-8').send(PAGE_HTML));
   app.get('/app.js', { schema: { hide: true } }, async (_req, reply) => reply.type('application/javascript; charset=utf-8').send(PAGE_JS));
+  const webauthnJs = browserWebAuthn();
+  app.get('/webauthn.js', { schema: { hide: true } }, async (_req, reply) => reply.type('application/javascript; charset=utf-8').send(webauthnJs));
   const registry = deps.metrics;
   if (registry) {
     app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));

@@ -7,6 +7,7 @@ import { createApp, type App } from '../../src/app.js';
 import { startApi } from '../../src/cli/serve.js';
 import { loadConfig } from '../../src/config/load.js';
 import { totpCode } from '../../src/core/totp.js';
+import { freePort } from '../helpers/ports.js';
 
 const PW = 'Account-pass-1';
 let app: App;
@@ -14,18 +15,21 @@ let api: { port: number; close(): Promise<void> };
 let browser: Browser;
 
 beforeAll(async () => {
+  // A fixed port, so the page's origin (http://localhost:PORT) is the default WebAuthn origin.
+  const port = await freePort();
   app = await createApp(
     loadConfig({
       env: {
         POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-web-')),
         POSTERN_AUTH__BCRYPT_ROUNDS: '10',
         POSTERN_LOG__LEVEL: 'silent',
-        POSTERN_API__PORT: '0',
+        POSTERN_API__PORT: String(port),
       },
     }),
   );
   api = await startApi(app);
   await app.accounts.createUser({ name: 'admin' }, { username: 'alice', password: PW });
+  await app.accounts.createUser({ name: 'admin' }, { username: 'kim', password: PW });
   // Debian's Chromium, headless, with no network beyond this machine.
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -80,5 +84,53 @@ describe('self-service page in a real browser (E2)', () => {
     await page.waitForSelector('#history tr:has-text("asp.delete")');
     expect(errors).toEqual([]);
     await page.close();
+  }, 60_000);
+
+  it('adds a security key, signs in with it, and falls back to a recovery code once the key is gone (A6)', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    // Chromium's own virtual FIDO2 authenticator: the real WebAuthn stack of the browser answers.
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: { protocol: 'ctap2', transport: 'usb', hasResidentKey: false, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+    });
+    const signIn = async (extra: Record<string, string> = {}) => {
+      await page.fill('#signin [name=username]', 'kim');
+      await page.fill('#signin [name=password]', PW);
+      for (const [name, value] of Object.entries(extra)) await page.fill(`#signin [name=${name}]`, value);
+      await page.click('#signin button');
+    };
+    await page.goto(`http://localhost:${api.port}/`);
+    await signIn();
+    await page.waitForSelector('#account:not([hidden])');
+
+    await page.fill('#key-add [name=label]', 'Desk key');
+    await page.click('#key-add button');
+    await page.waitForSelector('#keys-list tr:has-text("Desk key")');
+    await page.waitForSelector('#recovery:not([hidden])');
+    const recoveryCodes = (await page.textContent('#recovery-codes'))!.split('\n');
+    expect(recoveryCodes).toHaveLength(10);
+    expect(await page.textContent('#twofactor')).toBe('on');
+    expect((await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials).toHaveLength(1);
+
+    await page.click('#signout');
+    await page.waitForSelector('#signin:not([hidden])');
+    await signIn();
+    await page.waitForSelector('#account:not([hidden])');
+    await page.waitForSelector('#history tr:has-text("security_key.add")');
+    const keyRow = (await page.textContent('#keys-list tr:has-text("Desk key")'))!;
+    expect(keyRow).not.toMatch(/-Remove$/);
+
+    // The key is lost: a typed recovery code signs in without asking for it.
+    await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId });
+    await page.click('#signout');
+    await page.waitForSelector('#signin:not([hidden])');
+    await signIn({ recoveryCode: recoveryCodes[0]! });
+    await page.waitForSelector('#account:not([hidden])');
+    expect(errors).toEqual([]);
+    await context.close();
   }, 60_000);
 });

@@ -48,6 +48,15 @@ export const PAGE_HTML = `<!doctype html>
     <div id="recovery" hidden><p>Your recovery codes, shown only now. Keep them somewhere safe:</p><pre id="recovery-codes"></pre></div>
   </section>
 
+  <section id="keys">
+    <h2>Security keys</h2>
+    <form id="key-add">
+      <label>Name <input type="text" name="label" maxlength="120" placeholder="e.g. YubiKey"></label>
+      <button type="submit">Add a security key</button>
+    </form>
+    <table><thead><tr><th>Name</th><th>Added</th><th>Last used</th><th></th></tr></thead><tbody id="keys-list"></tbody></table>
+  </section>
+
   <section>
     <h2>App passwords for mail clients</h2>
     <form id="asp-create">
@@ -66,6 +75,7 @@ export const PAGE_HTML = `<!doctype html>
     <table><thead><tr><th>Time</th><th>What</th><th>Result</th><th>From</th></tr></thead><tbody id="history"></tbody></table>
   </section>
 </main>
+<script src="/webauthn.js"></script>
 <script src="/app.js"></script>
 </body>
 </html>`;
@@ -79,7 +89,7 @@ const api = (path, opts = {}) => {
     body: opts.body ? JSON.stringify(opts.body) : undefined,
   }).then(async (r) => {
     const data = r.status === 204 ? {} : await r.json().catch(() => ({}));
-    if (!r.ok) throw Object.assign(new Error(data.message || r.statusText), { code: data.code });
+    if (!r.ok) throw Object.assign(new Error(data.message || r.statusText), { code: data.code, data });
     return data;
   });
 };
@@ -87,6 +97,19 @@ const $ = (id) => document.getElementById(id);
 const say = (text) => { $('message').textContent = text || ''; };
 const cell = (text) => { const td = document.createElement('td'); td.textContent = text == null ? '' : String(text); return td; };
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : '-');
+const removeButton = (label, path) => {
+  const td = document.createElement('td');
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.onclick = () => api(path, { method: 'DELETE' }).then(refresh, (e) => say(e.message));
+  td.appendChild(b);
+  return td;
+};
+const showRecoveryCodes = (codes) => {
+  $('recovery-codes').textContent = codes.join('\\n');
+  $('recovery').hidden = false;
+};
 
 async function refresh() {
   const me = await api('/me');
@@ -99,16 +122,17 @@ async function refresh() {
     const tr = document.createElement('tr');
     [a.description || '(no description)', a.scopes.join(', '), when(a.createdAt), a.lastUse ? when(a.lastUse.time) + ' ' + (a.lastUse.protocol || '') : 'never']
       .forEach((t) => tr.appendChild(cell(t)));
-    const td = document.createElement('td');
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.textContent = 'Revoke';
-    b.onclick = () => api('/me/asps/' + a.id, { method: 'DELETE' }).then(refresh, (e) => say(e.message));
-    td.appendChild(b);
-    tr.appendChild(td);
+    tr.appendChild(removeButton('Revoke', '/me/asps/' + a.id));
     return tr;
   });
   $('asps').replaceChildren(...rows);
+  const keys = await api('/me/security-keys').catch(() => []);
+  $('keys-list').replaceChildren(...keys.map((k) => {
+    const tr = document.createElement('tr');
+    [k.label, when(k.createdAt), when(k.lastUsedAt)].forEach((t) => tr.appendChild(cell(t)));
+    tr.appendChild(removeButton('Remove', '/me/security-keys/' + k.id));
+    return tr;
+  }));
   const history = await api('/me/history?limit=20').catch(() => ({ events: [] }));
   $('history').replaceChildren(...history.events.map((e) => {
     const tr = document.createElement('tr');
@@ -123,7 +147,14 @@ $('signin').onsubmit = async (ev) => {
   const body = { username: f.get('username'), password: f.get('password') };
   for (const k of ['totp', 'recoveryCode', 'emailCode']) if (f.get(k)) body[k] = String(f.get(k)).trim();
   try {
-    const r = await api('/session', { method: 'POST', body });
+    const r = await api('/session', { method: 'POST', body }).catch(async (e) => {
+      // No code typed and the account has a security key: ask the key, then send its answer.
+      const options = e.code === 'second_factor_required' && e.data.securityKeyOptions;
+      if (!options) throw e;
+      say('Touch your security key');
+      body.securityKey = await SimpleWebAuthnBrowser.startAuthentication({ optionsJSON: options });
+      return api('/session', { method: 'POST', body });
+    });
     sessionStorage.setItem('postern-token', r.token);
     say('');
     $('notices').textContent = (r.notices || []).concat(r.mustSetUpTwoFactor ? ['two-factor authentication is required: set it up below'] : []).join(' · ');
@@ -153,8 +184,20 @@ $('totp-enable').onsubmit = async (ev) => {
   try {
     const r = await api('/me/totp/enable', { method: 'POST', body: { code: String(new FormData(ev.target).get('code')).trim() } });
     $('totp-enrol').hidden = true;
-    $('recovery-codes').textContent = r.recoveryCodes.join('\\n');
-    $('recovery').hidden = false;
+    showRecoveryCodes(r.recoveryCodes);
+    await refresh();
+  } catch (e) { say(e.message); }
+};
+
+$('key-add').onsubmit = async (ev) => {
+  ev.preventDefault();
+  try {
+    const options = await api('/me/security-keys/options', { method: 'POST' });
+    say('Touch your security key');
+    const response = await SimpleWebAuthnBrowser.startRegistration({ optionsJSON: options });
+    const r = await api('/me/security-keys', { method: 'POST', body: { response, label: String(new FormData(ev.target).get('label') || '') } });
+    say('');
+    if (r.recoveryCodes) showRecoveryCodes(r.recoveryCodes);
     await refresh();
   } catch (e) { say(e.message); }
 };
