@@ -6,6 +6,7 @@ import { createApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config/load.js';
 import { totpCode } from '../src/core/totp.js';
 import { waitFor } from './helpers/ports.js';
+import { SoftKey } from './helpers/soft-key.js';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.js';
 
 const PW = 'Account-pass-1';
@@ -53,6 +54,10 @@ describe('security notices by email (B9)', () => {
     expect(r).toMatchObject({ ok: false, reason: 'second_factor_invalid' });
     const warning = await mailFor('alice@example.test', /correct password but a wrong second factor/);
     expect(warning.text).toContain('203.0.113.9');
+
+    const key = new SoftKey();
+    await app.accounts.addSecurityKey({ name: 'alice' }, 'alice', key.register(await app.accounts.securityKeyOptions('alice')), 'desk');
+    await mailFor('alice@example.test', /A security key was added/);
   });
 
   it('never mails the secret itself, and does not mail accounts without an address', async () => {

@@ -19,6 +19,8 @@ const NOTICES: Record<string, (e: AuditEvent) => string | null> = {
   'asp.delete': () => 'An application-specific password was revoked.',
   'totp.enable': (e) => (e.result === 'success' ? 'Two-factor authentication was turned on.' : null),
   'totp.disable': () => 'Two-factor authentication was turned off.',
+  'security_key.add': (e) => (e.result === 'success' ? 'A security key was added as a second factor.' : null),
+  'security_key.delete': () => 'A security key was removed.',
   '2fa.reset': () => 'An administrator turned off two-factor authentication for your account.',
   'recovery.regenerate': () => 'New recovery codes were made; the old ones no longer work.',
   'device.create': () => 'A device was trusted to skip the second factor.',
