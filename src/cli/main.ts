@@ -116,7 +116,9 @@ export function buildCli(): Command {
           scopes: u.scopes,
           twoFactor: u.twoFactor,
           totp: u.totp ? `enabled ${iso(u.totp.enabledAt)}` : 'off',
+          securityKeys: (await app.store.securityKeys.listByUser(u.id)).length,
           recoveryCodesLeft: codes,
+          pgp: u.pgp ? `${u.pgp.fingerprint}${u.pgp.encrypt ? ' (stored mail encrypted)' : ''}` : 'none',
           asps,
           mustChangePassword: u.mustChangePassword,
           passwordChanged: iso(u.passwordChangedAt),
@@ -199,6 +201,28 @@ export function buildCli(): Command {
       withApp(cmd, async (app) => {
         await app.accounts.resetSecondFactor(actor, name);
         console.log(`second factors of ${name} reset`);
+      }),
+    );
+
+  const pgp = program.command('pgp').description('PGP encryption of stored mail');
+  pgp
+    .command('set <name> <keyfile>')
+    .description("set a user's armored PGP public key (- reads stdin); mail is stored encrypted to it unless --no-encrypt")
+    .option('--no-encrypt', 'keep the key but store mail in clear')
+    .action((name: string, keyfile: string, o: { encrypt: boolean }, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        const key = keyfile === '-' ? await readAll() : readFileSync(keyfile, 'utf8');
+        const u = await app.accounts.setPgpKey(actor, name, key, o.encrypt);
+        console.log(`${u.username}: key ${u.pgp!.fingerprint}, stored mail ${o.encrypt ? 'encrypted' : 'in clear'}`);
+      }),
+    );
+  pgp
+    .command('remove <name>')
+    .description("remove a user's PGP key; mail is stored in clear again")
+    .action((name: string, _o, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        await app.accounts.setPgpKey(actor, name, null, false);
+        console.log(`${name}: PGP key removed`);
       }),
     );
 

@@ -12,6 +12,7 @@ import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ImapFlow } from 'imapflow';
+import * as openpgp from 'openpgp';
 import { createCore } from '../../src/core/core.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { MemoryCredentialCache } from '../../src/stores/credential-cache.js';
@@ -197,12 +198,35 @@ async function startPosternProcess(dovecot: Dovecot) {
   cli(['user', 'add', 'alice'], `${PASSWORD}\n`);
   const asp = /password: ([a-z ]+)/.exec(cli(['asp', 'create', 'alice', '--scope', 'imap']))![1]!.trim();
   dovecot.addUser('alice', 'upstream-pass');
+  // pia's stored mail is PGP-encrypted: her sessions are read after login (APPEND sealing).
+  const { publicKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'pia@example.test' }], format: 'armored' });
+  cli(['user', 'add', 'pia'], `${PASSWORD}\n`);
+  cli(['pgp', 'set', 'pia', '-'], publicKey);
+  const piaAsp = /password: ([a-z ]+)/.exec(cli(['asp', 'create', 'pia', '--scope', 'imap']))![1]!.trim();
+  dovecot.addUser('pia', 'upstream-pass');
   const child: ChildProcess = spawn(process.execPath, [...(process.env.POSTERN_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), join(root, 'dist/cli/postern.js'), 'serve'], { env, stdio: 'ignore' });
   await waitFor('postern process', () => imapLoginLogout(port, 'alice', asp), 30_000);
-  return { port, asp, pid: child.pid!, stop: () => child.kill('SIGTERM') };
+  return { port, asp, piaAsp, pid: child.pid!, stop: () => child.kill('SIGTERM') };
 }
 
-async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string; pid: number }) {
+/** Seconds per APPEND of `message`, over one session, best of `n`. */
+async function appendSeconds(port: number, user: string, pass: string, message: Buffer, n: number): Promise<number> {
+  const c = new ImapFlow({ host: '127.0.0.1', port, secure: false, doSTARTTLS: false, auth: { user, pass }, logger: false });
+  await c.connect();
+  try {
+    let best = Infinity;
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint();
+      await c.append('Drafts', message);
+      best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    return best;
+  } finally {
+    await c.logout();
+  }
+}
+
+async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string; piaAsp: string; pid: number }) {
   log('end-to-end logins and FETCH throughput...');
   const conc = 8;
   const direct = await rate(conc, SECONDS, () => imapLoginLogout(dovecot.imapPort, 'alice', 'upstream-pass'));
@@ -210,14 +234,18 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
 
   const line = `${'y'.repeat(998)}\r\n`;
   const message = Buffer.from(`Subject: big\r\n\r\n${line.repeat(128 * 1024)}`);
-  const c = new ImapFlow({ host: '127.0.0.1', port: dovecot.imapPort, secure: false, auth: { user: 'alice', pass: 'upstream-pass' }, logger: false });
-  await c.connect();
-  await c.append('INBOX', message);
-  await c.logout();
+  for (const user of ['alice', 'pia']) {
+    const c = new ImapFlow({ host: '127.0.0.1', port: dovecot.imapPort, secure: false, auth: { user, pass: 'upstream-pass' }, logger: false });
+    await c.connect();
+    await c.append('INBOX', message);
+    await c.mailboxCreate('Drafts');
+    await c.logout();
+  }
   // Alternate direct and proxied runs so both see the same machine noise; keep the best of each.
   let fetchDirect = 0;
   let fetchPostern = 0;
   let fetchSocat = 0;
+  let fetchInspected = 0;
   let relayed = 0;
   let relayCpu = 0;
   // A minimal relay in C (socat) in the same place as postern: what any proxy costs here.
@@ -234,8 +262,14 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
     relayCpu += cpuSeconds(postern.pid) - cpu0;
     relayed += p.bytes;
     fetchPostern = Math.max(fetchPostern, p.bytes / 1e6 / p.seconds);
+    const q = await fetchBytes(postern.port, 'pia', postern.piaAsp);
+    fetchInspected = Math.max(fetchInspected, q.bytes / 1e6 / q.seconds);
   }
   socat.kill();
+  // An uploaded 1 MB draft: stored as it is (direct), and sealed with PGP on its way through postern.
+  const draft = Buffer.from(`Subject: draft\r\nContent-Type: text/plain\r\n\r\n${line.repeat(1024)}`);
+  const appendDirect = await appendSeconds(dovecot.imapPort, 'pia', 'upstream-pass', draft, 10);
+  const appendSealed = await appendSeconds(postern.port, 'pia', postern.piaAsp, draft, 10);
   return {
     direct_dovecot_logins_per_s: direct,
     postern_warm_logins_per_s: viaPostern,
@@ -246,6 +280,11 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
     fetch_vs_direct: fetchPostern / fetchDirect,
     fetch_socat_mb_per_s: fetchSocat,
     fetch_vs_socat: fetchPostern / fetchSocat,
+    fetch_inspected_mb_per_s: fetchInspected,
+    fetch_inspected_vs_direct: fetchInspected / fetchDirect,
+    append_mb: draft.length / 1e6,
+    append_direct_ms: appendDirect * 1000,
+    append_sealed_ms: appendSealed * 1000,
     // postern's own CPU per GB relayed (login included): its cost, whatever the others cost.
     relay_cpu_s_per_gb: relayCpu / (relayed / 1e9),
   };
@@ -314,6 +353,9 @@ function printTable(r: Record<string, string | number>) {
     ['FETCH through socat (minimal C relay) MB/s', f(r.fetch_socat_mb_per_s!), `${f(Number(r.fetch_socat_mb_per_s) / Number(r.fetch_direct_mb_per_s))} x direct`],
     ['FETCH through postern MB/s', f(r.fetch_postern_mb_per_s!), `${f(r.fetch_vs_direct!)} x direct, ${f(r.fetch_vs_socat!)} x socat`],
     ['  postern CPU seconds per GB relayed', f(r.relay_cpu_s_per_gb!), `${f(1 / Number(r.relay_cpu_s_per_gb))} GB/s per core`],
+    ['FETCH through postern, PGP user (session read) MB/s', f(r.fetch_inspected_mb_per_s!), `${f(r.fetch_inspected_vs_direct!)} x direct`],
+    [`APPEND ${f(r.append_mb!)} MB: Dovecot direct ms`, f(r.append_direct_ms!), 'baseline'],
+    ['APPEND through postern, sealed with PGP, ms', f(r.append_sealed_ms!), `${f(Number(r.append_sealed_ms) / Number(r.append_direct_ms))} x direct`],
     [`RSS per idle IMAP session (${r.idle_sessions} in IDLE)`, `${f(r.rss_kb_per_idle_session!)} KB`, `postern RSS ${f(r.postern_rss_mb!)} MB`],
   ];
   const w = Math.max(...rows.map((x) => x[0].length));

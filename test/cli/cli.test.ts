@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import * as openpgp from 'openpgp';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -55,6 +56,20 @@ describe('postern CLI', () => {
     expect(postern(['asp', 'revoke', 'frank', id!]).code).toBe(0);
     expect(await authenticate('frank', password!, 'imap')).toMatchObject({ ok: false, reason: 'invalid_credentials' });
     expect(postern(['asp', 'revoke', 'frank', id!]).code).toBe(1);
+  });
+
+  it('sets and removes a PGP key for stored mail, refusing what is not a public key', async () => {
+    const { publicKey, privateKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'hugo@example.test' }], format: 'armored' });
+    expect(postern(['user', 'add', 'hugo'], 'Pass-word-42\n').code).toBe(0);
+    const set = postern(['pgp', 'set', 'hugo', '-'], publicKey);
+    expect(set.code).toBe(0);
+    expect(set.out).toMatch(/key [0-9A-F]{40}, stored mail encrypted/);
+    expect(postern(['user', 'show', 'hugo']).out).toMatch(/pgp\s+[0-9A-F]{40} \(stored mail encrypted\)/);
+    const secret = postern(['pgp', 'set', 'hugo', '-'], privateKey);
+    expect(secret.code).toBe(1);
+    expect(secret.err).toContain('must be an armored OpenPGP public key');
+    expect(postern(['pgp', 'remove', 'hugo']).code).toBe(0);
+    expect(postern(['user', 'show', 'hugo']).out).toMatch(/pgp\s+none/);
   });
 
   it('changes passwords, resets 2FA, and shows the audit trail as a table or JSON', async () => {
