@@ -223,6 +223,30 @@ print(json.dumps([typ, data[0].decode()]))`);
     }
   });
 
+  it("passes other commands' literals on after the upstream's go-ahead, and stays in step when it refuses one", async () => {
+    const c = await RawClient.open(gw.ports.imap);
+    try {
+      await c.until(/^\* OK/);
+      c.write(`a LOGIN alice ${PW}\r\n`);
+      await c.until(/^a OK/);
+      c.write('b SELECT {5}\r\n');
+      await c.until(/^\+/);
+      c.write('INBOX\r\n');
+      expect(await c.until(/^b /)).toMatch(/^b OK/m);
+      // A command the upstream refuses before its literal: it answers instead of asking for it.
+      c.write('c XYZZY {5}\r\n');
+      expect(await c.until(/^(c |\+)/)).toMatch(/^c (BAD|NO)/m);
+      const msg = draft('after refusal', 'Still sealed: plum.');
+      c.write(`d APPEND INBOX {${msg.length}+}\r\n${msg}\r\n`);
+      expect(await c.until(/^d /)).toMatch(/^d OK/m);
+    } finally {
+      c.close();
+    }
+    const stored = await newest('alice');
+    expect(stored).toContain('Subject: after refusal');
+    expect(stored).not.toContain('plum');
+  });
+
   it('leaves uploads of a user without encryption in clear', async () => {
     const c = imapflow('bob');
     await c.connect();

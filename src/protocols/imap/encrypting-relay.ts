@@ -36,7 +36,7 @@ class ResponseStream {
   private held: Buffer[] | null = null;
   private heldSize = 0;
   private injections: string[] = [];
-  private waiter: { tag: string; resolve: (go: boolean) => void } | null = null;
+  private waiter: { tag: string; passOn: boolean; resolve: (go: boolean) => void } | null = null;
 
   constructor(private readonly write: (b: Buffer | string) => void) {}
 
@@ -47,12 +47,13 @@ class ResponseStream {
   }
 
   /**
-   * Resolves true when the upstream's "+" go-ahead arrives (it is not passed on), false when
-   * the tagged answer for `tag` arrives instead (the upstream refused the command).
+   * Resolves true when the upstream's "+" go-ahead arrives, false when the tagged answer for
+   * `tag` arrives instead (the upstream refused the command). The go-ahead reaches the
+   * client only with `passOn` (the literal is the client's own, not one postern sends).
    */
-  continuation(tag: string): Promise<boolean> {
+  continuation(tag: string, passOn = false): Promise<boolean> {
     return new Promise((resolve) => {
-      this.waiter = { tag, resolve };
+      this.waiter = { tag, passOn, resolve };
     });
   }
 
@@ -103,6 +104,7 @@ class ResponseStream {
       this.held = null;
       this.heldSize = 0;
       if (!literal && line[0] === 0x2b /* "+" */) {
+        if (this.waiter?.passOn) this.write(line);
         this.settle(true);
       } else {
         this.write(line);
@@ -160,6 +162,8 @@ class CommandStream {
   private buf: Buffer = Buffer.alloc(0);
   private passLeft = 0;
   private commandStart = true;
+  /** Tag of the command being read, for the upstream's answer to a literal of it. */
+  private tag = '';
   private append: AppendCommand | null = null;
   private busy = false;
   private closed = false;
@@ -223,9 +227,35 @@ class CommandStream {
         return this.responses.inject(`${m[1]} NO [CANNOT] COMPRESS is not available while stored mail is encrypted.`);
       }
     }
+    if (this.commandStart) this.tag = /^\S+/.exec(text)?.[0] ?? '';
+    if (!literal) {
+      this.commandStart = true;
+      return this.toUpstream(line);
+    }
+    this.commandStart = false;
+    const size = Number(literal[2]);
+    if (literal[3] === '+') {
+      this.toUpstream(line);
+      this.passLeft = size;
+      return;
+    }
+    // The client waits for the upstream's go-ahead, and so does the relay: if the upstream
+    // refuses the literal instead, the client's next bytes are a new command, not literal data.
+    void this.awaitGoAhead(line, size);
+  }
+
+  private async awaitGoAhead(line: Buffer, size: number): Promise<void> {
+    this.busy = true;
+    this.pauseClient(true);
+    const go = this.responses.continuation(this.tag, true);
     this.toUpstream(line);
-    this.commandStart = !literal;
-    if (literal) this.passLeft = Number(literal[2]);
+    if (await go) this.passLeft = size;
+    else this.commandStart = true;
+    this.busy = false;
+    if (!this.closed) {
+      this.pauseClient(false);
+      this.pump();
+    }
   }
 
   private appendLine(text: string, literal: RegExpExecArray | null): void {
