@@ -81,7 +81,7 @@ const schema = z.strictObject({
   }),
   imap: listener.extend({ max_sessions_per_user: count, max_append_size: count }),
   pop3: listener.extend({ max_sessions_per_user: count }),
-  submission: listener.extend({ max_message_size: count, max_recipients: count }),
+  submission: listener.extend({ max_message_size: count, max_recipients: count, save_sent: z.string().max(200).regex(/^[^\r\n\0]*$/, 'expected a mailbox name on one line') }),
   lmtp: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port: port, max_message_size: count }),
   api: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port, session_ttl: duration, trusted_device_ttl: duration, metrics: z.boolean() }),
   webauthn: z.strictObject({

@@ -93,7 +93,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       ports.pop3 = l.ports;
     }
     if (cfg.submission.enabled) {
-      const s = { maxMessageSize: cfg.submission.max_message_size, maxRecipients: cfg.submission.max_recipients, smtpPort: up.smtp_port, identity: up.smtp_identity };
+      const s = { maxMessageSize: cfg.submission.max_message_size, maxRecipients: cfg.submission.max_recipients, smtpPort: up.smtp_port, identity: up.smtp_identity, saveSent: cfg.submission.save_sent };
       for (const [p, secure] of [[cfg.submission.port, false], [cfg.submission.tls_port, true]] as const) {
         if (p === 0) continue;
         const l = await smtpListen(createSubmissionServer(ctx, s, secure), p, cfg.submission.host);

@@ -446,7 +446,8 @@ class MongoSecurityKeys implements SecurityKeyStore {
     if (!_id) return Promise.resolve(false);
     // One conditional update: two racing uses of one counter value cannot both pass.
     const counter = signCount === 0 ? { signCount: 0 } : { signCount: { $lt: signCount } };
-    return guard('security key', async () => (await this.c.updateOne({ _id, ...counter }, { $set: { signCount, lastUsedAt: time } })).modifiedCount === 1);
+    // matchedCount, not modifiedCount: a key without a counter may set the same values again.
+    return guard('security key', async () => (await this.c.updateOne({ _id, ...counter }, { $set: { signCount, lastUsedAt: time } })).matchedCount === 1);
   }
 
   delete(userId: string, id: string): Promise<boolean> {

@@ -1,16 +1,14 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type Gateway } from '../helpers/gateway.js';
+import { gpgUser, type GpgUser } from '../helpers/gnupg.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { python } from '../helpers/python.js';
 
 const PW = 'Account-pass-1';
 let gw: Gateway;
-let gnupgHome: string;
+let alice: GpgUser;
 let publicKey: string;
 
 const imapflow = (user: string) =>
@@ -29,22 +27,14 @@ async function newest(user: string, mailbox = 'INBOX'): Promise<string> {
   }
 }
 
-/** The armored PGP message inside a stored PGP/MIME message, decrypted by GnuPG. */
-function gpgDecrypt(stored: string): string {
-  const armored = stored.slice(stored.indexOf('-----BEGIN PGP MESSAGE-----'), stored.indexOf('-----END PGP MESSAGE-----') + 25);
-  return execFileSync('gpg', ['--homedir', gnupgHome, '--batch', '--quiet', '--decrypt'], { input: armored, encoding: 'utf8' });
-}
+const gpgDecrypt = (stored: string) => alice.decrypt(stored);
 
 beforeAll(async () => {
   gw = await startGateway({ env: { POSTERN_IMAP__MAX_APPEND_SIZE: '3000000' } });
   await gw.addUser('alice', PW);
   await gw.addUser('bob', PW);
-  // A key as a user makes it, readable by GnuPG 2.2 (curve25519 "legacy" form).
-  const keys = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'alice@example.test' }], format: 'armored' });
-  publicKey = keys.publicKey;
-  gnupgHome = mkdtempSync('/tmp/postern-gnupg-');
-  writeFileSync(join(gnupgHome, 'secret.asc'), keys.privateKey);
-  execFileSync('gpg', ['--homedir', gnupgHome, '--batch', '--import', join(gnupgHome, 'secret.asc')], { stdio: 'ignore' });
+  alice = await gpgUser('alice@example.test');
+  publicKey = alice.publicKey;
   await gw.app.accounts.setPgpKey({ name: 'alice' }, 'alice', publicKey, true);
 }, 60_000);
 afterAll(async () => gw?.stop());

@@ -2,6 +2,7 @@ import { ImapFlow } from 'imapflow';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type Gateway } from '../helpers/gateway.js';
+import { gpgUser } from '../helpers/gnupg.js';
 import { python } from '../helpers/python.js';
 import { RawClient } from '../helpers/raw-client.js';
 
@@ -14,7 +15,7 @@ let smtpAsp: string;
 const actor = { name: 'test' };
 
 beforeAll(async () => {
-  gw = await startGateway({ postfix: true });
+  gw = await startGateway({ postfix: true, env: { POSTERN_SUBMISSION__SAVE_SENT: 'Sent' } });
   await gw.addUser('alice', PW);
   await gw.addUser('bob', PW);
   imapOnly = (await gw.app.accounts.createAsp(actor, 'alice', { description: 'imap', scopes: ['imap'] })).password;
@@ -113,6 +114,38 @@ describe('SMTP submission through postern to Postfix', () => {
     expect(found).toContain('Subject: Through postern');
     expect(found).toContain('\n.leading dot stays');
     expect(gw.postfix!.maillog()).toMatch(/sasl_username=alice/);
+  });
+
+  it('keeps a copy of submitted mail in the sender\'s Sent mailbox, sealed with PGP once the sender turns encryption on', async () => {
+    const sent = async () => {
+      const c = new ImapFlow({ host: '127.0.0.1', port: gw.ports.imaps, secure: true, tls: { rejectUnauthorized: false }, auth: { user: 'alice', pass: imapOnly }, logger: false });
+      await c.connect();
+      try {
+        await c.mailboxOpen('Sent');
+        const msg = await c.fetchOne('*', { source: true, flags: true });
+        return msg ? { source: msg.source!.toString(), flags: [...(msg.flags ?? [])] } : null;
+      } finally {
+        await c.logout();
+      }
+    };
+    await transport('alice', smtpAsp).sendMail({ from: 'alice@example.test', to: 'bob@example.test', subject: 'copy in clear', text: 'kept as sent' });
+    const clear = await sent();
+    expect(clear?.source).toContain('Subject: copy in clear');
+    expect(clear?.source).toContain('kept as sent');
+    expect(clear?.flags).toContain('\\Seen');
+
+    const key = await gpgUser('alice@example.test');
+    await gw.app.accounts.setPgpKey(actor, 'alice', key.publicKey, true);
+    try {
+      await transport('alice', smtpAsp).sendMail({ from: 'alice@example.test', to: 'bob@example.test', subject: 'copy sealed', text: 'the gate code is 4412' });
+      const sealed = await sent();
+      expect(sealed?.source).toContain('Subject: copy sealed');
+      expect(sealed?.source).toContain('multipart/encrypted');
+      expect(sealed?.source).not.toContain('4412');
+      expect(key.decrypt(sealed!.source)).toContain('the gate code is 4412');
+    } finally {
+      await gw.app.accounts.setPgpKey(actor, 'alice', null, false);
+    }
   });
 
   it('refuses an imap-only ASP on SMTP with 535 (python smtplib over implicit TLS)', async () => {

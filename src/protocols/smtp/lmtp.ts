@@ -7,6 +7,7 @@ import type { User } from '../../core/types.js';
 import { normalizeUsername } from '../../core/username.js';
 import type { FrontendContext } from '../frontend.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
+import { readBounded } from './message.js';
 import { replyError, smtpError, type SmtpError } from './submission.js';
 
 export interface LmtpSettings {
@@ -21,17 +22,6 @@ async function localUser(store: Pick<Store, 'users'>, address: string): Promise<
   if (user) return user;
   const local = full.split('@')[0]!;
   return local !== full ? store.users.findByName(local) : null;
-}
-
-/** Reads the whole message, stopping at `limit` (smtp-server refuses oversized mail anyway). */
-async function readBounded(stream: Readable, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size <= limit) chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }
 
 /**

@@ -1,16 +1,20 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import { isTemporary } from '../../core/errors.js';
 import type { AuthResult } from '../../core/types.js';
 import type { FrontendContext } from '../frontend.js';
 import { peerIp } from '../limits.js';
+import { sealMessage } from '../../core/pgp-mime.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
+import { readBounded } from './message.js';
 
 export interface SubmissionSettings {
   maxMessageSize: number;
   maxRecipients: number;
   smtpPort: number;
   identity: 'xclient' | 'none';
+  /** Mailbox that keeps a copy of each submitted message (sealed for PGP users); '' for none. */
+  saveSent: string;
 }
 
 export type SmtpError = Error & { responseCode?: number };
@@ -72,7 +76,10 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
   return server;
 }
 
-async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPServerSession, stream: Readable): Promise<void> {
+async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPServerSession, input: Readable): Promise<void> {
+  // A copy is stored only after the message went out, so the whole message is kept for it.
+  const raw = s.saveSent ? await readBounded(input, s.maxMessageSize) : null;
+  const stream = raw ? Readable.from([raw]) : input;
   const ep = ctx.upstream.endpoint(s.smtpPort);
   let client: SmtpClient;
   try {
@@ -98,5 +105,22 @@ async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPS
     client.close();
     if (isTemporary(err)) throw smtpError(451, '4.4.1 Mail server connection lost, try again later');
     throw err;
+  }
+  if (raw) await saveCopy(ctx, s.saveSent, session, raw);
+}
+
+/**
+ * Keeps the sent message in the user's Sent mailbox, encrypted for users with PGP on (D1).
+ * The message has gone out already: a failure here is logged, never a reason to send again.
+ */
+async function saveCopy(ctx: FrontendContext, mailbox: string, session: SMTPServerSession, raw: Buffer): Promise<void> {
+  const user = String(session.user);
+  try {
+    const key = await ctx.pgpKeyFor(user);
+    const copy = key ? await sealMessage(raw, (inner) => ctx.encryptPgp(key, inner)) : raw;
+    const client = { ip: peerIp(session.remoteAddress), port: session.remotePort ?? 0, localIp: peerIp(session.localAddress), localPort: session.localPort ?? 0, sessionId: session.id };
+    await ctx.upstream.imapAppend(user, client, mailbox, copy);
+  } catch (err) {
+    ctx.log.warn({ err: (err as Error).message, session: session.id, user, mailbox }, 'copy of submitted mail not saved');
   }
 }

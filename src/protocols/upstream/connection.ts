@@ -131,8 +131,8 @@ export class UpstreamConnection {
     }
   }
 
-  write(text: string): void {
-    this.socket.write(text);
+  write(data: string | Buffer): void {
+    this.socket.write(data);
   }
 
   /** Stops line reading and returns the socket with anything already buffered. */

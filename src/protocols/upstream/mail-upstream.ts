@@ -37,7 +37,6 @@ const imapQuote = (s: string) => `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 export class MailUpstream {
   constructor(private readonly s: UpstreamSettings) {}
 
-
   private plain(username: string): string {
     const { masterUser, masterPassword, separator } = this.s;
     return this.s.login === 'authzid'
@@ -50,7 +49,8 @@ export class MailUpstream {
     return { host: this.s.host, port, timeoutMs: this.s.timeoutMs, tls: this.s.tls };
   }
 
-  async imap(username: string, client: ClientInfo): Promise<UpstreamSession> {
+  /** An IMAP connection logged in as the user, still read line by line, and its capabilities. */
+  private async imapLogin(username: string, client: ClientInfo): Promise<{ conn: UpstreamConnection; capabilities: string }> {
     const conn = await UpstreamConnection.open(this.endpoint(this.s.imapPort));
     try {
       const greeting = await conn.line();
@@ -81,11 +81,52 @@ export class MailUpstream {
         conn.write('P3 CAPABILITY\r\n');
         caps = capabilityLine((await this.imapTagged(conn, 'P3')).untagged) ?? 'IMAP4rev1';
       }
-      return { ...conn.handOver(), capabilities: caps };
+      return { conn, capabilities: caps };
     } catch (err) {
       conn.close();
       throw err;
     }
+  }
+
+  async imap(username: string, client: ClientInfo): Promise<UpstreamSession> {
+    const { conn, capabilities } = await this.imapLogin(username, client);
+    return { ...conn.handOver(), capabilities };
+  }
+
+  /**
+   * Stores a message in one of the user's mailboxes (e.g. a copy of submitted mail in Sent),
+   * creating the mailbox when the upstream says it does not exist yet.
+   */
+  async imapAppend(username: string, client: ClientInfo, mailbox: string, message: Buffer, flags = '(\\Seen)'): Promise<void> {
+    const { conn } = await this.imapLogin(username, client);
+    try {
+      for (const tag of ['S1', 'S3']) {
+        conn.write(`${tag} APPEND ${imapQuote(mailbox)} ${flags} {${message.length}}\r\n`);
+        const go = await this.imapGoAhead(conn, tag);
+        if (go.startsWith('+')) {
+          conn.write(message);
+          conn.write('\r\n');
+          const { tagged } = await this.imapTagged(conn, tag);
+          if (!new RegExp(`^${tag} OK`, 'i').test(tagged)) throw upstreamDown(`IMAP APPEND to ${mailbox} refused: ${tagged.slice(3, 120)}`);
+          conn.write('S9 LOGOUT\r\n');
+          return;
+        }
+        if (!/\[TRYCREATE\]/i.test(go) || tag === 'S3') throw upstreamDown(`IMAP APPEND to ${mailbox} refused: ${go.slice(0, 120)}`);
+        conn.write(`S2 CREATE ${imapQuote(mailbox)}\r\n`);
+        await this.imapTagged(conn, 'S2');
+      }
+    } finally {
+      conn.close();
+    }
+  }
+
+  /** The "+" go-ahead for a literal, or the tagged answer that refuses it. */
+  private async imapGoAhead(conn: UpstreamConnection, tag: string): Promise<string> {
+    for (let i = 0; i < 100; i++) {
+      const line = await conn.line();
+      if (line.startsWith('+') || line.startsWith(`${tag} `)) return line;
+    }
+    throw upstreamDown('IMAP upstream sent too many lines');
   }
 
   private async imapTagged(conn: UpstreamConnection, tag: string): Promise<{ tagged: string; untagged: string[] }> {
