@@ -282,7 +282,7 @@ describe('web API over HTTP', () => {
     const doc = (await call('GET', '/openapi.json')).json;
     await SwaggerParser.validate(structuredClone(doc) as never);
     const paths = Object.keys(doc.paths);
-    for (const p of ['/api/v1/session', '/api/v1/sessions', '/api/v1/me', '/api/v1/me/password', '/api/v1/me/asps', '/api/v1/me/asps/{id}', '/api/v1/me/totp/setup', '/api/v1/me/totp/enable', '/api/v1/me/totp/disable', '/api/v1/me/recovery-codes', '/api/v1/me/devices', '/api/v1/me/devices/{id}', '/api/v1/me/history', '/api/v1/users', '/api/v1/users/{name}', '/api/v1/users/{name}/2fa/reset', '/api/v1/tokens', '/api/v1/tokens/{id}', '/api/v1/audit']) {
+    for (const p of ['/api/v1/session', '/api/v1/sessions', '/api/v1/me', '/api/v1/me/password', '/api/v1/me/asps', '/api/v1/me/asps/{id}', '/api/v1/me/totp/setup', '/api/v1/me/totp/enable', '/api/v1/me/totp/disable', '/api/v1/me/recovery-codes', '/api/v1/me/devices', '/api/v1/me/devices/{id}', '/api/v1/me/history', '/api/v1/users', '/api/v1/users/{name}', '/api/v1/users/{name}/2fa/reset', '/api/v1/tokens', '/api/v1/tokens/{id}', '/api/v1/audit', '/api/v1/me/security-keys', '/api/v1/me/security-keys/options', '/api/v1/me/security-keys/{id}', '/api/v1/me/pgp', '/api/v1/me/email-code', '/api/v1/policy/features', '/api/v1/policy/features/{name}', '/api/v1/domains/{domain}/features/{name}']) {
       expect(paths).toContain(p);
     }
     expect((await fetch(`${base}/docs`)).status).toBeLessThan(400);
