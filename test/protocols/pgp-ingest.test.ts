@@ -159,6 +159,9 @@ print(json.dumps([typ, data[0].decode()]))`);
       expect(await c.until(/^b /)).toMatch(/^b NO \[TOOBIG\]/m);
       c.write(`c APPEND INBOX {${big.length}+}\r\n${big}\r\n`);
       expect(await c.until(/^c /)).toMatch(/^c NO \[TOOBIG\]/m);
+      // A mailbox name is a name: a literal of gigabytes for it is refused before any byte is held.
+      c.write('m APPEND {4000000000}\r\n');
+      expect(await c.until(/^m /)).toMatch(/^m NO \[TOOBIG\]/m);
       c.write('d COMPRESS DEFLATE\r\n');
       expect(await c.until(/^d /)).toMatch(/^d NO \[CANNOT\]/m);
       c.write('e APPEND Nowhere {5}\r\n');

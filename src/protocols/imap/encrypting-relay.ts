@@ -270,6 +270,7 @@ class CommandStream {
     const message = a.segments.length > 0 || !/^\S+ +APPEND *$/i.test(before);
     if (/ CATENATE *\(/i.test(before)) a.refusal ??= '[CANNOT] CATENATE is not available while stored mail is encrypted.';
     if (message && a.messageBytes + size > this.s.maxMessageSize) a.refusal ??= `[TOOBIG] Message larger than ${this.s.maxMessageSize} bytes.`;
+    if (!message && size > MAX_COMMAND_LINE) a.refusal ??= '[TOOBIG] Mailbox name too long.';
     if (message) a.messageBytes += size;
     a.segments.push({ text: before, literal: { data: [], binary: literal[1] === '~', message } });
     const sync = literal[3] !== '+';
