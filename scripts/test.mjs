@@ -18,6 +18,7 @@ const DEBIAN = {
   nginx: 'nginx libnginx-mod-mail',
   chromium: 'chromium',
   python3: 'python3',
+  curl: 'curl',
 };
 
 function have(cmd) {

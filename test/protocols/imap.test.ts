@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { totpCode } from '../../src/core/totp.js';
@@ -17,6 +18,13 @@ c = smtplib.LMTP('127.0.0.1', ${port})
 r = c.sendmail('sender@example.org', ['${to}'], 'From: sender@example.org\\r\\nTo: ${to}\\r\\nSubject: ${subject}\\r\\n\\r\\nhello from lmtp\\r\\n')
 c.quit()
 print(json.dumps(r))`);
+}
+
+/** curl as a mail client (it speaks IMAP, POP3 and SMTP); exit code and output. */
+function curl(args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile('curl', ['--silent', '--max-time', '20', ...args], (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout }));
+  });
 }
 
 function imapflow(user: string, pass: string, opts: { secure?: boolean; port?: number } = {}) {
@@ -65,6 +73,16 @@ print(json.dumps({'login': typ, 'caps': data[0].decode().split(']')[0].split(' '
     expect(r.count).toBe('1');
     // Dovecot's post-login capabilities, e.g. its extensions postern does not advertise itself.
     expect(r.caps).toEqual(expect.arrayContaining(['IMAP4rev1', 'UIDPLUS', 'MOVE']));
+  });
+
+  it('serves curl over IMAPS and IMAP with STARTTLS, and refuses it a wrong password with exit code 67', async () => {
+    const fetched = await curl(['--insecure', '--user', `alice:${imapAsp}`, `imaps://127.0.0.1:${gw.ports.imaps}/INBOX;MAILINDEX=1`]);
+    expect(fetched.code).toBe(0);
+    expect(fetched.out).toContain('Subject: First message');
+    const starttls = await curl(['--insecure', '--ssl-reqd', '--user', `alice:${imapAsp}`, `imap://127.0.0.1:${gw.ports.imap}/INBOX;MAILINDEX=1`]);
+    expect(starttls.out).toContain('hello from lmtp');
+    // curl's "login denied"
+    expect((await curl(['--insecure', '--user', 'alice:wrong-password', `imaps://127.0.0.1:${gw.ports.imaps}/INBOX;MAILINDEX=1`])).code).toBe(67);
   });
 
   it("refuses a 2FA user's account password on IMAP with a message that says to use an ASP", async () => {
