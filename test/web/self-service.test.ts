@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as openpgp from 'openpgp';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
@@ -130,6 +131,58 @@ describe('self-service page in a real browser (E2)', () => {
     await page.waitForSelector('#signin:not([hidden])');
     await signIn({ recoveryCode: recoveryCodes[0]! });
     await page.waitForSelector('#account:not([hidden])');
+    expect(errors).toEqual([]);
+    await context.close();
+  }, 60_000);
+
+  it('trusts a device so the second factor is not asked on it until removed, and takes a PGP key (B4, D1)', async () => {
+    await app.accounts.createUser({ name: 'admin' }, { username: 'lena', password: PW });
+    const { secret } = await app.accounts.setupTotp({ name: 'lena' }, 'lena');
+    await app.accounts.confirmTotp({ name: 'lena' }, 'lena', await totpCode(secret, new Date()));
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    const signIn = async (extra: Record<string, string> = {}, trust = false) => {
+      await page.fill('#signin [name=username]', 'lena');
+      await page.fill('#signin [name=password]', PW);
+      await page.fill('#signin [name=totp]', '');
+      for (const [name, value] of Object.entries(extra)) await page.fill(`#signin [name=${name}]`, value);
+      await page.setChecked('#signin [name=trust]', trust);
+      await page.click('#signin button');
+    };
+    const signOut = async () => {
+      await page.click('#signout');
+      await page.waitForSelector('#signin:not([hidden])');
+    };
+    await page.goto(`http://localhost:${api.port}/`);
+
+    await signIn();
+    await page.waitForSelector('#message:has-text("A second factor is required")');
+    // Each sign-in needs a newer code than the last one accepted.
+    await signIn({ totp: await totpCode(secret, new Date(Date.now() + 30_000)) }, true);
+    await page.waitForSelector('#account:not([hidden])');
+    await page.waitForSelector('#devices tr');
+    await signOut();
+
+    await signIn();
+    await page.waitForSelector('#account:not([hidden])');
+    await page.click('#devices tr button');
+    await page.waitForSelector('#devices tr', { state: 'detached' });
+    await signOut();
+    await signIn();
+    await page.waitForSelector('#message:has-text("A second factor is required")');
+
+    await signIn({ totp: await totpCode(secret, new Date(Date.now() + 60_000)) });
+    await page.waitForSelector('#account:not([hidden])');
+    const { publicKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'lena@example.test' }], format: 'armored' });
+    await page.fill('#pgp-set [name=publicKey]', 'not a key');
+    await page.click('#pgp-set button[type=submit]');
+    await page.waitForSelector('#message:has-text("armored OpenPGP public key")');
+    await page.fill('#pgp-set [name=publicKey]', publicKey);
+    await page.click('#pgp-set button[type=submit]');
+    await page.waitForSelector('#pgp-status:has-text("new mail stored encrypted")');
+    expect((await app.accounts.get('lena')).pgp?.encrypt).toBe(true);
     expect(errors).toEqual([]);
     await context.close();
   }, 60_000);

@@ -29,6 +29,7 @@ export const PAGE_HTML = `<!doctype html>
   <label>Authenticator code <input type="text" name="totp" inputmode="numeric" autocomplete="one-time-code"></label>
   <label>or recovery code <input type="text" name="recoveryCode"></label>
   <label>Emailed code (when asked) <input type="text" name="emailCode" inputmode="numeric"></label>
+  <label><input type="checkbox" name="trust"> Trust this device: no second factor here for a while</label>
   <button type="submit">Sign in</button>
 </form>
 
@@ -68,6 +69,21 @@ export const PAGE_HTML = `<!doctype html>
     </form>
     <p id="asp-new" hidden>New app password, shown only now: <span class="secret" id="asp-password"></span></p>
     <table><thead><tr><th>Description</th><th>Scopes</th><th>Created</th><th>Last used</th><th></th></tr></thead><tbody id="asps"></tbody></table>
+  </section>
+
+  <section>
+    <h2>Trusted devices</h2>
+    <table><thead><tr><th>Device</th><th>Trusted since</th><th>Until</th><th></th></tr></thead><tbody id="devices"></tbody></table>
+  </section>
+
+  <section>
+    <h2>Encrypted mail storage (PGP)</h2>
+    <p>Key: <span id="pgp-status">none</span></p>
+    <form id="pgp-set">
+      <label>Public key <textarea name="publicKey" rows="6" cols="64" placeholder="-----BEGIN PGP PUBLIC KEY BLOCK-----"></textarea></label>
+      <label><input type="checkbox" name="encrypt" checked> Store new mail encrypted to this key</label>
+      <button type="submit">Save key</button> <button id="pgp-remove" type="button">Remove key</button>
+    </form>
   </section>
 
   <section>
@@ -117,6 +133,14 @@ async function refresh() {
   $('account').hidden = false;
   $('who').textContent = me.username;
   $('twofactor').textContent = me.twoFactor ? 'on' : 'off';
+  $('pgp-status').textContent = me.pgp ? me.pgp.fingerprint + (me.pgp.encrypt ? ' (new mail stored encrypted)' : ' (mail stored in clear)') : 'none';
+  const devices = await api('/me/devices').catch(() => []);
+  $('devices').replaceChildren(...devices.map((d) => {
+    const tr = document.createElement('tr');
+    [d.label, when(d.createdAt), when(d.expiresAt)].forEach((t) => tr.appendChild(cell(t)));
+    tr.appendChild(removeButton('Remove', '/me/devices/' + d.id));
+    return tr;
+  }));
   const asps = await api('/me/asps').catch(() => []);
   const rows = asps.map((a) => {
     const tr = document.createElement('tr');
@@ -146,6 +170,10 @@ $('signin').onsubmit = async (ev) => {
   const f = new FormData(ev.target);
   const body = { username: f.get('username'), password: f.get('password') };
   for (const k of ['totp', 'recoveryCode', 'emailCode']) if (f.get(k)) body[k] = String(f.get(k)).trim();
+  // A device trusted earlier proves itself with its token; a new one may ask to be trusted.
+  const device = localStorage.getItem('postern-device');
+  if (device) body.deviceToken = device;
+  if (f.get('trust')) body.trustDevice = true;
   try {
     const r = await api('/session', { method: 'POST', body }).catch(async (e) => {
       // No code typed and the account has a security key: ask the key, then send its answer.
@@ -156,6 +184,7 @@ $('signin').onsubmit = async (ev) => {
       return api('/session', { method: 'POST', body });
     });
     sessionStorage.setItem('postern-token', r.token);
+    if (r.deviceToken) localStorage.setItem('postern-device', r.deviceToken);
     say('');
     $('notices').textContent = (r.notices || []).concat(r.mustSetUpTwoFactor ? ['two-factor authentication is required: set it up below'] : []).join(' · ');
     await refresh();
@@ -201,6 +230,18 @@ $('key-add').onsubmit = async (ev) => {
     await refresh();
   } catch (e) { say(e.message); }
 };
+
+$('pgp-set').onsubmit = async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try {
+    await api('/me/pgp', { method: 'PUT', body: { publicKey: String(f.get('publicKey') || ''), encrypt: f.get('encrypt') === 'on' } });
+    say('');
+    await refresh();
+  } catch (e) { say(e.message); }
+};
+
+$('pgp-remove').onclick = () => api('/me/pgp', { method: 'DELETE' }).then(refresh, (e) => say(e.message));
 
 $('asp-create').onsubmit = async (ev) => {
   ev.preventDefault();
