@@ -42,6 +42,9 @@ describe('configuration', () => {
     expect(() => loadConfig({ env: { POSTERN_API__SESSION_TTL: '"2d"', POSTERN_API__TRUSTED_DEVICE_TTL: '"1d"' } })).toThrow(
       /api\.trusted_device_ttl: must be longer than api\.session_ttl/,
     );
+    expect(() => loadConfig({ env: { POSTERN_IMAP__MAX_APPEND_SIZE: '1000', POSTERN_IMAP__MAX_APPEND_TOTAL: '999' } })).toThrow(
+      /imap\.max_append_total: must be at least imap\.max_append_size/,
+    );
     expect(loadConfig({ env: { POSTERN_API__TRUSTED_DEVICE_TTL: '"0d"' } }).api.trusted_device_ttl).toBe(0);
   });
 });

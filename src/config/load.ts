@@ -79,7 +79,7 @@ const schema = z.strictObject({
     max_literal_size: z.number().int().min(512).max(1_048_576),
     max_preauth_per_ip: count,
   }),
-  imap: listener.extend({ max_sessions_per_user: count, max_append_size: count }),
+  imap: listener.extend({ max_sessions_per_user: count, max_append_size: count, max_append_total: count }),
   pop3: listener.extend({ max_sessions_per_user: count }),
   submission: listener.extend({ max_message_size: count, max_recipients: count, save_sent: z.string().max(200).regex(/^[^\r\n\0]*$/, 'expected a mailbox name on one line') }),
   lmtp: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port: port, max_message_size: count }),
@@ -179,6 +179,9 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
       'config_invalid',
       'invalid configuration:\n  api.trusted_device_ttl: must be longer than api.session_ttl (or 0d to turn trusted devices off)',
     );
+  }
+  if (cfg.imap.max_append_total < cfg.imap.max_append_size) {
+    throw new PosternError('config_invalid', 'invalid configuration:\n  imap.max_append_total: must be at least imap.max_append_size');
   }
   cfg.server.data_dir = resolve(cfg.server.data_dir);
   return cfg;

@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import type { Authenticator } from '../core/authenticate.js';
 import type { Logger } from '../log.js';
-import { ConnectionCounter, peerIp } from './limits.js';
+import { type ByteBudget, ConnectionCounter, peerIp } from './limits.js';
 import type { TlsManager } from './tls.js';
 import type { ClientInfo, MailUpstream, UpstreamSession } from './upstream/mail-upstream.js';
 
@@ -26,6 +26,8 @@ export interface FrontendContext {
   log: Logger;
   settings: FrontendSettings;
   preauth: ConnectionCounter;
+  /** Bytes of IMAP uploads held for sealing across all sessions. */
+  uploads: ByteBudget;
   /** PGP-encrypts bytes to an armored public key, off the main thread. */
   encryptPgp: (armoredKey: string, data: Uint8Array) => Promise<string>;
   /** The armored public key a user's stored mail is encrypted to, or null when encryption is off. */

@@ -26,6 +26,27 @@ export class ConnectionCounter {
   }
 }
 
+/**
+ * Bytes held at once across all sessions (uploads waiting to be sealed), so that many
+ * large uploads together cannot exhaust memory; each session has its own bound as well.
+ */
+export class ByteBudget {
+  private used = 0;
+
+  constructor(private readonly max: number) {}
+
+  /** Reserves n bytes; false when that would pass the bound. */
+  take(n: number): boolean {
+    if (this.used + n > this.max) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used = Math.max(0, this.used - n);
+  }
+}
+
 /** Whether an address is in a list of addresses and CIDRs (plaintext networks, nginx hosts). */
 export function networkMatcher(networks: string[]): (ip: string) => boolean {
   const list: BlockList = buildAllowList(networks);

@@ -4,7 +4,7 @@ import { PosternError } from '../core/errors.js';
 import type { App } from '../app.js';
 import { listen, type FrontendContext, type Listening } from './frontend.js';
 import { imapSessionFactory } from './imap/imap-session.js';
-import { ConnectionCounter, networkMatcher } from './limits.js';
+import { ByteBudget, ConnectionCounter, networkMatcher } from './limits.js';
 import { pop3SessionFactory } from './pop3/pop3-session.js';
 import { createLmtpServer } from './smtp/lmtp.js';
 import { createSubmissionServer } from './smtp/submission.js';
@@ -52,6 +52,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     tls,
     log: app.log,
     preauth: new ConnectionCounter(cfg.frontend.max_preauth_per_ip),
+    uploads: new ByteBudget(cfg.imap.max_append_total),
     onSession: (protocol, delta) => app.metrics.sessions.inc({ protocol }, delta),
     encryptPgp: (key, data) => app.workers.encryptPgp(key, data),
     pgpKeyFor: async (username) => {

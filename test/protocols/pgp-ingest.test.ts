@@ -30,7 +30,7 @@ async function newest(user: string, mailbox = 'INBOX'): Promise<string> {
 const gpgDecrypt = (stored: string) => alice.decrypt(stored);
 
 beforeAll(async () => {
-  gw = await startGateway({ env: { POSTERN_IMAP__MAX_APPEND_SIZE: '3000000' } });
+  gw = await startGateway({ env: { POSTERN_IMAP__MAX_APPEND_SIZE: '3000000', POSTERN_IMAP__MAX_APPEND_TOTAL: '4000000' } });
   await gw.addUser('alice', PW);
   await gw.addUser('bob', PW);
   alice = await gpgUser('alice@example.test');
@@ -238,6 +238,35 @@ print(json.dumps([typ, data[0].decode()]))`);
     const stored = await newest('alice');
     expect(stored).toContain('Subject: after refusal');
     expect(stored).not.toContain('plum');
+  });
+
+  it('holds a bounded total of uploads across sessions: past it, a temporary refusal the client can retry', async () => {
+    const login = async () => {
+      const c = await RawClient.open(gw.ports.imap);
+      await c.until(/^\* OK/);
+      c.write(`a LOGIN alice ${PW}\r\n`);
+      await c.until(/^a OK/);
+      return c;
+    };
+    const msg = draft('budget', 'b'.repeat(2_500_000));
+    const first = await login();
+    const second = await login();
+    try {
+      first.write(`b APPEND INBOX {${msg.length}}\r\n`);
+      await first.until(/^\+/);
+      // The first upload holds 2.5 MB of the 4 MB for all sessions.
+      second.write(`c APPEND INBOX {${msg.length}}\r\n`);
+      expect(await second.until(/^c /)).toMatch(/^c NO \[UNAVAILABLE\]/m);
+      first.write(`${msg}\r\n`);
+      expect(await first.until(/^b /, 15_000)).toMatch(/^b OK/m);
+      second.write(`d APPEND INBOX {${msg.length}}\r\n`);
+      await second.until(/^\+/);
+      second.write(`${msg}\r\n`);
+      expect(await second.until(/^d /, 15_000)).toMatch(/^d OK/m);
+    } finally {
+      first.close();
+      second.close();
+    }
   });
 
   it('leaves uploads of a user without encryption in clear', async () => {

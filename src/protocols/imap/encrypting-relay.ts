@@ -3,6 +3,7 @@
 // as PGP/MIME before the upstream sees it. Hand-written because no npm package proxies IMAP;
 // it parses only what it must: line ends and literals both ways, and the APPEND command.
 import type { Socket } from 'node:net';
+import type { ByteBudget } from '../limits.js';
 import type { UpstreamSession } from '../upstream/mail-upstream.js';
 
 export interface EncryptingRelaySettings {
@@ -10,6 +11,8 @@ export interface EncryptingRelaySettings {
   maxMessageSize: number;
   /** Seals one message for storage (PGP/MIME, or unchanged if already encrypted). */
   seal: (raw: Buffer) => Promise<Buffer>;
+  /** Bytes all sessions may hold at once while reading and sealing uploads. */
+  budget: ByteBudget;
 }
 
 /**
@@ -149,6 +152,8 @@ interface AppendCommand {
   /** Bytes of the literal being read. */
   left: number;
   messageBytes: number;
+  /** Bytes reserved in the shared budget, given back when the command ends. */
+  reserved: number;
   /** Set when the command is refused; its remaining bytes are read and dropped. */
   refusal: string | null;
 }
@@ -183,6 +188,12 @@ class CommandStream {
 
   close(): void {
     this.closed = true;
+    if (this.append) this.release(this.append);
+  }
+
+  private release(a: AppendCommand): void {
+    this.s.budget.give(a.reserved);
+    a.reserved = 0;
   }
 
   private take(n: number): Buffer {
@@ -220,7 +231,7 @@ class CommandStream {
     if (this.commandStart) {
       const m = /^(\S+) (APPEND|COMPRESS)(?=[ \r\n])/i.exec(text);
       if (m && m[2]!.toUpperCase() === 'APPEND') {
-        this.append = { tag: m[1]!, segments: [], left: 0, messageBytes: 0, refusal: null };
+        this.append = { tag: m[1]!, segments: [], left: 0, messageBytes: 0, reserved: 0, refusal: null };
         return this.appendLine(text, literal);
       }
       if (m && !literal) {
@@ -271,11 +282,14 @@ class CommandStream {
     if (/ CATENATE *\(/i.test(before)) a.refusal ??= '[CANNOT] CATENATE is not available while stored mail is encrypted.';
     if (message && a.messageBytes + size > this.s.maxMessageSize) a.refusal ??= `[TOOBIG] Message larger than ${this.s.maxMessageSize} bytes.`;
     if (!message && size > MAX_COMMAND_LINE) a.refusal ??= '[TOOBIG] Mailbox name too long.';
+    if (!a.refusal && this.s.budget.take(size)) a.reserved += size;
+    else a.refusal ??= '[UNAVAILABLE] Too many uploads are being encrypted right now, try again shortly.';
     if (message) a.messageBytes += size;
     a.segments.push({ text: before, literal: { data: [], binary: literal[1] === '~', message } });
     const sync = literal[3] !== '+';
     if (a.refusal && sync) {
       // The client sends no literal after a refusal in place of the go-ahead: the command ends here.
+      this.release(a);
       this.append = null;
       this.commandStart = true;
       return this.responses.inject(`${a.tag} NO ${a.refusal}`);
@@ -305,6 +319,7 @@ class CommandStream {
       }
       await this.sendAppend(a, payloads);
     } finally {
+      this.release(a);
       this.append = null;
       this.commandStart = true;
       this.busy = false;

@@ -69,6 +69,7 @@ export class ImapSession extends PreauthSession {
     const settings = {
       maxMessageSize: this.ctx.settings.maxAppendSize,
       seal: (raw: Buffer) => sealMessage(raw, (inner) => this.ctx.encryptPgp(key, inner)),
+      budget: this.ctx.uploads,
     };
     return (client, up, pending, onClose) => spliceEncrypting(client, up, pending, settings, onClose);
   }
