@@ -269,6 +269,31 @@ print(json.dumps([typ, data[0].decode()]))`);
     }
   });
 
+  it('reads an upload that arrives one byte at a time, markers and line ends split', async () => {
+    const c = await RawClient.open(gw.ports.imap);
+    c.socket.setNoDelay(true);
+    try {
+      await c.until(/^\* OK/);
+      c.write(`a LOGIN alice ${PW}\r\n`);
+      await c.until(/^a OK/);
+      const msg = draft('trickle', 'Sent slowly: quince.');
+      const bytes = `b APPEND INBOX (\\Seen) {${msg.length}+}\r\n${msg}\r\nc NOOP\r\n`;
+      for (const ch of bytes) {
+        c.write(ch);
+        await new Promise((r) => setImmediate(r));
+      }
+      const out = await c.until(/^c /);
+      expect(out).toMatch(/^b OK/m);
+      expect(out).toMatch(/^c OK/m);
+    } finally {
+      c.close();
+    }
+    const stored = await newest('alice');
+    expect(stored).toContain('Subject: trickle');
+    expect(stored).not.toContain('quince');
+    expect(gpgDecrypt(stored)).toContain('Sent slowly: quince.');
+  });
+
   it('leaves uploads of a user without encryption in clear', async () => {
     const c = imapflow('bob');
     await c.connect();
