@@ -7,7 +7,7 @@ import type { EmailCodes } from './core/email-codes.js';
 import type { Policy } from './core/policy.js';
 import type { WebSessions } from './core/web-sessions.js';
 import { systemClock, type Clock } from './core/clock.js';
-import type { AuditStore, CredentialCache, RateLimiter, Store } from './core/ports.js';
+import type { AuditStore, CredentialCache, RateLimiter, SessionSlots, Store } from './core/ports.js';
 import { dataPath, type Config } from './config/load.js';
 import { loadSecrets } from './config/secrets.js';
 import { createLogger, type Logger } from './log.js';
@@ -20,6 +20,7 @@ import { MemoryLimiter } from './stores/memory-limiter.js';
 import type { SecurityKeys } from './core/security-keys.js';
 import { MongoStore } from './stores/mongo-store.js';
 import { RedisLimiter } from './stores/redis-limiter.js';
+import { MemorySessionSlots, RedisSessionSlots } from './stores/session-slots.js';
 import { WorkerPool } from './workers/worker-pool.js';
 
 /** Everything a front end needs, wired from configuration. */
@@ -39,6 +40,8 @@ export interface App {
   metrics: Metrics;
   limiter: RateLimiter;
   cache: CredentialCache;
+  /** Live mail sessions per user, for the per-user cap (in Redis when configured). */
+  slots: SessionSlots;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -115,6 +118,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   redis?.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
   const limiter: RateLimiter = redis ? new RedisLimiter(redis) : new MemoryLimiter(clock);
   const cache: CredentialCache = redis ? new RedisCredentialCache(redis) : new MemoryCredentialCache(clock);
+  const slots: SessionSlots = redis ? new RedisSessionSlots(redis) : new MemorySessionSlots();
   const hasher = new WorkerPool({ cost: cfg.auth.bcrypt_rounds, threads: cfg.auth.hash_threads || undefined, maxQueue: cfg.auth.hash_queue });
   const metrics = new Metrics(() => hasher.queued);
   const n = cfg.notify;
@@ -149,8 +153,10 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     metrics,
     limiter,
     cache,
+    slots,
     clock,
     async close() {
+      await slots.close();
       await store.close();
       redis?.disconnect();
       await hasher.close();

@@ -152,6 +152,17 @@ export interface CredentialCache {
   close(): Promise<void>;
 }
 
+/**
+ * Slots for live mail sessions, per user and protocol: the per-user session cap, shared by
+ * every postern process when they share Redis.
+ */
+export interface SessionSlots {
+  /** Takes a slot for session `id` under `key`; false when `max` are taken already. */
+  acquire(key: string, id: string, max: number): Promise<boolean>;
+  release(key: string, id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
 /** Slow hashing (bcrypt), so that it can run off the main thread. */
 export interface Hasher {
   hash(secret: string): Promise<string>;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import type { Authenticator } from '../core/authenticate.js';
+import type { SessionSlots } from '../core/ports.js';
 import type { Logger } from '../log.js';
 import { type ByteBudget, ConnectionCounter, peerIp } from './limits.js';
 import type { TlsManager } from './tls.js';
@@ -26,6 +27,8 @@ export interface FrontendContext {
   log: Logger;
   settings: FrontendSettings;
   preauth: ConnectionCounter;
+  /** Live sessions per user and protocol (the per-user cap), shared through Redis when configured. */
+  slots: SessionSlots;
   /** Bytes of IMAP uploads held for sealing across all sessions. */
   uploads: ByteBudget;
   /** PGP-encrypts bytes to an armored public key, off the main thread. */

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
+import { fail } from '../core/authenticate.js';
 import type { AuthResult, ProtocolScope } from '../core/types.js';
 import { clientInfo, newSessionId, splice, startTls, type FrontendContext } from './frontend.js';
-import type { ConnectionCounter } from './limits.js';
 import { LineReader, LineTooLong } from './line-reader.js';
 import type { ClientInfo, UpstreamSession } from './upstream/mail-upstream.js';
 
@@ -43,7 +43,8 @@ export abstract class PreauthSession {
 
   constructor(
     protected readonly ctx: FrontendContext,
-    private readonly sessions: ConnectionCounter,
+    /** Most live sessions one user may hold in this protocol. */
+    private readonly maxSessions: number,
     private readonly words: SessionWords,
     private readonly scope: ProtocolScope,
     socket: Socket,
@@ -184,8 +185,15 @@ export abstract class PreauthSession {
       }
       return;
     }
-    if (!this.sessions.acquire(result.username)) return this.send(`${prefix}${this.words.tooManySessions}`);
-    const release = once(() => this.sessions.release(result.username));
+    const slot = `${this.scope}:${result.username}`;
+    let taken: boolean;
+    try {
+      taken = await this.ctx.slots.acquire(slot, this.id, this.maxSessions);
+    } catch {
+      return this.send(`${prefix}${this.words.refusal(fail('temporary_failure'))}`);
+    }
+    if (!taken) return this.send(`${prefix}${this.words.tooManySessions}`);
+    const release = once(() => void this.ctx.slots.release(slot, this.id).catch(() => undefined));
     try {
       const relay = await this.relayFor(result.username);
       const up = await this.openUpstream(result.username, clientInfo(this.socket, this.id));

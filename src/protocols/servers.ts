@@ -53,6 +53,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     log: app.log,
     preauth: new ConnectionCounter(cfg.frontend.max_preauth_per_ip),
     uploads: new ByteBudget(cfg.imap.max_append_total),
+    slots: app.slots,
     onSession: (protocol, delta) => app.metrics.sessions.inc({ protocol }, delta),
     encryptPgp: (key, data) => app.workers.encryptPgp(key, data),
     pgpKeyFor: async (username) => {

@@ -1,7 +1,6 @@
 import type { Socket } from 'node:net';
 import { sealMessage } from '../../core/pgp-mime.js';
 import type { FrontendContext } from '../frontend.js';
-import { ConnectionCounter } from '../limits.js';
 import { PreauthSession, type Refusal, type Relay, type SessionWords } from '../preauth-session.js';
 import { SaslExchange, saslMechanism } from '../sasl.js';
 import type { ClientInfo } from '../upstream/mail-upstream.js';
@@ -40,8 +39,8 @@ export class ImapSession extends PreauthSession {
   /** The user's uploads are sealed with PGP on the way to the upstream (D1). */
   private sealing = false;
 
-  constructor(ctx: FrontendContext, sessions: ConnectionCounter, socket: Socket, secure: boolean) {
-    super(ctx, sessions, WORDS, 'imap', socket, secure);
+  constructor(ctx: FrontendContext, maxSessions: number, socket: Socket, secure: boolean) {
+    super(ctx, maxSessions, WORDS, 'imap', socket, secure);
     this.assembler = this.newAssembler();
   }
 
@@ -186,6 +185,5 @@ function clientIdName(list: ImapArg | undefined): string | undefined {
 }
 
 export function imapSessionFactory(ctx: FrontendContext, maxSessionsPerUser: number) {
-  const sessions = new ConnectionCounter(maxSessionsPerUser);
-  return (socket: Socket, secure: boolean) => new ImapSession(ctx, sessions, socket, secure).start();
+  return (socket: Socket, secure: boolean) => new ImapSession(ctx, maxSessionsPerUser, socket, secure).start();
 }

@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
 import type { FrontendContext } from '../frontend.js';
-import { ConnectionCounter } from '../limits.js';
 import { PreauthSession, type Refusal, type SessionWords } from '../preauth-session.js';
 import { SaslExchange, saslMechanism } from '../sasl.js';
 import type { ClientInfo } from '../upstream/mail-upstream.js';
@@ -32,8 +31,8 @@ export class Pop3Session extends PreauthSession {
   private sasl: SaslExchange | null = null;
   private bad = 0;
 
-  constructor(ctx: FrontendContext, sessions: ConnectionCounter, socket: Socket, secure: boolean) {
-    super(ctx, sessions, WORDS, 'pop3', socket, secure);
+  constructor(ctx: FrontendContext, maxSessions: number, socket: Socket, secure: boolean) {
+    super(ctx, maxSessions, WORDS, 'pop3', socket, secure);
   }
 
   protected greet(): void {
@@ -117,6 +116,5 @@ export class Pop3Session extends PreauthSession {
 }
 
 export function pop3SessionFactory(ctx: FrontendContext, maxSessionsPerUser: number) {
-  const sessions = new ConnectionCounter(maxSessionsPerUser);
-  return (socket: Socket, secure: boolean) => new Pop3Session(ctx, sessions, socket, secure).start();
+  return (socket: Socket, secure: boolean) => new Pop3Session(ctx, maxSessionsPerUser, socket, secure).start();
 }
