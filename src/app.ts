@@ -18,6 +18,7 @@ import { MemoryCredentialCache, RedisCredentialCache } from './stores/credential
 import { EmbeddedStore } from './stores/embedded-store.js';
 import { MemoryLimiter } from './stores/memory-limiter.js';
 import type { SecurityKeys } from './core/security-keys.js';
+import { loadPlugins, observedAudit } from './plugins.js';
 import { MongoStore } from './stores/mongo-store.js';
 import { RedisLimiter } from './stores/redis-limiter.js';
 import { MemorySessionSlots, RedisSessionSlots } from './stores/session-slots.js';
@@ -112,6 +113,8 @@ export function coreSettings(cfg: Config): CoreSettings {
 export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger } = {}): Promise<App> {
   const clock = opts.clock ?? systemClock;
   const log = opts.log ?? createLogger(cfg.log.level);
+  // Plugins first: one that fails to load stops the start before anything is opened.
+  const plugins = await loadPlugins(cfg, log);
   const secrets = loadSecrets(dataPath(cfg, cfg.secrets.keys_file));
   const store = await openStore(cfg);
   const redis = cfg.redis.url ? redisClient(cfg.redis.url) : null;
@@ -126,7 +129,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     n.enabled ? notifyingAudit(audit, store.users, { smtpHost: n.smtp_host, smtpPort: n.smtp_port, from: n.from, hostname: cfg.server.hostname }, log) : audit;
   const core = await createCore({
     store,
-    auditStore: withNotices(metrics.countingAudit(store.audit)),
+    auditStore: observedAudit(withNotices(metrics.countingAudit(store.audit)), plugins, log),
     codeMailer: smtpCodeMailer({ smtpHost: n.smtp_host, smtpPort: n.smtp_port, from: n.from, hostname: cfg.server.hostname }),
     limiter,
     cache,

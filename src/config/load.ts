@@ -91,6 +91,7 @@ const schema = z.strictObject({
   }),
   notify: z.strictObject({ enabled: z.boolean(), smtp_host: z.string().min(1), smtp_port: port, from: z.string().min(3) }),
   nginx: z.strictObject({ enabled: z.boolean(), allow: z.array(cidr) }),
+  plugins: z.strictObject({ load: z.array(z.string().min(1)) }),
   upstream: z.strictObject({
     host: z.string().min(1),
     imap_port: port,

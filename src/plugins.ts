@@ -1,0 +1,55 @@
+// Plugins: modules named in [plugins] load, each exporting a default function that receives
+// the API below and registers what it adds (an audit sink, a notification transport, ...).
+// The boundary is small on purpose: plugins see events and configuration, never secrets,
+// and cannot change a decision.
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Config } from './config/load.js';
+import { PosternError } from './core/errors.js';
+import type { AuditStore } from './core/ports.js';
+import type { AuditEvent } from './core/types.js';
+import type { Logger } from './log.js';
+
+export type AuditObserver = (e: AuditEvent) => void | Promise<void>;
+
+export interface PluginApi {
+  config: Readonly<Config>;
+  log: Logger;
+  /** Called after each audit event is stored. Its failures are logged and go no further. */
+  onAuditEvent(fn: AuditObserver): void;
+}
+
+export type Plugin = (api: PluginApi) => void | Promise<void>;
+
+/** Loads the configured plugins (paths relative to the working directory); returns their audit observers. */
+export async function loadPlugins(cfg: Config, log: Logger): Promise<AuditObserver[]> {
+  const observers: AuditObserver[] = [];
+  for (const path of cfg.plugins.load) {
+    let plugin: unknown;
+    try {
+      plugin = ((await import(pathToFileURL(resolve(path)).href)) as { default?: unknown }).default;
+    } catch (err) {
+      throw new PosternError('config_invalid', `invalid configuration:\n  plugins.load: cannot load ${path}: ${(err as Error).message}`);
+    }
+    if (typeof plugin !== 'function') throw new PosternError('config_invalid', `invalid configuration:\n  plugins.load: ${path} has no default export function`);
+    await (plugin as Plugin)({ config: cfg, log: log.child({ plugin: path }), onAuditEvent: (fn) => observers.push(fn) });
+  }
+  return observers;
+}
+
+/** An audit store that tells the observers of each event once it is stored. */
+export function observedAudit(store: AuditStore, observers: AuditObserver[], log: Logger): AuditStore {
+  if (!observers.length) return store;
+  return {
+    append: async (event, expiresAt) => {
+      await store.append(event, expiresAt);
+      for (const fn of observers) {
+        Promise.resolve()
+          .then(() => fn(event))
+          .catch((err: Error) => log.warn({ err: err.message, action: event.action }, 'plugin failed on an audit event'));
+      }
+    },
+    query: (q, now) => store.query(q, now),
+    purgeExpired: (now) => store.purgeExpired(now),
+  };
+}
