@@ -29,6 +29,18 @@ async function newest(user: string, mailbox = 'INBOX'): Promise<string> {
 
 const gpgDecrypt = (stored: string) => alice.decrypt(stored);
 
+/** A raw IMAP session logged in as alice (encryption on), for what no client library sends. */
+async function aliceRaw(): Promise<RawClient> {
+  const c = await RawClient.open(gw.ports.imap);
+  await c.until(/^\* OK/);
+  c.write(`a LOGIN alice ${PW}\r\n`);
+  const answer = await c.until(/^a /);
+  expect(answer).toMatch(/^a OK/m);
+  // COMPRESS is not offered when the session is read after login.
+  expect(answer).not.toMatch(/COMPRESS=/);
+  return c;
+}
+
 beforeAll(async () => {
   gw = await startGateway({ env: { POSTERN_IMAP__MAX_APPEND_SIZE: '3000000', POSTERN_IMAP__MAX_APPEND_TOTAL: '4000000' } });
   await gw.addUser('alice', PW);
@@ -118,11 +130,8 @@ print(json.dumps([typ, data[0].decode()]))`);
     const pre = await openpgp.encrypt({ message: await openpgp.createMessage({ text: 'sealed by the client' }), encryptionKeys: await openpgp.readKey({ armoredKey: publicKey }) });
     const sealed = `Subject: client sealed\r\n\r\n${pre}`;
     const plain = draft('multi two', 'Second secret: tangerine.');
-    const c = await RawClient.open(gw.ports.imap);
+    const c = await aliceRaw();
     try {
-      await c.until(/^\* OK/);
-      c.write(`a LOGIN alice ${PW}\r\n`);
-      await c.until(/^a OK/);
       c.write('b CREATE Archive\r\n');
       await c.until(/^b /);
       c.write('c APPEND {7}\r\n');
@@ -150,11 +159,8 @@ print(json.dumps([typ, data[0].decode()]))`);
 
   it('refuses oversized uploads with [TOOBIG] and COMPRESS with [CANNOT], and the session goes on', async () => {
     const big = draft('big', 'x'.repeat(3_100_000));
-    const c = await RawClient.open(gw.ports.imap);
+    const c = await aliceRaw();
     try {
-      await c.until(/^\* OK/);
-      c.write(`a LOGIN alice ${PW}\r\n`);
-      expect(await c.until(/^a /)).not.toMatch(/COMPRESS=/);
       c.write(`b APPEND INBOX {${big.length}}\r\n`);
       expect(await c.until(/^b /)).toMatch(/^b NO \[TOOBIG\]/m);
       c.write(`c APPEND INBOX {${big.length}+}\r\n${big}\r\n`);
@@ -177,10 +183,9 @@ print(json.dumps([typ, data[0].decode()]))`);
   });
 
   it('puts its go-ahead for an upload between the upstream answers, never inside a FETCH literal', async () => {
-    const c = await RawClient.open(gw.ports.imap);
+    const c = await aliceRaw();
     try {
-      await c.until(/^\* OK/);
-      c.write(`a LOGIN alice ${PW}\r\nb0 CREATE Bulk\r\n`);
+      c.write('b0 CREATE Bulk\r\n');
       await c.until(/^b0 /);
       for (const tag of ['b', 'c', 'd', 'e']) {
         const big = draft(`bulk ${tag}`, `${tag}`.repeat(2_500_000));
@@ -217,11 +222,8 @@ print(json.dumps([typ, data[0].decode()]))`);
   });
 
   it("passes other commands' literals on after the upstream's go-ahead, and stays in step when it refuses one", async () => {
-    const c = await RawClient.open(gw.ports.imap);
+    const c = await aliceRaw();
     try {
-      await c.until(/^\* OK/);
-      c.write(`a LOGIN alice ${PW}\r\n`);
-      await c.until(/^a OK/);
       c.write('b SELECT {5}\r\n');
       await c.until(/^\+/);
       c.write('INBOX\r\n');
@@ -241,16 +243,9 @@ print(json.dumps([typ, data[0].decode()]))`);
   });
 
   it('holds a bounded total of uploads across sessions: past it, a temporary refusal the client can retry', async () => {
-    const login = async () => {
-      const c = await RawClient.open(gw.ports.imap);
-      await c.until(/^\* OK/);
-      c.write(`a LOGIN alice ${PW}\r\n`);
-      await c.until(/^a OK/);
-      return c;
-    };
     const msg = draft('budget', 'b'.repeat(2_500_000));
-    const first = await login();
-    const second = await login();
+    const first = await aliceRaw();
+    const second = await aliceRaw();
     try {
       first.write(`b APPEND INBOX {${msg.length}}\r\n`);
       await first.until(/^\+/);
@@ -270,12 +265,9 @@ print(json.dumps([typ, data[0].decode()]))`);
   });
 
   it('reads an upload that arrives one byte at a time, markers and line ends split', async () => {
-    const c = await RawClient.open(gw.ports.imap);
+    const c = await aliceRaw();
     c.socket.setNoDelay(true);
     try {
-      await c.until(/^\* OK/);
-      c.write(`a LOGIN alice ${PW}\r\n`);
-      await c.until(/^a OK/);
       const msg = draft('trickle', 'Sent slowly: quince.');
       const bytes = `b APPEND INBOX (\\Seen) {${msg.length}+}\r\n${msg}\r\nc NOOP\r\n`;
       for (const ch of bytes) {
