@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { ImapFlow } from 'imapflow';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -284,6 +285,23 @@ print(json.dumps([typ, data[0].decode()]))`);
     expect(stored).toContain('Subject: trickle');
     expect(stored).not.toContain('quince');
     expect(gpgDecrypt(stored)).toContain('Sent slowly: quince.');
+  });
+
+  it('survives garbage after login in a session it reads, stays in step, and keeps serving', async () => {
+    const random = await aliceRaw();
+    random.write(randomBytes(8192).toString('binary'));
+    random.close();
+    // A literal after a tag the upstream cannot read: it answers "* BAD" instead of a go-ahead.
+    for (const junk of ['x APPEND INBOX {9999999999}\r\n', 'y APPEND\r\n{12}\r\n)))(((\r\n', '\0\0\0\r\n~{5+}\r\nabc\r\n']) {
+      const c = await aliceRaw();
+      c.write(`${junk}\r\nz NOOP\r\n`);
+      expect(await c.until(/^z /)).toMatch(/^z OK/m);
+      c.close();
+    }
+    const c = await aliceRaw();
+    c.write('n NOOP\r\n');
+    expect(await c.until(/^n /)).toMatch(/^n OK/m);
+    c.close();
   });
 
   it('leaves uploads of a user without encryption in clear', async () => {

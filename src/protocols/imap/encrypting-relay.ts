@@ -24,6 +24,8 @@ const MAX_COMMAND_LINE = 1024 * 1024;
 const MAX_HELD_LINE = 64 * 1024;
 const LF = 0x0a;
 const RESPONSE_LITERAL = /\{(\d{1,10})\}\r?\n$/;
+/** How long the upstream may take to answer a literal before the session is given up. */
+const GO_AHEAD_TIMEOUT_MS = 30_000;
 const COMMAND_LITERAL = /(~?)\{(\d{1,10})(\+?)\}\r?\n$/;
 
 /**
@@ -41,7 +43,11 @@ class ResponseStream {
   private injections: string[] = [];
   private waiter: { tag: string; passOn: boolean; resolve: (go: boolean) => void } | null = null;
 
-  constructor(private readonly write: (b: Buffer | string) => void) {}
+  constructor(
+    private readonly write: (b: Buffer | string) => void,
+    /** Called when the upstream neither accepts nor refuses a literal in time. */
+    private readonly onStuck: () => void,
+  ) {}
 
   /** Sends a line of postern's own to the client between two upstream responses. */
   inject(line: string): void {
@@ -56,7 +62,15 @@ class ResponseStream {
    */
   continuation(tag: string, passOn = false): Promise<boolean> {
     return new Promise((resolve) => {
-      this.waiter = { tag, passOn, resolve };
+      const timer = setTimeout(() => {
+        this.settle(false);
+        this.onStuck();
+      }, GO_AHEAD_TIMEOUT_MS);
+      const done = (go: boolean) => {
+        clearTimeout(timer);
+        resolve(go);
+      };
+      this.waiter = { tag, passOn, resolve: done };
     });
   }
 
@@ -111,7 +125,9 @@ class ResponseStream {
         this.settle(true);
       } else {
         this.write(line);
-        if (this.waiter && line.toString('latin1').startsWith(`${this.waiter.tag} `)) this.settle(false);
+        // An untagged BAD answers a command whose tag the upstream could not read.
+        const text = line.toString('latin1');
+        if (this.waiter && (text.startsWith(`${this.waiter.tag} `) || /^\* BAD /i.test(text))) this.settle(false);
       }
     }
     if (literal) {
@@ -357,15 +373,21 @@ export function spliceEncrypting(client: Socket, up: UpstreamSession, clientPend
   let sealing = false;
   const readClient = () => (upstreamFull || sealing ? client.pause() : client.resume());
   let clientFull = false;
-  const responses = new ResponseStream((b) => {
-    if (client.write(b) || clientFull) return;
-    clientFull = true;
-    upstream.pause();
-    client.once('drain', () => {
-      clientFull = false;
-      upstream.resume();
-    });
-  });
+  const responses = new ResponseStream(
+    (b) => {
+      if (client.write(b) || clientFull) return;
+      clientFull = true;
+      upstream.pause();
+      client.once('drain', () => {
+        clientFull = false;
+        upstream.resume();
+      });
+    },
+    () => {
+      client.write('* BYE The mail server did not answer, try again.\r\n');
+      close();
+    },
+  );
   const toUpstream = (b: Buffer | string) => {
     if (upstream.write(b) || upstreamFull) return;
     upstreamFull = true;
