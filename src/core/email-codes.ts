@@ -6,7 +6,7 @@ import type { ChallengeStore } from './ports.js';
 import type { User } from './types.js';
 
 /** Operations that need an emailed code when the `email_codes` feature is on (B5). */
-export type CodePurpose = 'sign_in' | 'asp' | 'token' | 'disable_2fa';
+export type CodePurpose = 'sign_in' | 'asp' | 'token' | 'disable_2fa' | 'delete_account';
 
 export interface CodeMailer {
   sendCode(to: string, code: string, purpose: CodePurpose): Promise<void>;

@@ -48,6 +48,7 @@ const PURPOSES: Record<CodePurpose, string> = {
   asp: 'create an application-specific password',
   token: 'create an API token',
   disable_2fa: 'turn off two-factor authentication',
+  delete_account: 'delete your account',
 };
 
 /** Sends emailed verification codes (B5) through the same SMTP server as the notices. */

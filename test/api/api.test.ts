@@ -344,6 +344,20 @@ describe('web API over HTTP', () => {
     expect(text).not.toMatch(/alice|carl|pss_|pat_/);
   });
 
+  it('lets a user delete their own account with the password, and then nothing of it opens', async () => {
+    await call('POST', '/api/v1/users', { token: admin, body: { username: 'zoe', password: PW } });
+    const zoe = await tokenOf('zoe', PW);
+    const { password: asp } = (await call('POST', '/api/v1/me/asps', { token: zoe, body: { scopes: ['imap'] } })).json;
+    expect((await call('DELETE', '/api/v1/me', { token: zoe, body: { password: 'Wrong-pass-1!' } })).json.code).toBe('invalid_credentials');
+    expect((await call('DELETE', '/api/v1/me', { token: zoe, body: { password: PW } })).status).toBe(204);
+    expect((await call('GET', '/api/v1/me', { token: zoe })).status).toBe(401);
+    expect((await signIn('zoe', PW)).json.code).toBe('invalid_credentials');
+    expect(await app.auth.authenticate({ username: 'zoe', secret: asp, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: false });
+    const audit = await call('GET', '/api/v1/audit?action=user.delete', { token: admin });
+    expect(audit.json.events[0]).toMatchObject({ username: 'zoe', actor: 'zoe' });
+    expect((await call('DELETE', '/api/v1/me', { token: admin, body: { password: PW } })).status).toBe(403);
+  });
+
   it('answers 503, not 401, when the store is down', async () => {
     const users = app.store.users;
     const original = users.findByName.bind(users);

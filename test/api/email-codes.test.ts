@@ -97,4 +97,18 @@ describe('emailed verification codes (B5, B6)', () => {
     const made = await call('POST', '/tokens', { role: 'auditor', emailCode: code }, token);
     expect(made.status).toBe(201);
   });
+
+  it('asks for an emailed code before a user deletes their own account', async () => {
+    await app.accounts.createUser({ name: 'admin' }, { username: 'una', password: PW, email: 'una@example.test' });
+    let seen = sink.inbox.length;
+    expect((await call('POST', '/session', { username: 'una', password: PW })).json.code).toBe('email_code_required');
+    const una = (await call('POST', '/session', { username: 'una', password: PW, emailCode: await nextCode(seen) })).json.token as string;
+    const refused = await call('DELETE', '/me', { password: PW }, una);
+    expect(refused.status).toBe(403);
+    expect(refused.json.code).toBe('email_code_required');
+    seen = sink.inbox.length;
+    expect((await call('POST', '/me/email-code', { purpose: 'delete_account' }, una)).status).toBe(202);
+    expect((await call('DELETE', '/me', { password: PW, emailCode: await nextCode(seen) }, una)).status).toBe(204);
+    await expect(app.accounts.get('una')).rejects.toMatchObject({ code: 'not_found' });
+  });
 });

@@ -27,6 +27,38 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
 
     r.get('/me', { schema: { tags: ['me'], summary: 'My account', response: { 200: userSchema, ...errors(401, 403) } } }, async (req) => userView(me(req)));
 
+    r.delete<{ Body: { password: string; totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion; emailCode?: string } }>(
+      '/me',
+      {
+        schema: {
+          tags: ['me'],
+          summary: 'Delete my account: needs the password, the second factor when 2FA is on, and an emailed code when those are on',
+          description: 'Removes the account from postern (sign-in, app passwords, keys, sessions); the mailbox on the mail server stays.',
+          body: {
+            type: 'object',
+            required: ['password'],
+            additionalProperties: false,
+            properties: {
+              password: { type: 'string', maxLength: 1024 },
+              totp: { type: 'string', pattern: '^[0-9]{6}$' },
+              recoveryCode: { type: 'string', maxLength: 64 },
+              securityKey: webauthnResponse,
+              emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
+            },
+          },
+          response: { 204: { type: 'null' }, ...errors(400, 401, 403, 429, 503) },
+        },
+      },
+      async (req, reply) => {
+        // An administrator leaving is another administrator's job, so that one always remains.
+        if (me(req).role === 'admin') throw new HttpError(403, 'forbidden', 'Administrators cannot delete their own account: ask another administrator');
+        await confirm(req, req.body.password, req.body);
+        await requireEmailCode(d, req, 'delete_account', req.body.emailCode);
+        await d.accounts.deleteUser(actor(req), me(req).username);
+        return reply.status(204).send();
+      },
+    );
+
     r.put<{ Body: { currentPassword: string; newPassword: string } }>(
       '/me/password',
       {
@@ -63,13 +95,13 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       })),
     );
 
-    r.post<{ Body: { purpose: 'asp' | 'token' | 'disable_2fa' } }>(
+    r.post<{ Body: { purpose: 'asp' | 'token' | 'disable_2fa' | 'delete_account' } }>(
       '/me/email-code',
       {
         schema: {
           tags: ['me'],
           summary: 'Email me a 6-digit code for a sensitive operation (when email codes are on)',
-          body: { type: 'object', required: ['purpose'], additionalProperties: false, properties: { purpose: { type: 'string', enum: ['asp', 'token', 'disable_2fa'] } } },
+          body: { type: 'object', required: ['purpose'], additionalProperties: false, properties: { purpose: { type: 'string', enum: ['asp', 'token', 'disable_2fa', 'delete_account'] } } },
           response: { 202: { type: 'object', properties: { sent: { type: 'boolean' } } }, ...errors(400, 401, 403, 409, 429, 503) },
         },
       },
