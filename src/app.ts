@@ -51,7 +51,7 @@ async function openStore(cfg: Config): Promise<Store> {
   const store =
     cfg.store.kind === 'mongodb'
       ? await MongoStore.connect(cfg.store.mongodb_url)
-      : new EmbeddedStore(dataPath(cfg, cfg.store.path));
+      : new EmbeddedStore(dataPath(cfg, cfg.store.path), { sync: cfg.store.sync });
   await store.init();
   return store;
 }

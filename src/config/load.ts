@@ -27,6 +27,7 @@ const schema = z.strictObject({
   store: z.strictObject({
     kind: z.enum(['embedded', 'mongodb']),
     path: z.string().min(1),
+    sync: z.enum(['normal', 'full']),
     mongodb_url: z.string().regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// or mongodb+srv:// URL'),
   }),
   redis: z.strictObject({ url: z.union([z.literal(''), z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss://')]) }),
