@@ -10,6 +10,21 @@ import { secondFactorOf } from './session.js';
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 
+/** What a drastic change of one's own account needs: the password, a second factor, an emailed code. */
+type Confirmation = { password: string; totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion; emailCode?: string };
+const confirmationBody = {
+  type: 'object',
+  required: ['password'],
+  additionalProperties: false,
+  properties: {
+    password: { type: 'string', maxLength: 1024 },
+    totp: { type: 'string', pattern: '^[0-9]{6}$' },
+    recoveryCode: { type: 'string', maxLength: 64 },
+    securityKey: webauthnResponse,
+    emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
+  },
+} as const;
+
 /** Self-service for the signed-in user's own account. */
 export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
   const me = (req: FastifyRequest) => sessionOf(req).user;
@@ -27,25 +42,14 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
 
     r.get('/me', { schema: { tags: ['me'], summary: 'My account', response: { 200: userSchema, ...errors(401, 403) } } }, async (req) => userView(me(req)));
 
-    r.delete<{ Body: { password: string; totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion; emailCode?: string } }>(
+    r.delete<{ Body: Confirmation }>(
       '/me',
       {
         schema: {
           tags: ['me'],
           summary: 'Delete my account: needs the password, the second factor when 2FA is on, and an emailed code when those are on',
           description: 'Removes the account from postern (sign-in, app passwords, keys, sessions); the mailbox on the mail server stays.',
-          body: {
-            type: 'object',
-            required: ['password'],
-            additionalProperties: false,
-            properties: {
-              password: { type: 'string', maxLength: 1024 },
-              totp: { type: 'string', pattern: '^[0-9]{6}$' },
-              recoveryCode: { type: 'string', maxLength: 64 },
-              securityKey: webauthnResponse,
-              emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
-            },
-          },
+          body: confirmationBody,
           response: { 204: { type: 'null' }, ...errors(400, 401, 403, 429, 503) },
         },
       },
@@ -184,24 +188,13 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req) => d.accounts.confirmTotp(actor(req), me(req).username, req.body.code),
     );
 
-    r.post<{ Body: { password: string; totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion; emailCode?: string } }>(
+    r.post<{ Body: Confirmation }>(
       '/me/totp/disable',
       {
         schema: {
           tags: ['second factor'],
           summary: 'Turn my second factors off: needs the password and a second factor',
-          body: {
-            type: 'object',
-            required: ['password'],
-            additionalProperties: false,
-            properties: {
-              password: { type: 'string', maxLength: 1024 },
-              totp: { type: 'string', pattern: '^[0-9]{6}$' },
-              recoveryCode: { type: 'string', maxLength: 64 },
-              securityKey: webauthnResponse,
-              emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
-            },
-          },
+          body: confirmationBody,
           response: { 204: { type: 'null' }, ...errors(400, 401, 403, 429, 503) },
         },
       },
