@@ -56,6 +56,8 @@ const MESSAGES: Record<AuthFailReason, string> = {
   temporary_failure: 'Temporary failure, try again later',
 };
 
+const LAST_USE_PRECISION_MS = 60_000;
+
 /** Longer secrets are refused before hashing: nobody's password is this long. */
 const MAX_SECRET_LENGTH = 1024;
 
@@ -142,7 +144,7 @@ export class Authenticator {
     await this.d.windows.succeeded(username);
     if (!cached && cacheKey) await this.remember(cacheKey, match);
     if (!cached && match.kind === 'password') await this.upgradeHash(user, req.secret);
-    if (match.kind === 'asp') {
+    if (match.kind === 'asp' && this.lastUseIsStale(match.asp, req)) {
       await this.d.store.asps.recordUse(match.asp.id, { time: this.d.clock.now(), ip: req.ip, protocol: req.protocol });
     }
     return { result, user, aspId };
@@ -284,6 +286,16 @@ export class Authenticator {
       await this.d.audit.record({ action: 'recovery.use', result: 'success', userId: user.id, username: user.username });
     }
     return used;
+  }
+
+  /**
+   * Last use is kept to the minute: a client reconnecting from the same address over the same
+   * protocol does not cost a disk write per login (the audit trail has every login anyway).
+   */
+  private lastUseIsStale(asp: Asp, req: AuthRequest): boolean {
+    const last = asp.lastUse;
+    if (!last || last.ip !== req.ip || last.protocol !== req.protocol) return true;
+    return this.d.clock.now().getTime() - last.time.getTime() >= LAST_USE_PRECISION_MS;
   }
 
   private fingerprint(username: string, secret: string): string {

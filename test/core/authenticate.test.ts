@@ -73,6 +73,16 @@ describe('scopes (A2, A3)', () => {
     await c.auth.authenticate(req('alice', password, 'smtp', '198.51.100.7'));
     const [stored] = await c.accounts.listAsps('alice');
     expect(stored).toMatchObject({ id: asp.id, lastUse: { ip: '198.51.100.7', protocol: 'smtp' } });
+    const first = stored!.lastUse!.time;
+    // To the minute: a reconnect from the same place does not rewrite it, a new address does.
+    c.clock.advance(30_000);
+    await c.auth.authenticate(req('alice', password, 'smtp', '198.51.100.7'));
+    expect((await c.accounts.listAsps('alice'))[0]!.lastUse!.time).toEqual(first);
+    await c.auth.authenticate(req('alice', password, 'smtp', '198.51.100.8'));
+    expect((await c.accounts.listAsps('alice'))[0]!.lastUse).toMatchObject({ ip: '198.51.100.8', time: c.clock.now() });
+    c.clock.advance(60_000);
+    await c.auth.authenticate(req('alice', password, 'smtp', '198.51.100.8'));
+    expect((await c.accounts.listAsps('alice'))[0]!.lastUse!.time).toEqual(c.clock.now());
   });
 
   it('refuses a disabled account even with the right password', async () => {
