@@ -218,18 +218,43 @@ class EmbeddedRecoveryCodes implements RecoveryCodeStore {
   }
 }
 
+type PendingEvent = { event: AuditEvent; expiresAt: Date; done: (err?: unknown) => void };
+
 class EmbeddedAudit implements AuditStore {
+  private pending: PendingEvent[] = [];
+
   constructor(private readonly db: Database.Database) {}
 
+  /**
+   * Events that arrive together are written in one transaction (one disk sync for all of
+   * them, not one each); every caller still waits until its own event is stored.
+   */
   append(event: AuditEvent, expiresAt: Date): Promise<void> {
-    return guard('audit', () => {
-      const { id: _id, ...doc } = event;
-      this.db
-        .prepare(
-          'INSERT INTO audit (time, expires_at, action, result, username, ip, protocol, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-        )
-        .run(event.time.getTime(), expiresAt.getTime(), event.action, event.result, event.username, event.ip, event.protocol, toJson(doc));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ event, expiresAt, done: (err) => (err ? reject(err) : resolve()) });
+      if (this.pending.length === 1) setImmediate(() => this.flush());
     });
+  }
+
+  /** Writes what is waiting now (before the database closes). */
+  flush(): void {
+    if (!this.pending.length) return;
+    const batch = this.pending;
+    this.pending = [];
+    guard('audit', () =>
+      this.db.transaction(() => {
+        const insert = this.db.prepare(
+          'INSERT INTO audit (time, expires_at, action, result, username, ip, protocol, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        );
+        for (const { event, expiresAt } of batch) {
+          const { id: _id, ...doc } = event;
+          insert.run(event.time.getTime(), expiresAt.getTime(), event.action, event.result, event.username, event.ip, event.protocol, toJson(doc));
+        }
+      })(),
+    ).then(
+      () => batch.forEach((p) => p.done()),
+      (err: unknown) => batch.forEach((p) => p.done(err)),
+    );
   }
 
   query(q: AuditQuery, now: Date): Promise<AuditPage> {
@@ -548,6 +573,7 @@ export class EmbeddedStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.audit.flush();
     this.db.close();
   }
 }
