@@ -17,6 +17,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly encryptions = new Counter({
+    name: 'postern_pgp_encryptions_total',
+    help: 'Messages encrypted to a user key before they are stored (LMTP delivery, IMAP uploads, Sent copies)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
   constructor(hashQueue: () => number) {
     collectDefaultMetrics({ register: this.registry, prefix: 'postern_' });
     new Gauge({

@@ -55,7 +55,14 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     uploads: new ByteBudget(cfg.imap.max_append_total),
     slots: app.slots,
     onSession: (protocol, delta) => app.metrics.sessions.inc({ protocol }, delta),
-    encryptPgp: (key, data) => app.workers.encryptPgp(key, data),
+    encryptPgp: (key, data) =>
+      app.workers.encryptPgp(key, data).then(
+        (armored) => (app.metrics.encryptions.inc({ result: 'ok' }), armored),
+        (err: unknown) => {
+          app.metrics.encryptions.inc({ result: 'error' });
+          throw err;
+        },
+      ),
     pgpKeyFor: async (username) => {
       const pgp = (await app.store.users.findByName(username))?.pgp;
       return pgp?.encrypt ? pgp.publicKey : null;

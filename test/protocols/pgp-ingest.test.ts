@@ -304,6 +304,13 @@ print(json.dumps([typ, data[0].decode()]))`);
     c.close();
   });
 
+  it('counts its encryptions for Prometheus', async () => {
+    const metric = await gw.app.metrics.registry.getSingleMetricAsString('postern_pgp_encryptions_total');
+    const ok = Number(/postern_pgp_encryptions_total\{result="ok"\} (\d+)/.exec(metric)?.[1] ?? 0);
+    // The LMTP delivery, the drafts, the MULTIAPPEND, the bulk uploads and the trickled one, at least.
+    expect(ok).toBeGreaterThanOrEqual(8);
+  });
+
   it('leaves uploads of a user without encryption in clear', async () => {
     const c = imapflow('bob');
     await c.connect();
