@@ -92,7 +92,7 @@ export class RedisSessionSlots implements SessionSlots {
     try {
       await this.redis.zrem(`${this.prefix}${key}`, this.member(id));
     } catch (err) {
-      // The lease runs out on its own.
+      // Safe to ignore for callers: the slot's lease runs out on its own.
       throw temporary(err, 'Redis');
     }
   }
