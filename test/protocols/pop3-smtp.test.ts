@@ -161,6 +161,26 @@ except smtplib.SMTPAuthenticationError as e:
     expect(r.msg).toContain('5.7.8');
   });
 
+  it('drops an AUTH pipelined in clear behind STARTTLS (the STARTTLS injection class)', async () => {
+    const c = await RawClient.open(gw.ports.submission);
+    try {
+      await c.until(/^220 /);
+      c.write('EHLO client.example\r\n');
+      await c.until(/^250 /);
+      const plain = Buffer.from(`\0alice\0${smtpAsp}`).toString('base64');
+      c.write(`STARTTLS\r\nAUTH PLAIN ${plain}\r\n`);
+      await c.until(/^220 /);
+      await c.upgrade();
+      c.write('EHLO client.example\r\n');
+      await c.until(/^250 /);
+      // Had the injected AUTH been obeyed, this session could send now.
+      c.write('MAIL FROM:<alice@example.test>\r\n');
+      expect(await c.until(/^\d{3} /)).toMatch(/^530 /m);
+    } finally {
+      c.close();
+    }
+  });
+
   it('refuses to send without AUTH', async () => {
     const t = nodemailer.createTransport({ host: '127.0.0.1', port: gw.ports.submission, requireTLS: true, tls: { rejectUnauthorized: false } });
     await expect(t.sendMail({ from: 'x@example.test', to: 'bob@example.test', text: 'x' })).rejects.toMatchObject({ responseCode: 530 });
