@@ -31,8 +31,11 @@ export interface FrontendContext {
   slots: SessionSlots;
   /** Bytes of IMAP uploads held for sealing across all sessions. */
   uploads: ByteBudget;
-  /** PGP-encrypts bytes to an armored public key, off the main thread. */
-  encryptPgp: (armoredKey: string, data: Uint8Array) => Promise<string>;
+  /**
+   * A message as it is stored for a user with encryption on: PGP/MIME encrypted to the
+   * armored key off the main thread, or unchanged when it is already encrypted.
+   */
+  seal: (armoredKey: string, raw: Buffer) => Promise<Buffer>;
   /** The armored public key a user's stored mail is encrypted to, or null when encryption is off. */
   pgpKeyFor: (username: string) => Promise<string | null>;
   /** Told when a proxied session starts (+1) and ends (-1), e.g. for a metrics gauge. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { SMTPServer } from 'smtp-server';
 import { PosternError } from '../core/errors.js';
+import { sealMessage } from '../core/pgp-mime.js';
 import type { App } from '../app.js';
 import { listen, type FrontendContext, type Listening } from './frontend.js';
 import { imapSessionFactory } from './imap/imap-session.js';
@@ -55,13 +56,15 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     uploads: new ByteBudget(cfg.imap.max_append_total),
     slots: app.slots,
     onSession: (protocol, delta) => app.metrics.sessions.inc({ protocol }, delta),
-    encryptPgp: (key, data) =>
-      app.workers.encryptPgp(key, data).then(
-        (armored) => (app.metrics.encryptions.inc({ result: 'ok' }), armored),
-        (err: unknown) => {
-          app.metrics.encryptions.inc({ result: 'error' });
-          throw err;
-        },
+    seal: (key, raw) =>
+      sealMessage(raw, (inner) =>
+        app.workers.encryptPgp(key, inner).then(
+          (armored) => (app.metrics.encryptions.inc({ result: 'ok' }), armored),
+          (err: unknown) => {
+            app.metrics.encryptions.inc({ result: 'error' });
+            throw err;
+          },
+        ),
       ),
     pgpKeyFor: async (username) => {
       const pgp = (await app.store.users.findByName(username))?.pgp;

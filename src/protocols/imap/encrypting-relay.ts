@@ -426,8 +426,11 @@ export function spliceEncrypting(client: Socket, up: UpstreamSession, clientPend
   }
 }
 
-/** The capability list a client sees after login when its uploads are inspected. */
-export function withoutCompress(capabilities: string): string {
+/**
+ * The capabilities a client sees after login when its session is read: without COMPRESS
+ * (the stream could not be read) and CATENATE (parts of a message cannot be sealed).
+ */
+export function inspectableCapabilities(capabilities: string): string {
   return capabilities
     .split(' ')
     .filter((c) => !/^(COMPRESS=|CATENATE$)/i.test(c))

@@ -1,10 +1,9 @@
 import type { Socket } from 'node:net';
-import { sealMessage } from '../../core/pgp-mime.js';
 import type { FrontendContext } from '../frontend.js';
 import { PreauthSession, type Refusal, type Relay, type SessionWords } from '../preauth-session.js';
 import { SaslExchange, saslMechanism } from '../sasl.js';
 import type { ClientInfo } from '../upstream/mail-upstream.js';
-import { spliceEncrypting, withoutCompress } from './encrypting-relay.js';
+import { inspectableCapabilities, spliceEncrypting } from './encrypting-relay.js';
 import { ImapCommandAssembler, ImapSyntaxError, type ImapArg, type ImapCommand } from './imap-command.js';
 
 const BASE_CAPS = 'IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+';
@@ -67,7 +66,7 @@ export class ImapSession extends PreauthSession {
     if (key === null) return super.relayFor(username);
     const settings = {
       maxMessageSize: this.ctx.settings.maxAppendSize,
-      seal: (raw: Buffer) => sealMessage(raw, (inner) => this.ctx.encryptPgp(key, inner)),
+      seal: (raw: Buffer) => this.ctx.seal(key, raw),
       budget: this.ctx.uploads,
     };
     return (client, up, pending, onClose) => spliceEncrypting(client, up, pending, settings, onClose);
@@ -166,7 +165,7 @@ export class ImapSession extends PreauthSession {
 
   private tryLogin(tag: string, username: string, password: string): Promise<void> {
     // COMPRESS passes through only when nothing after login is read.
-    const caps = (up: { capabilities: string }) => (this.sealing ? withoutCompress(up.capabilities) : up.capabilities);
+    const caps = (up: { capabilities: string }) => (this.sealing ? inspectableCapabilities(up.capabilities) : up.capabilities);
     return this.login(username, password, (up) => `${tag} OK [CAPABILITY ${caps(up)}] Logged in`, `${tag} `);
   }
 }

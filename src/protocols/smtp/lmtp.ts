@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { isTemporary } from '../../core/errors.js';
-import { isEncrypted, sealMessage } from '../../core/pgp-mime.js';
+import { isEncrypted } from '../../core/pgp-mime.js';
 import type { Store } from '../../core/ports.js';
 import type { User } from '../../core/types.js';
 import { normalizeUsername } from '../../core/username.js';
@@ -109,7 +109,7 @@ async function sendEncrypted(
   if (!alreadyEncrypted) {
     for (const [i, key] of keys.entries()) {
       if (key === null) continue;
-      const encrypted = await sealMessage(raw, (inner) => ctx.encryptPgp(key, inner));
+      const encrypted = await ctx.seal(key, raw);
       const r = await client.send({ from: env.from, to: [env.to[i]!] }, Readable.from([encrypted]));
       replies.set(i, r.perRecipient[0]!);
     }

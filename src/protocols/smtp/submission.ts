@@ -4,7 +4,6 @@ import { isTemporary } from '../../core/errors.js';
 import type { AuthResult } from '../../core/types.js';
 import type { FrontendContext } from '../frontend.js';
 import { peerIp } from '../limits.js';
-import { sealMessage } from '../../core/pgp-mime.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
 import { readBounded } from './message.js';
 
@@ -117,7 +116,7 @@ async function saveCopy(ctx: FrontendContext, mailbox: string, session: SMTPServ
   const user = String(session.user);
   try {
     const key = await ctx.pgpKeyFor(user);
-    const copy = key ? await sealMessage(raw, (inner) => ctx.encryptPgp(key, inner)) : raw;
+    const copy = key ? await ctx.seal(key, raw) : raw;
     const client = { ip: peerIp(session.remoteAddress), port: session.remotePort ?? 0, localIp: peerIp(session.localAddress), localPort: session.localPort ?? 0, sessionId: session.id };
     await ctx.upstream.imapAppend(user, client, mailbox, copy);
   } catch (err) {
