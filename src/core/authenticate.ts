@@ -225,6 +225,7 @@ export class Authenticator {
       aspId: match.kind === 'asp' ? match.asp.id : null,
       mustChangePassword: match.kind === 'password' && user.mustChangePassword,
       mustSetUpTwoFactor: required,
+      encryptTo: user.pgp?.encrypt ? user.pgp.publicKey : null,
       notices: recommended ? [...user.notices, 'two_factor_recommended'] : user.notices,
     });
 

@@ -271,6 +271,8 @@ export type AuthResult =
       /** Mandatory 2FA is on and this account has none: it may only set it up (B3). */
       mustSetUpTwoFactor: boolean;
       notices: string[];
+      /** The armored key this account's stored mail is encrypted to, null when encryption is off (D1). */
+      encryptTo: string | null;
     }
   | {
       ok: false;

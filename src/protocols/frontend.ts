@@ -36,8 +36,6 @@ export interface FrontendContext {
    * armored key off the main thread, or unchanged when it is already encrypted.
    */
   seal: (armoredKey: string, raw: Buffer) => Promise<Buffer>;
-  /** The armored public key a user's stored mail is encrypted to, or null when encryption is off. */
-  pgpKeyFor: (username: string) => Promise<string | null>;
   /** Told when a proxied session starts (+1) and ends (-1), e.g. for a metrics gauge. */
   onSession?: (protocol: string, delta: number) => void;
 }

@@ -6,6 +6,7 @@ import { LineReader, LineTooLong } from './line-reader.js';
 import type { ClientInfo, UpstreamSession } from './upstream/mail-upstream.js';
 
 export type Refusal = Extract<AuthResult, { ok: false }>;
+export type Granted = Extract<AuthResult, { ok: true }>;
 
 /** Carries a logged-in session between client and upstream until either side closes. */
 export type Relay = (client: Socket, up: UpstreamSession, clientPending: Buffer, onClose: () => void) => void;
@@ -65,7 +66,7 @@ export abstract class PreauthSession {
   /** Opens the upstream session for an authenticated user. */
   protected abstract openUpstream(username: string, client: ClientInfo): Promise<UpstreamSession>;
   /** How the session is carried once logged in: bytes as they are, unless a protocol must look. */
-  protected async relayFor(_username: string): Promise<Relay> {
+  protected async relayFor(_login: Granted): Promise<Relay> {
     return splice;
   }
 
@@ -195,7 +196,7 @@ export abstract class PreauthSession {
     if (!taken) return this.send(`${prefix}${this.words.tooManySessions}`);
     const release = once(() => void this.ctx.slots.release(slot, this.id).catch(() => undefined));
     try {
-      const relay = await this.relayFor(result.username);
+      const relay = await this.relayFor(result);
       const up = await this.openUpstream(result.username, clientInfo(this.socket, this.id));
       if (this.done) {
         up.socket.destroy();

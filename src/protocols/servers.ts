@@ -66,10 +66,6 @@ export async function startListeners(app: App): Promise<RunningListeners> {
           },
         ),
       ),
-    pgpKeyFor: async (username) => {
-      const pgp = (await app.store.users.findByName(username))?.pgp;
-      return pgp?.encrypt ? pgp.publicKey : null;
-    },
     upstream: new MailUpstream({
       host: up.host,
       imapPort: up.imap_port,

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { FrontendContext } from '../frontend.js';
-import { PreauthSession, type Refusal, type Relay, type SessionWords } from '../preauth-session.js';
+import { PreauthSession, type Granted, type Refusal, type Relay, type SessionWords } from '../preauth-session.js';
 import { SaslExchange, saslMechanism } from '../sasl.js';
 import type { ClientInfo } from '../upstream/mail-upstream.js';
 import { inspectableCapabilities, spliceEncrypting } from './encrypting-relay.js';
@@ -60,10 +60,10 @@ export class ImapSession extends PreauthSession {
     return this.ctx.upstream.imap(username, client);
   }
 
-  protected override async relayFor(username: string): Promise<Relay> {
-    const key = await this.ctx.pgpKeyFor(username);
+  protected override async relayFor(login: Granted): Promise<Relay> {
+    const key = login.encryptTo;
     this.sealing = key !== null;
-    if (key === null) return super.relayFor(username);
+    if (key === null) return super.relayFor(login);
     const settings = {
       maxMessageSize: this.ctx.settings.maxAppendSize,
       seal: (raw: Buffer) => this.ctx.seal(key, raw),

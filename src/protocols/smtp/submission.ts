@@ -16,6 +16,10 @@ export interface SubmissionSettings {
   saveSent: string;
 }
 
+/** Who logged in on a submission session (smtp-server keeps it as session.user). */
+type SubmitUser = { username: string; encryptTo: string | null };
+const userOf = (session: SMTPServerSession) => session.user as unknown as SubmitUser;
+
 export type SmtpError = Error & { responseCode?: number };
 export const smtpError = (code: number, message: string): SmtpError => Object.assign(new Error(message), { responseCode: code });
 
@@ -53,7 +57,7 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
       }
       ctx.auth
         .authenticate({ username: auth.username ?? '', secret: auth.password ?? '', scope: 'smtp', ip, protocol: 'smtp', sessionId: session.id })
-        .then((r) => (r.ok ? cb(null, { user: r.username }) : cb(smtpRefusal(r))))
+        .then((r) => (r.ok ? cb(null, { user: { username: r.username, encryptTo: r.encryptTo } satisfies SubmitUser }) : cb(smtpRefusal(r))))
         .catch((err: Error) => cb(smtpError(454, `4.7.0 ${err.message}`)));
     },
     onRcptTo(_addr, session, cb) {
@@ -85,7 +89,7 @@ async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPS
     client = await SmtpClient.open(ep, { lmtp: false, heloName: ctx.settings.hostname });
     if (s.identity === 'xclient') {
       await client.xclient(
-        { LOGIN: String(session.user), ADDR: peerIp(session.remoteAddress), NAME: '[UNAVAILABLE]', PROTO: 'ESMTP', HELO: session.hostNameAppearsAs || 'unknown' },
+        { LOGIN: userOf(session).username, ADDR: peerIp(session.remoteAddress), NAME: '[UNAVAILABLE]', PROTO: 'ESMTP', HELO: session.hostNameAppearsAs || 'unknown' },
         ctx.settings.hostname,
       );
     }
@@ -113,10 +117,9 @@ async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPS
  * The message has gone out already: a failure here is logged, never a reason to send again.
  */
 async function saveCopy(ctx: FrontendContext, mailbox: string, session: SMTPServerSession, raw: Buffer): Promise<void> {
-  const user = String(session.user);
+  const { username: user, encryptTo } = userOf(session);
   try {
-    const key = await ctx.pgpKeyFor(user);
-    const copy = key ? await ctx.seal(key, raw) : raw;
+    const copy = encryptTo ? await ctx.seal(encryptTo, raw) : raw;
     const client = { ip: peerIp(session.remoteAddress), port: session.remotePort ?? 0, localIp: peerIp(session.localAddress), localPort: session.localPort ?? 0, sessionId: session.id };
     await ctx.upstream.imapAppend(user, client, mailbox, copy);
   } catch (err) {
