@@ -8,7 +8,7 @@ import { RateWindows, type LimitSettings } from './rate-windows.js';
 import { EmailCodes, type CodeMailer, type EmailCodeSettings } from './email-codes.js';
 import { Policy, type FeatureDefaults } from './policy.js';
 import { SecretBox } from './secret-box.js';
-import { SecurityKeys, checkSecurityKeySettings, type SecurityKeySettings } from './security-keys.js';
+import { SecurityKeys, type SecurityKeySettings } from './security-keys.js';
 import { WebSessions, type WebSessionSettings } from './web-sessions.js';
 
 export interface CoreSettings {
@@ -62,7 +62,7 @@ export async function createCore(d: CoreDeps): Promise<Core> {
     challenges: d.store.challenges,
     clock: d.clock,
     serverKey: d.keys.hmac,
-    settings: checkSecurityKeySettings(d.settings.securityKeys),
+    settings: d.settings.securityKeys,
   });
   const auth = new Authenticator({
     ...common,

@@ -12,13 +12,12 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import type { Clock } from './clock.js';
-import { invalid } from './errors.js';
 import { keyedHash } from './keyed-hash.js';
 import type { ChallengeStore, NewSecurityKey, SecurityKeyStore } from './ports.js';
 import type { SecurityKeyAssertion, User, WebAuthnCredential } from './types.js';
 
 export interface SecurityKeySettings {
-  /** The relying party id: the host name of the account page (no port, no scheme). */
+  /** The relying party id: the host name of the account page (no port, no scheme; checked with the configuration). */
   rpId: string;
   rpName: string;
   /** Origins the page is served from, e.g. https://mail.example.org. */
@@ -158,10 +157,4 @@ export class SecurityKeys {
   private async spend(user: User, ceremony: Ceremony): Promise<boolean> {
     return (await this.d.challenges.spendTry(this.key(user, ceremony))) === 0;
   }
-}
-
-/** The relying party settings are checked at start: WebAuthn refuses IP addresses as ids. */
-export function checkSecurityKeySettings(s: SecurityKeySettings): SecurityKeySettings {
-  if (/^[\d.]+$|:/.test(s.rpId)) throw invalid(`webauthn.rp_id must be a host name, not "${s.rpId}"`);
-  return s;
 }
