@@ -113,14 +113,20 @@ const $ = (id) => document.getElementById(id);
 const say = (text) => { $('message').textContent = text || ''; };
 const cell = (text) => { const td = document.createElement('td'); td.textContent = text == null ? '' : String(text); return td; };
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : '-');
-const removeButton = (label, path) => {
-  const td = document.createElement('td');
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.textContent = label;
-  b.onclick = () => api(path, { method: 'DELETE' }).then(refresh, (e) => say(e.message));
-  td.appendChild(b);
-  return td;
+/** A table row of texts, with a button that deletes path when removal is given. */
+const row = (texts, removal) => {
+  const tr = document.createElement('tr');
+  texts.forEach((t) => tr.appendChild(cell(t)));
+  if (removal) {
+    const td = document.createElement('td');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = removal.label;
+    b.onclick = () => api(removal.path, { method: 'DELETE' }).then(refresh, (e) => say(e.message));
+    td.appendChild(b);
+    tr.appendChild(td);
+  }
+  return tr;
 };
 const showRecoveryCodes = (codes) => {
   $('recovery-codes').textContent = codes.join('\\n');
@@ -134,35 +140,21 @@ async function refresh() {
   $('who').textContent = me.username;
   $('twofactor').textContent = me.twoFactor ? 'on' : 'off';
   $('pgp-status').textContent = me.pgp ? me.pgp.fingerprint + (me.pgp.encrypt ? ' (new mail stored encrypted)' : ' (mail stored in clear)') : 'none';
-  const devices = await api('/me/devices').catch(() => []);
-  $('devices').replaceChildren(...devices.map((d) => {
-    const tr = document.createElement('tr');
-    [d.label, when(d.createdAt), when(d.expiresAt)].forEach((t) => tr.appendChild(cell(t)));
-    tr.appendChild(removeButton('Remove', '/me/devices/' + d.id));
-    return tr;
-  }));
-  const asps = await api('/me/asps').catch(() => []);
-  const rows = asps.map((a) => {
-    const tr = document.createElement('tr');
-    [a.description || '(no description)', a.scopes.join(', '), when(a.createdAt), a.lastUse ? when(a.lastUse.time) + ' ' + (a.lastUse.protocol || '') : 'never']
-      .forEach((t) => tr.appendChild(cell(t)));
-    tr.appendChild(removeButton('Revoke', '/me/asps/' + a.id));
-    return tr;
-  });
-  $('asps').replaceChildren(...rows);
-  const keys = await api('/me/security-keys').catch(() => []);
-  $('keys-list').replaceChildren(...keys.map((k) => {
-    const tr = document.createElement('tr');
-    [k.label, when(k.createdAt), when(k.lastUsedAt)].forEach((t) => tr.appendChild(cell(t)));
-    tr.appendChild(removeButton('Remove', '/me/security-keys/' + k.id));
-    return tr;
-  }));
-  const history = await api('/me/history?limit=20').catch(() => ({ events: [] }));
-  $('history').replaceChildren(...history.events.map((e) => {
-    const tr = document.createElement('tr');
-    [when(e.time), e.action + (e.protocol ? ' (' + e.protocol + ')' : ''), e.result + (e.reason ? ': ' + e.reason : ''), e.ip].forEach((t) => tr.appendChild(cell(t)));
-    return tr;
-  }));
+  const [devices, asps, keys, history] = await Promise.all([
+    api('/me/devices').catch(() => []),
+    api('/me/asps').catch(() => []),
+    api('/me/security-keys').catch(() => []),
+    api('/me/history?limit=20').catch(() => ({ events: [] })),
+  ]);
+  $('devices').replaceChildren(...devices.map((d) => row([d.label, when(d.createdAt), when(d.expiresAt)], { label: 'Remove', path: '/me/devices/' + d.id })));
+  $('asps').replaceChildren(...asps.map((a) => row(
+    [a.description || '(no description)', a.scopes.join(', '), when(a.createdAt), a.lastUse ? when(a.lastUse.time) + ' ' + (a.lastUse.protocol || '') : 'never'],
+    { label: 'Revoke', path: '/me/asps/' + a.id },
+  )));
+  $('keys-list').replaceChildren(...keys.map((k) => row([k.label, when(k.createdAt), when(k.lastUsedAt)], { label: 'Remove', path: '/me/security-keys/' + k.id })));
+  $('history').replaceChildren(...history.events.map((e) => row(
+    [when(e.time), e.action + (e.protocol ? ' (' + e.protocol + ')' : ''), e.result + (e.reason ? ': ' + e.reason : ''), e.ip],
+  )));
 }
 
 $('signin').onsubmit = async (ev) => {
