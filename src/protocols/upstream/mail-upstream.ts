@@ -94,27 +94,30 @@ export class MailUpstream {
   }
 
   /**
-   * Stores a message in one of the user's mailboxes (e.g. a copy of submitted mail in Sent),
-   * creating the mailbox when the upstream says it does not exist yet.
+   * Stores a message, marked seen, in one of the user's mailboxes (e.g. a copy of submitted
+   * mail in Sent), creating the mailbox when the upstream says it does not exist yet.
    */
-  async imapAppend(username: string, client: ClientInfo, mailbox: string, message: Buffer, flags = '(\\Seen)'): Promise<void> {
+  async imapAppend(username: string, client: ClientInfo, mailbox: string, message: Buffer): Promise<void> {
     const { conn } = await this.imapLogin(username, client);
+    let tag = 'S1';
+    const append = () => {
+      conn.write(`${tag} APPEND ${imapQuote(mailbox)} (\\Seen) {${message.length}}\r\n`);
+      return this.imapGoAhead(conn, tag);
+    };
     try {
-      for (const tag of ['S1', 'S3']) {
-        conn.write(`${tag} APPEND ${imapQuote(mailbox)} ${flags} {${message.length}}\r\n`);
-        const go = await this.imapGoAhead(conn, tag);
-        if (go.startsWith('+')) {
-          conn.write(message);
-          conn.write('\r\n');
-          const { tagged } = await this.imapTagged(conn, tag);
-          if (!new RegExp(`^${tag} OK`, 'i').test(tagged)) throw upstreamDown(`IMAP APPEND to ${mailbox} refused: ${tagged.slice(3, 120)}`);
-          conn.write('S9 LOGOUT\r\n');
-          return;
-        }
-        if (!/\[TRYCREATE\]/i.test(go) || tag === 'S3') throw upstreamDown(`IMAP APPEND to ${mailbox} refused: ${go.slice(0, 120)}`);
+      let go = await append();
+      if (/\[TRYCREATE\]/i.test(go)) {
         conn.write(`S2 CREATE ${imapQuote(mailbox)}\r\n`);
         await this.imapTagged(conn, 'S2');
+        tag = 'S3';
+        go = await append();
       }
+      if (!go.startsWith('+')) throw upstreamDown(`IMAP APPEND to ${mailbox} refused: ${go.slice(0, 120)}`);
+      conn.write(message);
+      conn.write('\r\n');
+      const { tagged } = await this.imapTagged(conn, tag);
+      if (!new RegExp(`^${tag} OK`, 'i').test(tagged)) throw upstreamDown(`IMAP APPEND to ${mailbox} refused: ${tagged.slice(3, 120)}`);
+      conn.write('S9 LOGOUT\r\n');
     } finally {
       conn.close();
     }
