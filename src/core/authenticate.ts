@@ -11,7 +11,7 @@ import { hashRecoveryCode } from './recovery-codes.js';
 import type { SecretBox } from './secret-box.js';
 import type { SecurityKeys } from './security-keys.js';
 import { checkTotp } from './totp.js';
-import type { Asp, AuthFailReason, AuthRequest, AuthResult, SecondFactor, SecondFactorKind, User } from './types.js';
+import type { Asp, AuthFailReason, AuthRequest, AuthResult, SecondFactor, SecondFactorKind, User, WebAuthnCredential } from './types.js';
 import { normalizeUsername } from './username.js';
 
 export interface AuthSettings {
@@ -250,25 +250,25 @@ export class Authenticator {
 
   /** Null when the second factor passed; otherwise the refusal. */
   private async checkSecondFactor(req: AuthRequest, user: User): Promise<AuthResult | null> {
-    const hasKeys = (await this.d.securityKeys.list(user.id)).length > 0;
-    const methods: SecondFactorKind[] = [...(user.totp ? ['totp' as const] : []), ...(hasKeys ? ['security_key' as const] : []), 'recovery'];
+    const keys = await this.d.securityKeys.list(user.id);
+    const methods: SecondFactorKind[] = [...(user.totp ? ['totp' as const] : []), ...(keys.length ? ['security_key' as const] : []), 'recovery'];
     const factor = req.secondFactor;
     if (!factor || (factor.kind !== 'security_key' && !factor.code)) {
       // A key's challenge is issued only here, after the password was right.
-      const securityKeyOptions = hasKeys ? await this.d.securityKeys.signInOptions(user) : null;
+      const securityKeyOptions = await this.d.securityKeys.signInOptions(user, keys);
       return fail('second_factor_required', { methods, ...(securityKeyOptions ? { securityKeyOptions } : {}) });
     }
     const lock = await this.d.windows.totpLock(user.username);
     if (lock.locked) return fail('locked', { retryAfter: lock.retryAfterSec });
 
-    if (await this.passes(user, factor)) return null;
+    if (await this.passes(user, keys, factor)) return null;
     const presented = factor.kind === 'security_key' ? JSON.stringify(factor.assertion) : factor.code;
     await this.d.windows.totpFailed(user.username, this.fingerprint(user.username, `${factor.kind}:${presented}`));
     return fail('second_factor_invalid', { methods });
   }
 
-  private passes(user: User, factor: SecondFactor): Promise<boolean> {
-    if (factor.kind === 'security_key') return this.d.securityKeys.verifySignIn(user, factor.assertion);
+  private passes(user: User, keys: WebAuthnCredential[], factor: SecondFactor): Promise<boolean> {
+    if (factor.kind === 'security_key') return this.d.securityKeys.verifySignIn(user, keys, factor.assertion);
     return factor.kind === 'totp' ? this.checkTotpCode(user, factor.code) : this.useRecoveryCode(user, factor.code);
   }
 

@@ -87,9 +87,8 @@ export class SecurityKeys {
     };
   }
 
-  /** Options for navigator.credentials.get(), or null when the user has no keys. */
-  async signInOptions(user: User): Promise<Record<string, unknown> | null> {
-    const keys = await this.d.keys.listByUser(user.id);
+  /** Options for navigator.credentials.get() for the user's keys, or null when there are none. */
+  async signInOptions(user: User, keys: WebAuthnCredential[]): Promise<Record<string, unknown> | null> {
     if (!keys.length) return null;
     const options = await generateAuthenticationOptions({
       rpID: this.d.settings.rpId,
@@ -105,9 +104,9 @@ export class SecurityKeys {
    * True when one of the user's keys signed the challenge issued to this user; the
    * challenge is then used up, and the key's counter must have moved forward.
    */
-  async verifySignIn(user: User, assertion: SecurityKeyAssertion): Promise<boolean> {
+  async verifySignIn(user: User, keys: WebAuthnCredential[], assertion: SecurityKeyAssertion): Promise<boolean> {
     const response = assertion as unknown as AuthenticationResponseJSON;
-    const key = (await this.d.keys.listByUser(user.id)).find((k) => k.credentialId === response.id);
+    const key = keys.find((k) => k.credentialId === response.id);
     const challenge = key ? await this.challengeCheck(user, 'sign_in') : null;
     if (!key || !challenge) return false;
     const s = this.d.settings;
