@@ -4,7 +4,7 @@ import type { Clock } from './clock.js';
 import { isTemporary } from './errors.js';
 import { keyedHash } from './keyed-hash.js';
 import type { CredentialCache, Hasher, Store } from './ports.js';
-import type { RateWindows } from './rate-windows.js';
+import type { Attempt, RateWindows } from './rate-windows.js';
 import { needsRehash, parseStoredHash } from './password-schemes.js';
 import type { Policy } from './policy.js';
 import { hashRecoveryCode } from './recovery-codes.js';
@@ -62,7 +62,11 @@ const LAST_USE_PRECISION_MS = 60_000;
 const MAX_SECRET_LENGTH = 1024;
 
 type Match = { kind: 'password' } | { kind: 'asp'; asp: Asp };
-type Outcome = { result: AuthResult; user: User | null; aspId: string | null };
+/** `guess`: the attempt counts against the password windows (a wrong or misplaced secret). */
+type Outcome = { result: AuthResult; user: User | null; aspId: string | null; guess: boolean };
+
+/** Looked up for unknown users, so that they cost what known ones do; no account has it. */
+const NO_USER_ID = '0'.repeat(24);
 
 export const fail = (reason: AuthFailReason, extra: Partial<Extract<AuthResult, { ok: false }>> = {}): Extract<AuthResult, { ok: false }> => ({
   ok: false,
@@ -89,7 +93,7 @@ export class Authenticator {
       outcome = await this.decide(req, username);
     } catch (err) {
       if (!isTemporary(err)) throw err;
-      outcome = { result: fail('temporary_failure'), user: null, aspId: null };
+      outcome = { result: fail('temporary_failure'), user: null, aspId: null, guess: false };
     }
     const { result, user, aspId } = outcome;
     await this.d.audit.record({
@@ -109,50 +113,107 @@ export class Authenticator {
   }
 
   private async decide(req: AuthRequest, username: string): Promise<Outcome> {
-    const none = (result: AuthResult, user: User | null = null): Outcome => ({ result, user, aspId: null });
     if (!username || !req.secret || req.secret.length > MAX_SECRET_LENGTH) {
-      return none(fail('invalid_credentials'));
+      return { result: fail('invalid_credentials'), user: null, aspId: null, guess: false };
     }
-    const [lock, user] = await Promise.all([
-      this.d.windows.passwordLock(username, req.ip),
+    const fingerprint = this.fingerprint(username, req.secret);
+    // The attempt is counted before anything is checked: parallel guesses cannot all slip
+    // through between a look at the window and the failure being written.
+    const [found, reserved] = await Promise.allSettled([
       this.d.store.users.findByName(username),
+      this.d.windows.password(username, req.ip, fingerprint),
     ]);
-    const cacheKey = user
-      ? keyedHash(this.d.serverKey, 'verified', user.id, req.scope, req.secret, String(user.credentialVersion))
-      : null;
-    const cached = cacheKey ? await this.d.cache.get(cacheKey) : null;
-    // A secret verified moments ago keeps working during a lockout; strangers' guesses are
-    // refused here, before any hash is computed.
-    if (lock.locked && !cached) return none(fail('locked', { retryAfter: lock.retryAfterSec }), user);
-
-    const match = cached && user ? await this.fromCache(user, cached) : await this.verifyOnce(user, req.secret);
-    if (!user || !match) {
-      await this.d.windows.passwordFailed(username, req.ip, this.fingerprint(username, req.secret));
-      return none(fail('invalid_credentials'), user);
+    if (reserved.status === 'rejected') throw reserved.reason;
+    const gate = reserved.value;
+    if (found.status === 'rejected') {
+      if (gate.granted) await gate.attempt.settle('refunded');
+      throw found.reason;
     }
+    const user = found.value;
+    const cacheKey = this.cacheKey(user, username, req.scope, req.secret);
+    if (!gate.granted) return this.duringLockout(req, user, username, cacheKey, fingerprint, gate.retryAfterSec);
+    return this.settled(gate.attempt, () => this.check(req, user, username, cacheKey));
+  }
+
+  /** Runs a check under its reservation and settles it by the outcome; a fault gives it back. */
+  private async settled(attempt: Attempt, check: () => Promise<Outcome>): Promise<Outcome> {
+    let outcome: Outcome;
+    try {
+      outcome = await check();
+    } catch (err) {
+      await attempt.settle('refunded');
+      throw err;
+    }
+    await attempt.settle(outcome.guess ? 'failed' : 'refunded');
+    return outcome;
+  }
+
+  /** The secret against the verified-credential cache, else bcrypt; then the scope rules. */
+  private async check(req: AuthRequest, user: User | null, username: string, cacheKey: string): Promise<Outcome> {
+    // Unknown users look the cache up too (their key never exists): the same work either way.
+    const cached = await this.d.cache.get(cacheKey);
+    const match = cached && user ? await this.fromCache(user, cached) : await this.verifyOnce(user, username, req.secret);
+    if (!user || !match) return { result: fail('invalid_credentials'), user, aspId: null, guess: true };
+    return this.conclude(req, user, match, cached ? null : cacheKey);
+  }
+
+  /**
+   * An account locked by its password window, or an address locked by its window: strangers
+   * are refused before any hash is computed. The account's own clients keep working: a secret
+   * verified from the same address moments ago is still accepted, from the cache alone.
+   */
+  private async duringLockout(req: AuthRequest, user: User | null, username: string, cacheKey: string, fingerprint: string, retryAfter: number): Promise<Outcome> {
+    const locked: Outcome = { result: fail('locked', { retryAfter }), user, aspId: null, guess: true };
+    if (!req.ip) return locked;
+    const known = await this.d.cache.get(this.addressKey(username, req.ip));
+    if (!known || !user) return locked;
+    const gate = await this.d.windows.lockoutBypass(username, req.ip, fingerprint);
+    if (!gate.granted) return locked;
+    return this.settled(gate.attempt, async () => {
+      const cached = await this.d.cache.get(cacheKey);
+      const match = cached ? await this.fromCache(user, cached) : null;
+      return match ? this.conclude(req, user, match, null) : locked;
+    });
+  }
+
+  /**
+   * The scope rules once the secret is known to be right, and what a success leaves behind.
+   * `remember` is the cache key to store the verified secret under (null when it came from
+   * the cache).
+   */
+  private async conclude(req: AuthRequest, user: User, match: Match, remember: string | null): Promise<Outcome> {
     const aspId = match.kind === 'asp' ? match.asp.id : null;
     const result = await this.applyRules(req, user, match);
-    if (!result.ok && result.reason !== 'second_factor_required' && result.reason !== 'second_factor_invalid') {
-      // A right secret in the wrong place still counts (once, by fingerprint): else it is an oracle.
-      if (result.reason !== 'locked') {
-        await this.d.windows.passwordFailed(username, req.ip, this.fingerprint(username, req.secret));
-      }
-      return { result, user, aspId };
+    if (!result.ok) {
+      // A right secret in the wrong place still counts (once, by fingerprint): else it is an
+      // oracle. A wrong or missing second factor is counted in its own window instead.
+      const secondFactor = result.reason === 'second_factor_required' || result.reason === 'second_factor_invalid' || result.reason === 'locked';
+      return { result, user, aspId, guess: !secondFactor };
     }
-    if (!result.ok) return { result, user, aspId };
-
-    await this.d.windows.succeeded(username);
-    if (!cached && cacheKey) await this.remember(cacheKey, match);
-    if (!cached && match.kind === 'password') await this.upgradeHash(user, req.secret);
+    if (remember) await this.remember(remember, match, user.username, req.ip);
+    if (remember && match.kind === 'password') await this.upgradeHash(user, req.secret);
     if (match.kind === 'asp' && this.lastUseIsStale(match.asp, req)) {
       await this.d.store.asps.recordUse(match.asp.id, { time: this.d.clock.now(), ip: req.ip, protocol: req.protocol });
     }
-    return { result, user, aspId };
+    return { result, user, aspId, guess: false };
   }
 
-  private verifyOnce(user: User | null, secret: string): Promise<Match | null> {
-    if (!user) return this.verifySecret(null, secret);
-    const key = keyedHash(this.d.serverKey, 'inflight', user.id, secret, String(user.credentialVersion));
+  private cacheKey(user: User | null, username: string, scope: string, secret: string): string {
+    return user
+      ? keyedHash(this.d.serverKey, 'verified', user.id, scope, secret, String(user.credentialVersion))
+      : keyedHash(this.d.serverKey, 'verified-nobody', username, scope, secret);
+  }
+
+  /** Marks that the account's secret was verified from this address (the lockout way in). */
+  private addressKey(username: string, ip: string): string {
+    return keyedHash(this.d.serverKey, 'verified-from', username, ip);
+  }
+
+  /** Identical checks in flight share one bcrypt run, for unknown users as for known ones (F3). */
+  private verifyOnce(user: User | null, username: string, secret: string): Promise<Match | null> {
+    const key = user
+      ? keyedHash(this.d.serverKey, 'inflight', user.id, secret, String(user.credentialVersion))
+      : keyedHash(this.d.serverKey, 'inflight-nobody', username, secret);
     let p = this.inFlight.get(key);
     if (!p) {
       p = this.verifySecret(user, secret).finally(() => this.inFlight.delete(key));
@@ -175,11 +236,13 @@ export class Authenticator {
 
   /** ASP candidates first (picked by prefix hash), then the account password. */
   private async verifySecret(user: User | null, secret: string): Promise<Match | null> {
+    const aspSecret = normalizeAspInput(secret);
     if (!user) {
+      // The same store round trip a known user's ASP-shaped secret costs.
+      if (aspSecret) await this.d.store.asps.findByPrefix(NO_USER_ID, aspPrefixHash(aspSecret));
       await this.d.hasher.verify(secret, this.d.dummyHash);
       return null;
     }
-    const aspSecret = normalizeAspInput(secret);
     if (aspSecret) {
       const candidates = await this.d.store.asps.findByPrefix(user.id, aspPrefixHash(aspSecret));
       for (const asp of candidates) {
@@ -200,12 +263,16 @@ export class Authenticator {
     return asp ? { kind: 'asp', asp } : null;
   }
 
-  private async remember(cacheKey: string, match: Match): Promise<void> {
-    let ttl = this.d.settings.verifiedCacheTtlMs;
+  private async remember(cacheKey: string, match: Match, username: string, ip: string | null): Promise<void> {
+    const ttlMs = this.d.settings.verifiedCacheTtlMs;
+    let ttl = ttlMs;
     if (match.kind === 'asp' && match.asp.expiresAt) {
       ttl = Math.min(ttl, match.asp.expiresAt.getTime() - this.d.clock.now().getTime());
     }
-    if (ttl > 0) await this.d.cache.set(cacheKey, match.kind === 'asp' ? `asp:${match.asp.id}` : 'password', ttl);
+    await Promise.all([
+      ttl > 0 ? this.d.cache.set(cacheKey, match.kind === 'asp' ? `asp:${match.asp.id}` : 'password', ttl) : null,
+      ip ? this.d.cache.set(this.addressKey(username, ip), '1', ttlMs) : null,
+    ]);
   }
 
   /** Scope rules of MISSION A2/A3/A9 once the secret is known to be right. */
@@ -258,13 +325,18 @@ export class Authenticator {
       const securityKeyOptions = await this.d.securityKeys.signInOptions(user, keys);
       return fail('second_factor_required', { methods, ...(securityKeyOptions ? { securityKeyOptions } : {}) });
     }
-    const lock = await this.d.windows.totpLock(user.username);
-    if (lock.locked) return fail('locked', { retryAfter: lock.retryAfterSec });
-
-    if (await this.passes(user, keys, factor)) return null;
     const presented = factor.kind === 'security_key' ? JSON.stringify(factor.assertion) : factor.code;
-    await this.d.windows.totpFailed(user.username, this.fingerprint(user.username, `${factor.kind}:${presented}`));
-    return fail('second_factor_invalid', { methods });
+    const gate = await this.d.windows.secondFactor(user.username, this.fingerprint(user.username, `${factor.kind}:${presented}`));
+    if (!gate.granted) return fail('locked', { retryAfter: gate.retryAfterSec });
+    let passed: boolean;
+    try {
+      passed = await this.passes(user, keys, factor);
+    } catch (err) {
+      await gate.attempt.settle('refunded');
+      throw err;
+    }
+    await gate.attempt.settle(passed ? 'refunded' : 'failed');
+    return passed ? null : fail('second_factor_invalid', { methods });
   }
 
   private passes(user: User, keys: WebAuthnCredential[], factor: SecondFactor): Promise<boolean> {

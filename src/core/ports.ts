@@ -127,21 +127,26 @@ export interface Store {
   close(): Promise<void>;
 }
 
-export interface WindowState {
-  /** Distinct failures counted in the current window. */
-  count: number;
+/** What a window answered to a reservation. */
+export interface Reservation {
+  /** True when the attempt may be checked; false when the window is full (a lockout). */
+  granted: boolean;
   /** Milliseconds until the window ends (0 when no window is open). */
   resetInMs: number;
 }
 
 /**
- * Fixed failure windows: the window opens at the first failure and lasts windowMs.
- * A failure carrying a fingerprint already seen in the window is not counted again.
+ * Fixed attempt windows, counted before the check they guard: an attempt is reserved first
+ * (atomically refused once `limit` distinct attempts fill the window), then settled as
+ * failed (it stays counted) or refunded (it never counted). The window opens at its first
+ * reservation and lasts windowMs; an empty window is gone.
+ *
+ * Attempts are told apart by a fingerprint: the same wrong secret retried counts once, and
+ * identical attempts in flight together share one reservation.
  */
 export interface RateLimiter {
-  peek(key: string): Promise<WindowState>;
-  fail(key: string, fingerprint: string, windowMs: number): Promise<WindowState>;
-  clear(keys: string[]): Promise<void>;
+  reserve(key: string, fingerprint: string, limit: number, windowMs: number): Promise<Reservation>;
+  settle(key: string, fingerprint: string, outcome: 'failed' | 'refunded', windowMs: number): Promise<void>;
   close(): Promise<void>;
 }
 

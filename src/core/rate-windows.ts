@@ -1,5 +1,5 @@
 import { BlockList, isIP } from 'node:net';
-import type { RateLimiter, WindowState } from './ports.js';
+import type { RateLimiter, Reservation } from './ports.js';
 
 export interface LimitSettings {
   passwordFailures: number;
@@ -23,18 +23,31 @@ export function buildAllowList(entries: string[]): BlockList {
   return list;
 }
 
-export interface Lock {
-  locked: boolean;
-  retryAfterSec: number;
+/** An attempt counted before its check: settle it once the answer is known. */
+export interface Attempt {
+  /** 'failed' keeps it counted; 'refunded' gives the reservation back. Never throws. */
+  settle(outcome: 'failed' | 'refunded'): Promise<void>;
 }
 
-const lockOf = (states: Array<[WindowState, number]>): Lock => {
-  let retry = 0;
-  for (const [s, limit] of states) if (s.count >= limit) retry = Math.max(retry, s.resetInMs);
-  return { locked: retry > 0, retryAfterSec: Math.ceil(retry / 1000) };
-};
+export type Gate = { granted: true; attempt: Attempt } | { granted: false; retryAfterSec: number };
 
-/** The account and per-IP failure windows of MISSION A7, over any RateLimiter. */
+interface Window {
+  key: string;
+  fingerprint: string;
+  limit: number;
+  windowMs: number;
+}
+
+/**
+ * The guessing limits: per account (passwords, and second factors apart), per address
+ * across accounts, and the narrow way in for an account's own clients during a lockout.
+ *
+ * The rule they keep, whatever the concurrency: an attempt is reserved in every window that
+ * guards it before any hash or code is checked, so at most `limit` distinct wrong attempts
+ * are ever checked per window. A success gives back only its own reservation; it never
+ * clears anyone else's failures, so the owner logging in cannot reopen the window for a
+ * stranger.
+ */
 export class RateWindows {
   private readonly allow: BlockList;
 
@@ -50,37 +63,58 @@ export class RateWindows {
     return this.allow.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4') ? null : `ip:${ip}`;
   }
 
-  async passwordLock(username: string, ip: string | null): Promise<Lock> {
+  /** A password (or ASP) check: the account window and the address window. */
+  password(username: string, ip: string | null, fingerprint: string): Promise<Gate> {
+    const windows: Window[] = [{ key: `pw:${username}`, fingerprint, limit: this.s.passwordFailures, windowMs: this.s.passwordWindowMs }];
     const ipKey = this.ipKey(ip);
-    const [acct, byIp] = await Promise.all([
-      this.limiter.peek(`pw:${username}`),
-      ipKey ? this.limiter.peek(ipKey) : Promise.resolve({ count: 0, resetInMs: 0 }),
-    ]);
-    return lockOf([
-      [acct, this.s.passwordFailures],
-      [byIp, this.s.ipFailures],
-    ]);
+    if (ipKey) windows.push({ key: ipKey, fingerprint: `${username}:${fingerprint}`, limit: this.s.ipFailures, windowMs: this.s.ipWindowMs });
+    return this.gate(windows);
   }
 
-  async totpLock(username: string): Promise<Lock> {
-    return lockOf([[await this.limiter.peek(`totp:${username}`), this.s.totpFailures]]);
+  /**
+   * During a lockout, an address the account's secret was verified from moments ago may still
+   * present recently verified secrets; its misses are counted here, so even a stranger behind
+   * the owner's address gets no more than the password limit of guesses at the cache.
+   */
+  lockoutBypass(username: string, ip: string, fingerprint: string): Promise<Gate> {
+    return this.gate([{ key: `pwb:${username}:${ip}`, fingerprint, limit: this.s.passwordFailures, windowMs: this.s.passwordWindowMs }]);
   }
 
-  /** Counts a wrong secret once per distinct fingerprint, against the account and the IP. */
-  async passwordFailed(username: string, ip: string | null, fingerprint: string): Promise<void> {
-    const ipKey = this.ipKey(ip);
-    await Promise.all([
-      this.limiter.fail(`pw:${username}`, fingerprint, this.s.passwordWindowMs),
-      ipKey ? this.limiter.fail(ipKey, `${username}:${fingerprint}`, this.s.ipWindowMs) : null,
-    ]);
+  /** A second-factor check (TOTP, recovery code, security key), counted apart from passwords. */
+  secondFactor(username: string, fingerprint: string): Promise<Gate> {
+    return this.gate([{ key: `totp:${username}`, fingerprint, limit: this.s.totpFailures, windowMs: this.s.totpWindowMs }]);
   }
 
-  async totpFailed(username: string, fingerprint: string): Promise<void> {
-    await this.limiter.fail(`totp:${username}`, fingerprint, this.s.totpWindowMs);
-  }
-
-  /** A success clears the account's windows; the IP window stays, or one good account would reset a spray. */
-  async succeeded(username: string): Promise<void> {
-    await this.limiter.clear([`pw:${username}`, `totp:${username}`]);
+  /**
+   * Reserves in every window at once; if any is full, the others are given back. A reservation
+   * that fails to settle stays counted until its window ends: a fault never gives a guess away.
+   */
+  private async gate(windows: Window[]): Promise<Gate> {
+    const settled = await Promise.allSettled(windows.map((w) => this.limiter.reserve(w.key, w.fingerprint, w.limit, w.windowMs)));
+    const held = windows.filter((_, i) => {
+      const r = settled[i]!;
+      return r.status === 'fulfilled' && r.value.granted;
+    });
+    const settleAll = async (outcome: 'failed' | 'refunded', which: Window[]) => {
+      await Promise.all(which.map((w) => this.limiter.settle(w.key, w.fingerprint, outcome, w.windowMs).catch(() => undefined)));
+    };
+    const fault = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (fault || held.length < windows.length) {
+      await settleAll('refunded', held);
+      if (fault) throw fault.reason;
+      const wait = Math.max(...settled.map((r) => (r.status === 'fulfilled' && !r.value.granted ? (r.value as Reservation).resetInMs : 0)));
+      return { granted: false, retryAfterSec: Math.max(1, Math.ceil(wait / 1000)) };
+    }
+    let done = false;
+    return {
+      granted: true,
+      attempt: {
+        settle: async (outcome) => {
+          if (done) return;
+          done = true;
+          await settleAll(outcome, windows);
+        },
+      },
+    };
   }
 }

@@ -1,14 +1,19 @@
 import type { Clock } from '../core/clock.js';
-import type { RateLimiter, WindowState } from '../core/ports.js';
+import type { RateLimiter, Reservation } from '../core/ports.js';
+
+/** A counted failure; any other value is the number of checks of that attempt in flight. */
+const FAILED = -1;
 
 interface Window {
-  count: number;
   endsAt: number;
-  seen: Set<string>;
+  /** Fingerprint → FAILED, or how many holders of a reservation are still checking it. */
+  attempts: Map<string, number>;
 }
 
 /**
- * In-process failure windows for a single postern process (the embedded default).
+ * In-process attempt windows for a single postern process (the embedded default), with the
+ * same rules as the Redis script. Everything between reading a window and changing it is
+ * synchronous, which is what makes a reservation atomic here.
  * Bounded: past maxKeys, expired windows are swept, then the oldest dropped.
  */
 export class MemoryLimiter implements RateLimiter {
@@ -28,29 +33,47 @@ export class MemoryLimiter implements RateLimiter {
     return w;
   }
 
-  async peek(key: string): Promise<WindowState> {
+  private open(key: string, now: number, windowMs: number): Window {
+    this.makeRoom(now);
+    const w: Window = { endsAt: now + windowMs, attempts: new Map() };
+    this.windows.set(key, w);
+    return w;
+  }
+
+  async reserve(key: string, fingerprint: string, limit: number, windowMs: number): Promise<Reservation> {
     const now = this.clock.now().getTime();
     const w = this.live(key, now);
-    return w ? { count: w.count, resetInMs: w.endsAt - now } : { count: 0, resetInMs: 0 };
+    const state = w?.attempts.get(fingerprint);
+    if (w && state !== undefined && state > 0) {
+      // The same attempt is being checked already: it shares that reservation.
+      w.attempts.set(fingerprint, state + 1);
+      return { granted: true, resetInMs: w.endsAt - now };
+    }
+    const size = w?.attempts.size ?? 0;
+    // A failure already counted is not counted again, but is not checked in a full window either.
+    if (size >= limit) return { granted: false, resetInMs: w ? w.endsAt - now : 0 };
+    if (state === FAILED) return { granted: true, resetInMs: w!.endsAt - now };
+    const win = w ?? this.open(key, now, windowMs);
+    win.attempts.set(fingerprint, 1);
+    return { granted: true, resetInMs: win.endsAt - now };
   }
 
-  async fail(key: string, fingerprint: string, windowMs: number): Promise<WindowState> {
+  async settle(key: string, fingerprint: string, outcome: 'failed' | 'refunded', windowMs: number): Promise<void> {
     const now = this.clock.now().getTime();
-    let w = this.live(key, now);
-    if (!w) {
-      this.makeRoom(now);
-      w = { count: 0, endsAt: now + windowMs, seen: new Set() };
-      this.windows.set(key, w);
+    const w = this.live(key, now);
+    const state = w?.attempts.get(fingerprint);
+    if (outcome === 'failed') {
+      // A window that ended while the check ran: the failure opens the next one.
+      if (state === undefined) (w ?? this.open(key, now, windowMs)).attempts.set(fingerprint, FAILED);
+      else if (state > 0) w!.attempts.set(fingerprint, FAILED);
+      return;
     }
-    if (!w.seen.has(fingerprint)) {
-      w.seen.add(fingerprint);
-      w.count++;
+    if (!w || state === undefined || state <= 0) return;
+    if (state > 1) w.attempts.set(fingerprint, state - 1);
+    else {
+      w.attempts.delete(fingerprint);
+      if (w.attempts.size === 0) this.windows.delete(key);
     }
-    return { count: w.count, resetInMs: w.endsAt - now };
-  }
-
-  async clear(keys: string[]): Promise<void> {
-    for (const k of keys) this.windows.delete(k);
   }
 
   async close(): Promise<void> {}

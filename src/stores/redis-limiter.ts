@@ -1,76 +1,74 @@
 import type { Redis } from 'ioredis';
 import { temporary } from '../core/errors.js';
-import type { RateLimiter, WindowState } from '../core/ports.js';
+import type { RateLimiter, Reservation } from '../core/ports.js';
 
-// A Lua script rather than rate-limiter-flexible: a window here must also remember which
-// wrong secrets it has seen (the same one retried counts once), and the set and the counter
-// have to change together atomically. Both keys share a hash tag so Redis Cluster keeps
-// them in one slot.
-const FAIL_SCRIPT = `
-local added = redis.call('SADD', KEYS[2], ARGV[1])
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-if added == 1 or count == 0 then
-  count = redis.call('INCR', KEYS[1])
-  if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-end
+// Lua scripts rather than rate-limiter-flexible: a window here must remember each attempt's
+// fingerprint and state (in flight, or a counted failure), reserve before the check and
+// settle after it, and each step has to read and change the window in one atomic move.
+// One hash per window, so each script touches a single key (and so one Redis Cluster slot).
+// Field values: -1 a counted failure, n > 0 the holders of a reservation still checking.
+
+const RESERVE_SCRIPT = `
+local state = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  ttl = tonumber(ARGV[2])
+if state > 0 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+  return {1, ttl}
 end
-redis.call('PEXPIRE', KEYS[2], ttl)
-return {count, ttl}
+local size = redis.call('HLEN', KEYS[1])
+if size >= tonumber(ARGV[2]) then return {0, ttl} end
+if state == -1 then return {1, ttl} end
+redis.call('HSET', KEYS[1], ARGV[1], 1)
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  ttl = tonumber(ARGV[3])
+end
+return {1, ttl}
 `;
 
-const PEEK_SCRIPT = `
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-local ttl = redis.call('PTTL', KEYS[1])
-return {count, ttl}
+const SETTLE_SCRIPT = `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local state = tonumber(raw or '0')
+if ARGV[2] == 'failed' then
+  if raw == false or state > 0 then
+    redis.call('HSET', KEYS[1], ARGV[1], -1)
+    if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+  end
+elseif state > 1 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+elseif state == 1 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 1
 `;
 
 type RedisWithScripts = Redis & {
-  posternFail(counter: string, seen: string, fingerprint: string, windowMs: number): Promise<[number, number]>;
-  posternPeek(counter: string): Promise<[number, number]>;
+  posternReserve(key: string, fingerprint: string, limit: number, windowMs: number): Promise<[number, number]>;
+  posternSettle(key: string, fingerprint: string, outcome: string, windowMs: number): Promise<number>;
 };
 
-/** Failure windows shared by every postern process through Redis. */
+/** Attempt windows shared by every postern process through Redis. */
 export class RedisLimiter implements RateLimiter {
   private readonly redis: RedisWithScripts;
 
   constructor(redis: Redis, private readonly prefix = 'postern:rl:') {
-    redis.defineCommand('posternFail', { numberOfKeys: 2, lua: FAIL_SCRIPT });
-    redis.defineCommand('posternPeek', { numberOfKeys: 1, lua: PEEK_SCRIPT });
+    redis.defineCommand('posternReserve', { numberOfKeys: 1, lua: RESERVE_SCRIPT });
+    redis.defineCommand('posternSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT });
     this.redis = redis as RedisWithScripts;
   }
 
-  private keys(key: string): [string, string] {
-    return [`${this.prefix}{${key}}:n`, `${this.prefix}{${key}}:seen`];
-  }
-
-  async peek(key: string): Promise<WindowState> {
+  async reserve(key: string, fingerprint: string, limit: number, windowMs: number): Promise<Reservation> {
     try {
-      const [count, ttl] = await this.redis.posternPeek(this.keys(key)[0]);
-      return count > 0 && ttl > 0 ? { count, resetInMs: ttl } : { count: 0, resetInMs: 0 };
+      const [granted, ttl] = await this.redis.posternReserve(this.prefix + key, fingerprint, limit, windowMs);
+      return { granted: granted === 1, resetInMs: Math.max(0, ttl) };
     } catch (err) {
       throw temporary(err, 'Redis');
     }
   }
 
-  async fail(key: string, fingerprint: string, windowMs: number): Promise<WindowState> {
-    const [counter, seen] = this.keys(key);
+  async settle(key: string, fingerprint: string, outcome: 'failed' | 'refunded', windowMs: number): Promise<void> {
     try {
-      const [count, ttl] = await this.redis.posternFail(counter, seen, fingerprint, windowMs);
-      return { count, resetInMs: ttl };
-    } catch (err) {
-      throw temporary(err, 'Redis');
-    }
-  }
-
-  async clear(keys: string[]): Promise<void> {
-    if (keys.length === 0) return;
-    try {
-      // One DEL per window: the two keys of a window share a slot, different windows may not.
-      await Promise.all(keys.map((k) => this.redis.del(...this.keys(k))));
+      await this.redis.posternSettle(this.prefix + key, fingerprint, outcome, windowMs);
     } catch (err) {
       throw temporary(err, 'Redis');
     }
