@@ -68,19 +68,22 @@ export class EmailCodes {
     return { sent: true };
   }
 
-  /** Checks and, when right, uses up the code. A wrong code costs one of its tries. */
+  /**
+   * Spends one of the code's tries, then compares: however many guesses arrive together, no
+   * more than `tries` are ever compared. A right code is used up; a code void after its last
+   * wrong try is kept until it expires, so that the resend delay still holds.
+   */
   async check(user: User, purpose: CodePurpose, code: string | undefined): Promise<CodeCheck> {
+    if (!code) return 'missing';
     const key = this.key(user, purpose);
-    const challenge = await this.store.get(key, this.clock.now());
-    if (!code || !challenge || challenge.triesLeft <= 0) return 'missing';
+    const challenge = await this.store.spendTry(key, this.clock.now());
+    if (!challenge) return 'missing';
     const given = Buffer.from(this.hash(key, code));
     const stored = Buffer.from(challenge.codeHash);
     if (given.length === stored.length && timingSafeEqual(given, stored)) {
-      await this.store.delete(key);
-      return 'ok';
+      // Two right answers at once: only the one that removes it gets in.
+      return (await this.store.delete(key)) ? 'ok' : 'missing';
     }
-    // Void after the last wrong try, but kept until it expires so the resend delay holds.
-    await this.store.spendTry(key);
     return 'invalid';
   }
 }

@@ -90,9 +90,14 @@ export interface ChallengeStore {
   put(c: Challenge): Promise<void>;
   /** Only challenges not yet expired at `now`. */
   get(key: string, now: Date): Promise<Challenge | null>;
-  /** Uses up one try and returns how many are left; -1 if the challenge is gone. Atomic. */
-  spendTry(key: string): Promise<number>;
-  delete(key: string): Promise<void>;
+  /**
+   * Uses up one try of a challenge that is live at `now` and has tries left, in one atomic
+   * step, and returns it as it is after that (one try fewer); null when there is none to
+   * spend. A try is spent before the answer is compared, so parallel guesses cannot share one.
+   */
+  spendTry(key: string, now: Date): Promise<Challenge | null>;
+  /** Removes the challenge; true only for the one caller that removed it. */
+  delete(key: string): Promise<boolean>;
 }
 
 export type NewSecurityKey = Omit<WebAuthnCredential, 'id' | 'lastUsedAt'>;

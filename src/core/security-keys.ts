@@ -154,6 +154,6 @@ export class SecurityKeys {
 
   /** Uses the challenge up; false when another answer used it first. Atomic in the store. */
   private async spend(user: User, ceremony: Ceremony): Promise<boolean> {
-    return (await this.d.challenges.spendTry(this.key(user, ceremony))) === 0;
+    return (await this.d.challenges.spendTry(this.key(user, ceremony), this.d.clock.now())) !== null;
   }
 }

@@ -463,17 +463,20 @@ class EmbeddedChallenges implements ChallengeStore {
     });
   }
 
-  spendTry(key: string): Promise<number> {
+  spendTry(key: string, now: Date): Promise<Challenge | null> {
     return guard('challenge', () => {
       const row = this.db
-        .prepare(`UPDATE challenges SET doc = json_set(doc, '$.triesLeft', json_extract(doc, '$.triesLeft') - 1) WHERE key = ? RETURNING json_extract(doc, '$.triesLeft') AS left`)
-        .get(key) as Row | undefined;
-      return row ? (row.left as number) : -1;
+        .prepare(
+          `UPDATE challenges SET doc = json_set(doc, '$.triesLeft', json_extract(doc, '$.triesLeft') - 1)
+           WHERE key = ? AND expires_at > ? AND json_extract(doc, '$.triesLeft') > 0 RETURNING doc`,
+        )
+        .get(key, now.getTime()) as Row | undefined;
+      return row ? fromJson<Challenge>(row.doc as string) : null;
     });
   }
 
-  delete(key: string): Promise<void> {
-    return guard('challenge', () => void this.db.prepare('DELETE FROM challenges WHERE key = ?').run(key));
+  delete(key: string): Promise<boolean> {
+    return guard('challenge', () => this.db.prepare('DELETE FROM challenges WHERE key = ?').run(key).changes > 0);
   }
 }
 

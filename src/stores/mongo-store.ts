@@ -408,15 +408,21 @@ class MongoChallenges implements ChallengeStore {
     });
   }
 
-  spendTry(key: string): Promise<number> {
+  spendTry(key: string, now: Date): Promise<Challenge | null> {
     return guard('challenge', async () => {
-      const doc = await this.c.findOneAndUpdate({ _id: key }, { $inc: { triesLeft: -1 } }, { returnDocument: 'after' });
-      return doc ? doc.triesLeft : -1;
+      const doc = await this.c.findOneAndUpdate(
+        { _id: key, expiresAt: { $gt: now }, triesLeft: { $gt: 0 } },
+        { $inc: { triesLeft: -1 } },
+        { returnDocument: 'after' },
+      );
+      if (!doc) return null;
+      const { _id, ...rest } = doc;
+      return { ...rest, key: _id };
     });
   }
 
-  delete(key: string): Promise<void> {
-    return guard('challenge', async () => void (await this.c.deleteOne({ _id: key })));
+  delete(key: string): Promise<boolean> {
+    return guard('challenge', async () => (await this.c.deleteOne({ _id: key })).deletedCount === 1);
   }
 }
 

@@ -87,6 +87,29 @@ describe('emailed verification codes (B5, B6)', () => {
     expect(await app.accounts.listAsps('alice')).toHaveLength(0);
   });
 
+  it('compares no more than 3 of 20 guesses sent at once, and a right code sent 5 times at once is used once', async () => {
+    await app.store.challenges.delete(`email:${(await app.accounts.get('alice')).id}:asp`);
+    let seen = sink.inbox.length;
+    expect((await call('POST', '/me/email-code', { purpose: 'asp' }, token)).status).toBe(202);
+    let code = await nextCode(seen);
+    const guesses = Array.from({ length: 20 }, (_, i) => String((Number(code) + 1 + i) % 1_000_000).padStart(6, '0'));
+    const answers = await Promise.all([...guesses, code].map((emailCode) => call('POST', '/me/asps', { scopes: ['imap'], emailCode }, token)));
+    const codes = answers.map((a) => a.json.code);
+    expect(codes.filter((c) => c === 'email_code_invalid')).toHaveLength(3);
+    expect(codes.filter((c) => c === 'email_code_required')).toHaveLength(18);
+    expect(await app.accounts.listAsps('alice')).toHaveLength(0);
+
+    await app.store.challenges.delete(`email:${(await app.accounts.get('alice')).id}:asp`);
+    seen = sink.inbox.length;
+    expect((await call('POST', '/me/email-code', { purpose: 'asp' }, token)).status).toBe(202);
+    code = await nextCode(seen);
+    const made = await Promise.all(Array.from({ length: 5 }, () => call('POST', '/me/asps', { scopes: ['imap'], emailCode: code }, token)));
+    expect(made.filter((m) => m.status === 201)).toHaveLength(1);
+    const asps = await app.accounts.listAsps('alice');
+    expect(asps).toHaveLength(1);
+    await app.accounts.revokeAsp({ name: 'test' }, 'alice', asps[0]!.id);
+  });
+
   it('lets a sensitive operation through with its own fresh code', async () => {
     await app.store.challenges.delete(`email:${(await app.accounts.get('alice')).id}:token`);
     expect((await call('POST', '/me/asps', { scopes: ['imap'] }, token)).json.code).toBe('email_code_required');

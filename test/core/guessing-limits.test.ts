@@ -3,12 +3,14 @@
 // a stranger never gets more than N password guesses or M second-factor guesses per window
 // per account, and never more than K per address, whatever the concurrency and whatever the
 // owner does.
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Clock } from '../../src/core/clock.js';
+import { ManualClock, type Clock } from '../../src/core/clock.js';
+import { EmailCodes } from '../../src/core/email-codes.js';
 import { temporary } from '../../src/core/errors.js';
 import type { RateLimiter, Store } from '../../src/core/ports.js';
 import { totpCode } from '../../src/core/totp.js';
-import type { AuthResult } from '../../src/core/types.js';
+import type { AuthResult, User } from '../../src/core/types.js';
 import { EmbeddedStore } from '../../src/stores/embedded-store.js';
 import { MemoryLimiter } from '../../src/stores/memory-limiter.js';
 import { RedisLimiter } from '../../src/stores/redis-limiter.js';
@@ -198,5 +200,28 @@ describe('guessing limits and faults', () => {
     await c.accounts.createUser(actor, { username: 'alice', password: PASSWORD });
     const results = await Promise.all(Array.from({ length: 25 }, (_, i) => c.auth.authenticate(req('alice', `Far-${i}`, 'pop3', STRANGER_IP))));
     expect(tally(results)).toEqual({ invalid_credentials: 5, locked: 20 });
+  });
+});
+
+describe('emailed codes against a store far away', () => {
+  it('compares at most 3 of 20 parallel guesses, and uses a right code once', async () => {
+    const store = withLatency(new EmbeddedStore(':memory:'), 10);
+    await store.init();
+    const mailed: string[] = [];
+    const clock = new ManualClock(Date.now());
+    const codes = new EmailCodes(store.challenges, { sendCode: async (_to, code) => void mailed.push(code) }, clock, randomBytes(32), { ttlMs: 300_000, resendDelayMs: 300_000, tries: 3 });
+    const alice = { id: 'u-alice', email: 'alice@example.test' } as User;
+    await codes.send(alice, 'asp');
+    const code = mailed[0]!;
+    const guesses = Array.from({ length: 20 }, (_, i) => String((Number(code) + 1 + i) % 1_000_000).padStart(6, '0'));
+    const answers = await Promise.all([...guesses, code].map((g) => codes.check(alice, 'asp', g)));
+    expect(answers.filter((a) => a === 'invalid')).toHaveLength(3);
+    expect(answers.at(-1)).toBe('missing');
+
+    clock.advance(300_001);
+    await codes.send(alice, 'token');
+    const right = mailed[1]!;
+    const used = await Promise.all(Array.from({ length: 5 }, () => codes.check(alice, 'token', right)));
+    expect(used.filter((a) => a === 'ok')).toHaveLength(1);
   });
 });

@@ -261,15 +261,25 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       const c = { key: 'email:u1:asp', codeHash: 'h1', triesLeft: 3, createdAt: T0, expiresAt: new Date(T0.getTime() + 300_000) };
       await s.challenges.put(c);
       expect(await s.challenges.get('email:u1:asp', T0)).toEqual(c);
-      expect(await s.challenges.spendTry('email:u1:asp')).toBe(2);
-      expect(await s.challenges.spendTry('email:u1:asp')).toBe(1);
+      expect(await s.challenges.spendTry('email:u1:asp', T0)).toEqual({ ...c, triesLeft: 2 });
+      expect((await s.challenges.spendTry('email:u1:asp', T0))?.triesLeft).toBe(1);
       expect((await s.challenges.get('email:u1:asp', T0))?.triesLeft).toBe(1);
       await s.challenges.put({ ...c, codeHash: 'h2' });
       expect((await s.challenges.get('email:u1:asp', T0))?.triesLeft).toBe(3);
       expect(await s.challenges.get('email:u1:asp', new Date(T0.getTime() + 300_000))).toBeNull();
-      await s.challenges.delete('email:u1:asp');
+      expect(await s.challenges.spendTry('email:u1:asp', new Date(T0.getTime() + 300_000))).toBeNull();
+      expect(await s.challenges.delete('email:u1:asp')).toBe(true);
+      expect(await s.challenges.delete('email:u1:asp')).toBe(false);
       expect(await s.challenges.get('email:u1:asp', T0)).toBeNull();
-      expect(await s.challenges.spendTry('email:u1:asp')).toBe(-1);
+      expect(await s.challenges.spendTry('email:u1:asp', T0)).toBeNull();
+    });
+
+    it('spends each try of a challenge once, however many callers race for them', async () => {
+      await s.challenges.put({ key: 'email:u2:asp', codeHash: 'h', triesLeft: 3, createdAt: T0, expiresAt: new Date(T0.getTime() + 300_000) });
+      const spent = await Promise.all(Array.from({ length: 20 }, () => s.challenges.spendTry('email:u2:asp', T0)));
+      expect(spent.filter((x) => x !== null).map((x) => x!.triesLeft).sort()).toEqual([0, 1, 2]);
+      const removed = await Promise.all(Array.from({ length: 10 }, () => s.challenges.delete('email:u2:asp')));
+      expect(removed.filter(Boolean)).toHaveLength(1);
     });
   });
 }
