@@ -12,6 +12,8 @@ export interface FrontendSettings {
   plaintextAllowed: (ip: string) => boolean;
   maxAuthFailures: number;
   preauthTimeoutMs: number;
+  /** Time from connect to login, however busy the client keeps the connection. */
+  preauthDeadlineMs: number;
   maxLineLength: number;
   maxLiteralSize: number;
   /** Largest message an IMAP APPEND may upload when it is sealed on the way (D1). */

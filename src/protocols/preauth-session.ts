@@ -15,6 +15,7 @@ export type Relay = (client: Socket, up: UpstreamSession, clientPending: Buffer,
 export interface SessionWords {
   tooManyConnections: string;
   idle: string;
+  tooSlow: string;
   lineTooLong: string;
   tooManyFailures: string;
   internalError: string;
@@ -38,6 +39,7 @@ export abstract class PreauthSession {
   private busy = false;
   private handedOver = false;
   private holdsPreauth = false;
+  private deadline: NodeJS.Timeout | null = null;
   private failures = 0;
   /** What the client says it is (IMAP ID name/version), for the audit trail. */
   protected clientName: string | undefined;
@@ -74,6 +76,9 @@ export abstract class PreauthSession {
     this.attach(this.socket);
     if (!this.ctx.preauth.acquire(this.ip)) return this.close(this.words.tooManyConnections);
     this.holdsPreauth = true;
+    // The idle timeout alone is reset by every byte; this one is not.
+    this.deadline = setTimeout(() => this.close(this.words.tooSlow), this.ctx.settings.preauthDeadlineMs);
+    this.deadline.unref();
     this.greet();
   }
 
@@ -115,6 +120,8 @@ export abstract class PreauthSession {
   }
 
   private releasePreauth(): void {
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = null;
     if (this.holdsPreauth) this.ctx.preauth.release(this.ip);
     this.holdsPreauth = false;
   }

@@ -81,6 +81,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       plaintextAllowed: networkMatcher(cfg.frontend.plaintext_auth_networks),
       maxAuthFailures: cfg.frontend.max_auth_failures,
       preauthTimeoutMs: cfg.frontend.preauth_timeout,
+      preauthDeadlineMs: cfg.frontend.preauth_deadline,
       maxLineLength: cfg.frontend.max_line_length,
       maxLiteralSize: cfg.frontend.max_literal_size,
       maxAppendSize: cfg.imap.max_append_size,

@@ -95,4 +95,20 @@ except poplib.error_proto as e:
     expect(refused.headers['auth-status']).toBeUndefined();
     await elsewhere.close();
   });
+
+  // Last: it fills the window of the address every nginx request here comes from.
+  it('counts requests without a valid Client-IP against the nginx host, so a spray through them is still cut off', async () => {
+    const ask = (user: string, pass: string, clientIp?: string) =>
+      fetch(`http://127.0.0.1:${api.port}/auth/nginx`, {
+        headers: { 'Auth-Method': 'plain', 'Auth-User': user, 'Auth-Pass': encodeURIComponent(pass), 'Auth-Protocol': 'imap', ...(clientIp === undefined ? {} : { 'Client-IP': clientIp }) },
+      }).then((r) => r.headers.get('auth-status') ?? '');
+    const answers = await Promise.all(Array.from({ length: 60 }, (_, i) => ask(`sprayed${i}`, 'Spring2026!', i % 2 ? undefined : 'not-an-address')));
+    const checked = answers.filter((a) => a.startsWith('[AUTHENTICATIONFAILED]')).length;
+    expect(checked).toBeGreaterThan(0);
+    expect(checked).toBeLessThanOrEqual(50);
+    expect(answers.filter((a) => a.startsWith('[LIMIT]')).length).toBe(60 - checked);
+    expect(await ask('sprayed-last', 'Summer2026!')).toMatch(/^\[LIMIT\]/);
+    const { events } = await gw.app.store.audit.query({ username: 'sprayed1', action: 'auth', limit: 1 }, new Date());
+    expect(events[0]).toMatchObject({ ip: '127.0.0.1' });
+  });
 });

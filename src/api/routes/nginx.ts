@@ -52,12 +52,14 @@ export async function nginxRoutes(api: FastifyInstance, d: ApiDeps, s: NginxSett
       void reply.header('Auth-Status', 'Unsupported authentication method');
       return reply.send('');
     }
+    // Without a client address the attempt counts against the nginx host's own: a request
+    // that leaves it out must not escape the per-address window.
     const clientIp = h('client-ip');
     const result = await d.auth.authenticate({
       username: unescape(h('auth-user')),
       secret: unescape(h('auth-pass')),
       scope: SCOPES[protocol],
-      ip: isIP(clientIp) ? clientIp : null,
+      ip: isIP(clientIp) ? clientIp : req.ip,
       protocol,
       userAgent: 'nginx',
     });

@@ -20,6 +20,7 @@ export function imapRefusal(r: Refusal): string {
 const WORDS: SessionWords = {
   tooManyConnections: '* BYE Too many connections from your address, try again later',
   idle: '* BYE Disconnected for inactivity.',
+  tooSlow: '* BYE Took too long to log in.',
   lineTooLong: '* BYE Line too long.',
   tooManyFailures: '* BYE Too many invalid authentication attempts.',
   internalError: '* BYE Internal error.',

@@ -17,6 +17,7 @@ export function pop3Refusal(r: Refusal): string {
 const WORDS: SessionWords = {
   tooManyConnections: '-ERR [SYS/TEMP] Too many connections from your address',
   idle: '-ERR Disconnected for inactivity.',
+  tooSlow: '-ERR Took too long to log in.',
   lineTooLong: '-ERR Line too long.',
   tooManyFailures: '-ERR Too many invalid authentication attempts',
   internalError: '-ERR Internal error.',

@@ -8,7 +8,7 @@ import { normalizeUsername } from '../../core/username.js';
 import type { FrontendContext } from '../frontend.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
 import { readBounded } from './message.js';
-import { replyError, smtpError, type SmtpError } from './submission.js';
+import { replyError, smtpError, type SmtpError } from './replies.js';
 
 export interface LmtpSettings {
   maxMessageSize: number;

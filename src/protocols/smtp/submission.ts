@@ -1,11 +1,12 @@
 import { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import { isTemporary } from '../../core/errors.js';
-import type { AuthResult } from '../../core/types.js';
 import type { FrontendContext } from '../frontend.js';
 import { peerIp } from '../limits.js';
-import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
+import { SmtpClient } from '../upstream/smtp-client.js';
 import { readBounded } from './message.js';
+import { replyError, smtpError, smtpRefusal, type SmtpError } from './replies.js';
+import { SubmissionPreauth } from './submission-preauth.js';
 
 export interface SubmissionSettings {
   maxMessageSize: number;
@@ -20,20 +21,9 @@ export interface SubmissionSettings {
 type SubmitUser = { username: string; encryptTo: string | null };
 const userOf = (session: SMTPServerSession) => session.user as unknown as SubmitUser;
 
-export type SmtpError = Error & { responseCode?: number };
-export const smtpError = (code: number, message: string): SmtpError => Object.assign(new Error(message), { responseCode: code });
-
-/** SMTP answer for a refused login (RFC 4954): 454 for anything temporary, 535 for bad credentials. */
-export function smtpRefusal(r: Extract<AuthResult, { ok: false }>): SmtpError {
-  if (r.reason === 'locked') return smtpError(454, `4.7.0 Too many failed attempts, try again in ${r.retryAfter ?? 60} seconds`);
-  if (r.reason === 'temporary_failure') return smtpError(454, '4.7.0 Temporary authentication failure, try again later');
-  return smtpError(535, `5.7.8 ${r.message}`);
-}
-
-export const replyError = (r: Reply): SmtpError => smtpError(r.code, r.text.split('\n').join(' '));
-
 /** Submission (RFC 6409) on smtp-server: AUTH through the core, then relay to the upstream. */
 export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettings, secure: boolean): SMTPServer {
+  const preauth = new SubmissionPreauth(ctx, () => server);
   const server: SMTPServer = new SMTPServer({
     secure,
     name: ctx.settings.hostname,
@@ -50,21 +40,50 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
     socketTimeout: ctx.settings.preauthTimeoutMs,
     ...ctx.tls.serverOptions(),
     logger: false,
+    onConnect(session, cb) {
+      cb(preauth.connected(session));
+    },
+    onSecure(_socket, session, cb) {
+      preauth.secured(session);
+      cb();
+    },
+    onClose(session) {
+      preauth.closed(session);
+    },
     onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb) {
       const ip = peerIp(session.remoteAddress);
-      if (!session.secure && !ctx.settings.plaintextAllowed(ip)) {
+      if (!preauth.authAllowed(session)) {
         return cb(smtpError(538, '5.7.11 Encryption required for requested authentication mechanism'));
       }
       ctx.auth
         .authenticate({ username: auth.username ?? '', secret: auth.password ?? '', scope: 'smtp', ip, protocol: 'smtp', sessionId: session.id })
-        .then((r) => (r.ok ? cb(null, { user: { username: r.username, encryptTo: r.encryptTo } satisfies SubmitUser }) : cb(smtpRefusal(r))))
-        .catch((err: Error) => cb(smtpError(454, `4.7.0 ${err.message}`)));
+        .then(
+          (r) => {
+            if (r.ok) {
+              preauth.loggedIn(session);
+              return cb(null, { user: { username: r.username, encryptTo: r.encryptTo } satisfies SubmitUser });
+            }
+            cb(smtpRefusal(r));
+            if (r.reason !== 'temporary_failure') preauth.failed(session);
+          },
+          (err: Error) => cb(smtpError(454, `4.7.0 ${err.message}`)),
+        );
+    },
+    onMailFrom(_addr, session, cb) {
+      cb(preauth.requireLogin(session));
     },
     onRcptTo(_addr, session, cb) {
+      const refused = preauth.requireLogin(session);
+      if (refused) return cb(refused);
       if (session.envelope.rcptTo.length >= s.maxRecipients) return cb(smtpError(452, `4.5.3 Too many recipients (at most ${s.maxRecipients})`));
       cb();
     },
     onData(stream: Readable, session: SMTPServerSession, cb) {
+      const refused = preauth.requireLogin(session);
+      if (refused) {
+        stream.resume();
+        return cb(refused);
+      }
       relay(ctx, s, session, stream).then(
         () => cb(null, 'Message accepted'),
         (err: SmtpError) => {
