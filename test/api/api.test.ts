@@ -358,6 +358,22 @@ describe('web API over HTTP', () => {
     expect((await call('DELETE', '/api/v1/me', { token: admin, body: { password: PW } })).status).toBe(403);
   });
 
+  it('compares only 6 of 50 second-factor codes sent at once to the sign-in, and answers the rest 429', async () => {
+    await call('POST', '/api/v1/users', { token: admin, body: { username: 'tess', password: PW } });
+    const tess = await tokenOf('tess', PW);
+    const setup = await call('POST', '/api/v1/me/totp/setup', { token: tess });
+    expect((await call('POST', '/api/v1/me/totp/enable', { token: tess, body: { code: await codeAt(setup.json.secret, 0) } })).status).toBe(200);
+    const valid = new Set(await Promise.all([-2, -1, 0, 1, 2, 3].map((s) => codeAt(setup.json.secret, s))));
+    const guesses = Array.from({ length: 60 }, (_, i) => String(100000 + i * 7919).slice(0, 6)).filter((c) => !valid.has(c)).slice(0, 50);
+    const answers = await Promise.all(guesses.map((totp) => signIn('tess', PW, { totp })));
+    expect(answers.filter((a) => a.status === 401 && a.json.code === 'second_factor_invalid')).toHaveLength(6);
+    const refused = answers.filter((a) => a.status === 429);
+    expect(refused).toHaveLength(44);
+    expect(Number(refused[0]!.headers.get('retry-after'))).toBeGreaterThan(0);
+    // The right code now waits for the window too.
+    expect((await signIn('tess', PW, { totp: await codeAt(setup.json.secret, 0) })).status).toBe(429);
+  });
+
   it('answers 503, not 401, when the store is down', async () => {
     const users = app.store.users;
     const original = users.findByName.bind(users);

@@ -205,9 +205,9 @@ except imaplib.IMAP4.error as e:
       const s = await RawClient.open(strict.ports.submission);
       await s.until(/^220 /);
       s.write('EHLO client.example\r\n');
-      await s.until(/^250 /);
+      expect(await s.until(/^250 /)).not.toContain('AUTH');
       s.write(`AUTH PLAIN ${Buffer.from(`\0erin\0${PW}`).toString('base64')}\r\n`);
-      expect(await s.until(/^\d{3} /)).toMatch(/^538 5\.7\.11/m);
+      expect(await s.until(/^\d{3} /)).toMatch(/^5\d\d /m);
       s.close();
     } finally {
       await strict.stop();
