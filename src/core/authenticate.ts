@@ -284,7 +284,7 @@ export class Authenticator {
     // page opens only to set one up (B3).
     if (required && req.scope !== 'master') return fail('two_factor_setup_required');
     const recommended = !user.twoFactor && !required && (await this.d.policy.enabled('two_factor_recommended', user.domain));
-    const ok = (): AuthResult => ({
+    const ok = (): Extract<AuthResult, { ok: true }> => ({
       ok: true,
       userId: user.id,
       username: user.username,
@@ -294,6 +294,7 @@ export class Authenticator {
       mustSetUpTwoFactor: required,
       encryptTo: user.pgp?.encrypt ? user.pgp.publicKey : null,
       notices: recommended ? [...user.notices, 'two_factor_recommended'] : user.notices,
+      secondFactor: null,
     });
 
     if (match.kind === 'asp') {
@@ -312,7 +313,8 @@ export class Authenticator {
       return ok();
     }
     if (!user.twoFactor || req.trustedDevice) return ok();
-    return (await this.checkSecondFactor(req, user)) ?? ok();
+    const refused = await this.checkSecondFactor(req, user);
+    return refused ?? { ...ok(), secondFactor: req.secondFactor!.kind };
   }
 
   /** Null when the second factor passed; otherwise the refusal. */

@@ -273,6 +273,8 @@ export type AuthResult =
       notices: string[];
       /** The armored key this account's stored mail is encrypted to, null when encryption is off (D1). */
       encryptTo: string | null;
+      /** The second factor this very check verified; null when none was checked (no 2FA, a trusted device). */
+      secondFactor: SecondFactorKind | null;
     }
   | {
       ok: false;

@@ -99,7 +99,9 @@ export class WebSessions {
       }
     }
     let deviceToken: string | null = null;
-    if (req.trustDevice && req.secondFactor && this.d.settings.trustedDeviceTtlMs > 0) {
+    // Trust is given only for a second factor this sign-in really checked: never for one an
+    // account without 2FA ignored, and never renewed by a device that skipped the check.
+    if (req.trustDevice && result.secondFactor !== null && this.d.settings.trustedDeviceTtlMs > 0) {
       deviceToken = this.newToken(DEVICE_PREFIX);
       await this.d.store.devices.create({
         userId: fresh.id,
