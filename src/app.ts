@@ -15,6 +15,7 @@ import { Metrics } from './metrics.js';
 import { notifyingAudit, smtpCodeMailer } from './notify/notifier.js';
 import { AuditSpool } from './stores/audit-spool.js';
 import { MemoryCredentialCache, RedisCredentialCache } from './stores/credential-cache.js';
+import { LocalCredentialEvents, RedisCredentialEvents, type CredentialFeed } from './stores/credential-events.js';
 import { EmbeddedStore } from './stores/embedded-store.js';
 import { MemoryLimiter } from './stores/memory-limiter.js';
 import type { SecurityKeys } from './core/security-keys.js';
@@ -43,6 +44,8 @@ export interface App {
   cache: CredentialCache;
   /** Live mail sessions per user, for the per-user cap (in Redis when configured). */
   slots: SessionSlots;
+  /** Credential changes announced by this process and (through Redis) by every other. */
+  events: CredentialFeed;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -122,6 +125,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   const limiter: RateLimiter = redis ? new RedisLimiter(redis) : new MemoryLimiter(clock);
   const cache: CredentialCache = redis ? new RedisCredentialCache(redis) : new MemoryCredentialCache(clock);
   const slots: SessionSlots = redis ? new RedisSessionSlots(redis) : new MemorySessionSlots();
+  const events: CredentialFeed = redis ? new RedisCredentialEvents(redis) : new LocalCredentialEvents();
   const hasher = new WorkerPool({ cost: cfg.auth.bcrypt_rounds, threads: cfg.auth.hash_threads || undefined, maxQueue: cfg.auth.hash_queue });
   const metrics = new Metrics(() => hasher.queued);
   const n = cfg.notify;
@@ -139,6 +143,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     settings: coreSettings(cfg),
     auditFallback: new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')),
     onAuditError: (err, e) => log.error({ err: (err as Error).message, action: e.action }, 'audit store failed; event spooled'),
+    events,
   });
   const { audit, auth, accounts, sessions, policy, emailCodes, securityKeys } = core;
   return {
@@ -157,8 +162,10 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     limiter,
     cache,
     slots,
+    events,
     clock,
     async close() {
+      await events.close();
       await slots.close();
       await store.close();
       redis?.disconnect();

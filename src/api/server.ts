@@ -5,7 +5,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
-import type { Accounts } from '../core/accounts.js';
+import type { Accounts, Actor } from '../core/accounts.js';
 import type { Authenticator } from '../core/authenticate.js';
 import type { Clock } from '../core/clock.js';
 import { PosternError } from '../core/errors.js';
@@ -145,6 +145,12 @@ export function actorName(req: FastifyRequest): string {
   const p = req.principal;
   if (!p) return 'anonymous';
   return p.kind === 'session' ? p.user.username : `token:${p.token.id}`;
+}
+
+/** Who makes a change, for the core: the name, the address, and the web session it came in on. */
+export function actorOf(req: FastifyRequest): Actor {
+  const p = req.principal;
+  return { name: actorName(req), ip: req.ip, protocol: 'http', ...(p?.kind === 'session' ? { sessionId: p.session.id } : {}) };
 }
 
 function sendError(reply: FastifyReply, err: unknown): FastifyReply {

@@ -77,6 +77,7 @@ const schema = z.strictObject({
     max_auth_failures: count,
     preauth_timeout: duration,
     preauth_deadline: duration,
+    session_recheck: duration,
     max_line_length: z.number().int().min(512).max(1_048_576),
     max_literal_size: z.number().int().min(512).max(1_048_576),
     max_preauth_per_ip: count,

@@ -4,7 +4,7 @@ import { aspPrefixHash, formatAsp, generateAspSecret } from './asp.js';
 import type { AuditInput, AuditLog } from './audit-log.js';
 import type { Clock } from './clock.js';
 import { PosternError, conflict, invalid, notFound } from './errors.js';
-import type { Hasher, Store, UserPatch } from './ports.js';
+import type { CredentialEvents, Hasher, Store, UserPatch } from './ports.js';
 import { checkPasswordPolicy, type PasswordPolicy } from './password-policy.js';
 import { parseStoredHash } from './password-schemes.js';
 import { generateRecoveryCode, hashRecoveryCode } from './recovery-codes.js';
@@ -32,6 +32,7 @@ export interface AccountDeps {
   clock: Clock;
   securityKeys: SecurityKeys;
   settings: AccountSettings;
+  events?: CredentialEvents;
 }
 
 /** Who asked for a change, for the audit trail. */
@@ -39,6 +40,8 @@ export interface Actor {
   name: string;
   ip?: string | null;
   protocol?: 'http' | 'cli';
+  /** The web session making the change: it stays signed in when users change their own account. */
+  sessionId?: string;
 }
 
 export interface NewAspResult {
@@ -146,6 +149,24 @@ export class Accounts {
     );
   }
 
+  /**
+   * The rule for every change of password, second factors or status: trust given before it
+   * ends. Every web session of the account goes (but the one making a change to its own
+   * account), every trusted device goes, and live mail sessions are checked again.
+   */
+  private async endTrust(actor: Actor, user: User): Promise<void> {
+    const keep = actor.name === user.username ? actor.sessionId : undefined;
+    await this.d.store.sessions.deleteAllOfUser(user.id, keep);
+    await this.d.store.devices.deleteAllOfUser(user.id);
+    await this.announce(user);
+  }
+
+  /** Live mail sessions of the account check their credential again. */
+  private async announce(user: User): Promise<void> {
+    // The change is stored already; a lost announcement is caught by the periodic re-check.
+    await this.d.events?.changed(user.id).catch(() => undefined);
+  }
+
   private async patch(user: User, patch: UserPatch, bump: boolean): Promise<User> {
     const updated = await this.d.store.users.update(user.id, patch, this.now(), bump);
     if (!updated) throw notFound(`user "${user.username}"`);
@@ -160,12 +181,14 @@ export class Accounts {
       user,
       {
         passwordHash: await this.d.hasher.hash(password),
-        passwordChangedAt: now,
+        // Always later than the last change: live sessions tell passwords apart by this time.
+        passwordChangedAt: new Date(Math.max(now.getTime(), user.passwordChangedAt.getTime() + 1)),
         mustChangePassword: opts.temporary ?? false,
         passwordExpiresAt: opts.temporary ? new Date(now.getTime() + this.d.settings.tempPasswordTtlMs) : null,
       },
       true,
     );
+    await this.endTrust(actor, updated);
     await this.audit(actor, user, { action: opts.temporary ? 'password.reset' : 'password.change', result: 'success' });
     return updated;
   }
@@ -173,6 +196,8 @@ export class Accounts {
   async setStatus(actor: Actor, username: string, status: User['status']): Promise<User> {
     const user = await this.get(username);
     const updated = await this.patch(user, { status }, true);
+    if (status === 'disabled') await this.endTrust(actor, updated);
+    else await this.announce(updated);
     await this.audit(actor, user, { action: 'user.status', result: 'success', reason: status });
     return updated;
   }
@@ -192,6 +217,7 @@ export class Accounts {
     await this.d.store.securityKeys.deleteAllOfUser(user.id);
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
     await this.d.store.users.delete(user.id);
+    await this.announce(user);
     await this.audit(actor, user, { action: 'user.delete', result: 'success' });
   }
 
@@ -232,6 +258,8 @@ export class Accounts {
     const user = await this.get(username);
     if (!(await this.d.store.asps.delete(user.id, aspId))) throw notFound(`ASP "${aspId}" of "${user.username}"`);
     await this.patch(user, {}, true);
+    // Only that ASP's sessions end: the re-check finds it gone.
+    await this.announce(user);
     await this.audit(actor, user, { action: 'asp.delete', result: 'success', aspId });
   }
 
@@ -263,6 +291,7 @@ export class Accounts {
     );
     // The enrolment code counts as used, so it cannot sign in a second time.
     await this.d.store.users.advanceTotpStep(user.id, step);
+    await this.endTrust(actor, user);
     await this.audit(actor, user, { action: 'totp.enable', result: 'success' });
     return { recoveryCodes: await this.regenerateRecoveryCodes(actor, user.username) };
   }
@@ -282,8 +311,8 @@ export class Accounts {
     const notices = [...new Set([...user.notices, 'two_factor_reset_by_admin'])];
     const updated = await this.patch(user, { twoFactor: false, totp: null, totpPending: null, notices }, true);
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
-    await this.d.store.devices.deleteAllOfUser(user.id);
     await this.d.store.securityKeys.deleteAllOfUser(user.id);
+    await this.endTrust(actor, updated);
     await this.audit(actor, user, { action: '2fa.reset', result: 'success' });
     return updated;
   }
@@ -293,8 +322,8 @@ export class Accounts {
     const user = await this.get(username);
     const updated = await this.patch(user, { twoFactor: false, totp: null, totpPending: null }, true);
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
-    await this.d.store.devices.deleteAllOfUser(user.id);
     await this.d.store.securityKeys.deleteAllOfUser(user.id);
+    await this.endTrust(actor, updated);
     await this.audit(actor, user, { action: 'totp.disable', result: 'success' });
     return updated;
   }
@@ -317,6 +346,7 @@ export class Accounts {
     }
     const key = await this.d.store.securityKeys.create(checked);
     await this.patch(user, { twoFactor: true }, true);
+    await this.endTrust(actor, user);
     await this.audit(actor, user, { action: 'security_key.add', result: 'success', reason: key.id });
     const needCodes = (await this.d.store.recoveryCodes.countUnused(user.id)) === 0;
     return { key, recoveryCodes: needCodes ? await this.regenerateRecoveryCodes(actor, user.username) : null };
@@ -330,6 +360,7 @@ export class Accounts {
     const user = await this.get(username);
     if (!(await this.d.store.securityKeys.delete(user.id, id))) throw notFound(`security key "${id}"`);
     await this.patch(user, {}, true);
+    await this.endTrust(actor, user);
     await this.audit(actor, user, { action: 'security_key.delete', result: 'success', reason: id });
   }
 
@@ -349,6 +380,8 @@ export class Accounts {
       throw invalid('encryption needs a public key');
     }
     const updated = await this.patch(user, { pgp }, false);
+    // Live IMAP sessions reconnect, so that uploads are sealed (or no longer) from now on.
+    await this.announce(updated);
     await this.audit(actor, user, { action: 'pgp.update', result: 'success', reason: pgp ? `${pgp.fingerprint} encrypt=${encrypt}` : 'removed' });
     return updated;
   }

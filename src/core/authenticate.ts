@@ -11,7 +11,7 @@ import { hashRecoveryCode } from './recovery-codes.js';
 import type { SecretBox } from './secret-box.js';
 import type { SecurityKeys } from './security-keys.js';
 import { checkTotp } from './totp.js';
-import type { Asp, AuthFailReason, AuthRequest, AuthResult, SecondFactor, SecondFactorKind, User, WebAuthnCredential } from './types.js';
+import type { Asp, AuthFailReason, AuthRequest, AuthResult, Grant, SecondFactor, SecondFactorKind, User, WebAuthnCredential } from './types.js';
 import { normalizeUsername } from './username.js';
 
 export interface AuthSettings {
@@ -275,6 +275,42 @@ export class Authenticator {
     ]);
   }
 
+  /**
+   * Whether logins granted earlier would still be granted now, by the same scope rules, with
+   * the account as it is now: the account still active, an ASP still there and in scope, the
+   * password not changed since (nor 2FA turned on in its way), encryption as it was. The
+   * secret is not asked for again. One answer per grant, in order.
+   */
+  async stillGranted(grants: Grant[]): Promise<boolean[]> {
+    const byUser = new Map<string, Grant[]>();
+    for (const g of grants) byUser.set(g.userId, [...(byUser.get(g.userId) ?? []), g]);
+    const verdicts = new Map<Grant, boolean>();
+    await Promise.all(
+      [...byUser].map(async ([userId, mine]) => {
+        const user = await this.d.store.users.findById(userId);
+        const asps = user && mine.some((g) => g.credential === 'asp') ? await this.d.store.asps.listByUser(userId) : [];
+        for (const g of mine) verdicts.set(g, user ? await this.grantHolds(g, user, asps) : false);
+      }),
+    );
+    return grants.map((g) => verdicts.get(g) ?? false);
+  }
+
+  private async grantHolds(g: Grant, user: User, asps: Asp[]): Promise<boolean> {
+    if ((user.pgp?.encrypt ? user.pgp.publicKey : null) !== g.encryptTo) return false;
+    let match: Match;
+    if (g.credential === 'asp') {
+      const asp = asps.find((a) => a.id === g.aspId);
+      if (!asp) return false;
+      match = { kind: 'asp', asp };
+    } else {
+      if (user.passwordChangedAt.getTime() !== g.passwordSetAt?.getTime()) return false;
+      match = { kind: 'password' };
+    }
+    // Mail scopes only: the master scope's sessions are bound to the store's session records.
+    const req: AuthRequest = { username: user.username, secret: '', scope: g.scope, ip: null, protocol: 'imap' };
+    return (await this.applyRules(req, user, match)).ok;
+  }
+
   /** Scope rules of MISSION A2/A3/A9 once the secret is known to be right. */
   private async applyRules(req: AuthRequest, user: User, match: Match): Promise<AuthResult> {
     const now = this.d.clock.now();
@@ -284,6 +320,7 @@ export class Authenticator {
     // page opens only to set one up (B3).
     if (required && req.scope !== 'master') return fail('two_factor_setup_required');
     const recommended = !user.twoFactor && !required && (await this.d.policy.enabled('two_factor_recommended', user.domain));
+    const encryptTo = user.pgp?.encrypt ? user.pgp.publicKey : null;
     const ok = (): Extract<AuthResult, { ok: true }> => ({
       ok: true,
       userId: user.id,
@@ -292,9 +329,10 @@ export class Authenticator {
       aspId: match.kind === 'asp' ? match.asp.id : null,
       mustChangePassword: match.kind === 'password' && user.mustChangePassword,
       mustSetUpTwoFactor: required,
-      encryptTo: user.pgp?.encrypt ? user.pgp.publicKey : null,
+      encryptTo,
       notices: recommended ? [...user.notices, 'two_factor_recommended'] : user.notices,
       secondFactor: null,
+      grant: { userId: user.id, scope: req.scope, credential: match.kind, aspId: match.kind === 'asp' ? match.asp.id : null, encryptTo, passwordSetAt: match.kind === 'password' ? user.passwordChangedAt : null },
     });
 
     if (match.kind === 'asp') {

@@ -3,7 +3,7 @@ import { AuditLog, type AuditErrorSink, type AuditFallback } from './audit-log.j
 import { Authenticator, type AuthSettings } from './authenticate.js';
 import type { Clock } from './clock.js';
 import { makeDummyHash } from './passwords.js';
-import type { AuditStore, CredentialCache, Hasher, RateLimiter, Store } from './ports.js';
+import type { AuditStore, CredentialCache, CredentialEvents, Hasher, RateLimiter, Store } from './ports.js';
 import { RateWindows, type LimitSettings } from './rate-windows.js';
 import { EmailCodes, type CodeMailer, type EmailCodeSettings } from './email-codes.js';
 import { Policy, type FeatureDefaults } from './policy.js';
@@ -36,6 +36,8 @@ export interface CoreDeps {
   /** Where audit events go, if not straight to store.audit (e.g. through a metrics counter). */
   auditStore?: AuditStore;
   onAuditError?: AuditErrorSink;
+  /** Where credential changes are announced, so that live mail sessions are checked again. */
+  events?: CredentialEvents;
 }
 
 export interface Core {
@@ -73,7 +75,7 @@ export async function createCore(d: CoreDeps): Promise<Core> {
     settings: d.settings.auth,
     dummyHash: await makeDummyHash(d.hasher),
   });
-  const accounts = new Accounts({ ...common, securityKeys, settings: d.settings.accounts });
+  const accounts = new Accounts({ ...common, securityKeys, settings: d.settings.accounts, events: d.events });
   const emailCodes = new EmailCodes(d.store.challenges, d.codeMailer ?? null, d.clock, d.keys.hmac, d.settings.emailCodes);
   const sessions = new WebSessions({ store: d.store, auth, audit, clock: d.clock, serverKey: d.keys.hmac, settings: d.settings.web, policy, emailCodes });
   return { auth, accounts, audit, windows, box, sessions, policy, emailCodes, securityKeys };

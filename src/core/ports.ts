@@ -53,7 +53,8 @@ export interface SessionStore {
   /** Only sessions not yet expired at `now`. */
   findByTokenHash(tokenHash: string, now: Date): Promise<Session | null>;
   delete(id: string): Promise<boolean>;
-  deleteAllOfUser(userId: string): Promise<number>;
+  /** Ends every session of the user but `exceptId` (the one making a change); returns how many. */
+  deleteAllOfUser(userId: string, exceptId?: string): Promise<number>;
   /** Removes expired sessions; MongoDB's TTL index also does this on its own. */
   purgeExpired(now: Date): Promise<number>;
 }
@@ -153,6 +154,14 @@ export interface RateLimiter {
   reserve(key: string, fingerprint: string, limit: number, windowMs: number): Promise<Reservation>;
   settle(key: string, fingerprint: string, outcome: 'failed' | 'refunded', windowMs: number): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * Tells whoever holds live mail sessions (this process and every other postern process)
+ * that an account's credentials changed, so that they check those sessions again at once.
+ */
+export interface CredentialEvents {
+  changed(userId: string): Promise<void>;
 }
 
 /** Short-lived memory of verified secrets, keyed by an HMAC (never the secret). */

@@ -259,6 +259,21 @@ export interface AuthRequest {
   userAgent?: string;
 }
 
+/**
+ * What a successful login was granted on, kept by whoever holds the session it opened, so
+ * that the grant can be checked again when the account's credentials change.
+ */
+export interface Grant {
+  userId: string;
+  scope: Scope;
+  credential: CredentialKind;
+  aspId: string | null;
+  /** The key stored mail was sealed to at login; a change means the session must start over. */
+  encryptTo: string | null;
+  /** For the account password: when the password checked was set (a new one ends the grant). */
+  passwordSetAt: Date | null;
+}
+
 export type AuthResult =
   | {
       ok: true;
@@ -275,6 +290,7 @@ export type AuthResult =
       encryptTo: string | null;
       /** The second factor this very check verified; null when none was checked (no 2FA, a trusted device). */
       secondFactor: SecondFactorKind | null;
+      grant: Grant;
     }
   | {
       ok: false;

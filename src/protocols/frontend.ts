@@ -4,6 +4,7 @@ import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import type { Authenticator } from '../core/authenticate.js';
 import type { SessionSlots } from '../core/ports.js';
 import type { Logger } from '../log.js';
+import type { LiveSessions } from './live-sessions.js';
 import { type ByteBudget, ConnectionCounter, peerIp } from './limits.js';
 import type { TlsManager } from './tls.js';
 import type { ClientInfo, MailUpstream, UpstreamSession } from './upstream/mail-upstream.js';
@@ -38,6 +39,8 @@ export interface FrontendContext {
    * armored key off the main thread, or unchanged when it is already encrypted.
    */
   seal: (armoredKey: string, raw: Buffer) => Promise<Buffer>;
+  /** Proxied sessions by account, ended when their credential changes. */
+  live: LiveSessions;
   /** Told when a proxied session starts (+1) and ends (-1), e.g. for a metrics gauge. */
   onSession?: (protocol: string, delta: number) => void;
 }

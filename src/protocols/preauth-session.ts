@@ -16,6 +16,8 @@ export interface SessionWords {
   tooManyConnections: string;
   idle: string;
   tooSlow: string;
+  /** Sent when a live session ends because its credential changed (revoked, new password, ...). */
+  credentialChanged: string;
   lineTooLong: string;
   tooManyFailures: string;
   internalError: string;
@@ -214,9 +216,12 @@ export abstract class PreauthSession {
       this.releasePreauth();
       this.detach(this.socket);
       this.ctx.onSession?.(this.scope, 1);
-      relay(this.socket, up, this.reader.drain(), () => {
+      const client = this.socket;
+      const unregister = this.ctx.live.add(result.grant, result.username, this.id, () => endRelayed(client, up, this.words.credentialChanged));
+      relay(client, up, this.reader.drain(), () => {
         this.done = true;
         this.ctx.onSession?.(this.scope, -1);
+        unregister();
         release();
       });
       this.socket.resume();
@@ -226,6 +231,24 @@ export abstract class PreauthSession {
       this.send(`${prefix}${this.words.upstreamDown}`);
     }
   }
+}
+
+/**
+ * Ends a relayed session from outside: nothing more flows either way, the client gets the
+ * protocol's last line, then both sockets close (at the latest after 5 s).
+ */
+function endRelayed(client: Socket, up: UpstreamSession, line: string): void {
+  up.socket.unpipe(client);
+  client.unpipe(up.socket);
+  up.socket.pause();
+  client.pause();
+  const destroy = () => {
+    client.destroy();
+    up.socket.destroy();
+  };
+  setTimeout(destroy, 5000).unref();
+  if (client.writable) client.end(`${line}\r\n`, destroy);
+  else destroy();
 }
 
 function once(fn: () => void): () => void {

@@ -6,6 +6,7 @@ import type { App } from '../app.js';
 import { listen, type FrontendContext, type Listening } from './frontend.js';
 import { imapSessionFactory } from './imap/imap-session.js';
 import { ByteBudget, ConnectionCounter, networkMatcher } from './limits.js';
+import { LiveSessions } from './live-sessions.js';
 import { pop3SessionFactory } from './pop3/pop3-session.js';
 import { createLmtpServer } from './smtp/lmtp.js';
 import { createSubmissionServer } from './smtp/submission.js';
@@ -16,6 +17,8 @@ export interface RunningListeners {
   tls: TlsManager;
   /** Protocol → bound ports (plain/STARTTLS first, then implicit TLS). */
   ports: Record<'imap' | 'pop3' | 'submission' | 'lmtp', number[]>;
+  /** Proxied mail sessions by account. */
+  live: LiveSessions;
   close(): Promise<void>;
 }
 
@@ -48,6 +51,8 @@ export async function startListeners(app: App): Promise<RunningListeners> {
   const cfg = app.config;
   const tls = await TlsManager.create(cfg.tls, cfg.server.data_dir, cfg.server.hostname);
   const up = cfg.upstream;
+  const live = new LiveSessions(app.auth, app.log, cfg.frontend.session_recheck);
+  const unsubscribe = app.events.subscribe((userId) => void live.recheck(userId));
   const ctx: FrontendContext = {
     auth: app.auth,
     tls,
@@ -55,6 +60,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     preauth: new ConnectionCounter(cfg.frontend.max_preauth_per_ip),
     uploads: new ByteBudget(cfg.imap.max_append_total),
     slots: app.slots,
+    live,
     onSession: (protocol, delta) => app.metrics.sessions.inc({ protocol }, delta),
     seal: (key, raw) =>
       sealMessage(raw, (inner) =>
@@ -116,8 +122,19 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       ports.lmtp = l.ports;
     }
   } catch (err) {
+    unsubscribe();
+    live.close();
     await Promise.all(running.map((l) => l.close()));
     throw err;
   }
-  return { tls, ports, close: async () => void (await Promise.all(running.map((l) => l.close()))) };
+  return {
+    tls,
+    ports,
+    live,
+    close: async () => {
+      unsubscribe();
+      live.close();
+      await Promise.all(running.map((l) => l.close()));
+    },
+  };
 }

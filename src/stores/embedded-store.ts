@@ -321,8 +321,8 @@ class EmbeddedSessions implements SessionStore {
     return guard('session', () => this.db.prepare('DELETE FROM sessions WHERE id = ?').run(id).changes > 0);
   }
 
-  deleteAllOfUser(userId: string): Promise<number> {
-    return guard('session', () => this.db.prepare('DELETE FROM sessions WHERE user_id = ?').run(userId).changes);
+  deleteAllOfUser(userId: string, exceptId?: string): Promise<number> {
+    return guard('session', () => this.db.prepare('DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?').run(userId, exceptId ?? null).changes);
   }
 
   purgeExpired(now: Date): Promise<number> {

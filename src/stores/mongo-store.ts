@@ -254,9 +254,10 @@ class MongoSessions implements SessionStore {
     return _id ? guard('session', async () => (await this.c.deleteOne({ _id })).deletedCount === 1) : Promise.resolve(false);
   }
 
-  deleteAllOfUser(userId: string): Promise<number> {
+  deleteAllOfUser(userId: string, exceptId?: string): Promise<number> {
     const u = oid(userId);
-    return u ? guard('session', async () => (await this.c.deleteMany({ userId: u })).deletedCount) : Promise.resolve(0);
+    const keep = exceptId ? oid(exceptId) : null;
+    return u ? guard('session', async () => (await this.c.deleteMany({ userId: u, ...(keep ? { _id: { $ne: keep } } : {}) })).deletedCount) : Promise.resolve(0);
   }
 
   purgeExpired(now: Date): Promise<number> {

@@ -43,3 +43,75 @@ describe('trusted devices', () => {
     expect(await c.sessions.listDevices((await c.accounts.get('alice')).id)).toHaveLength(1);
   });
 });
+
+describe('web sessions and trusted devices end when credentials change', () => {
+  const alive = async (token: string) => (await c.sessions.principal(token)) !== null;
+
+  it('a password change ends every other web session and every trusted device, in the core (CLI and API alike)', async () => {
+    const secret = await enableTotp();
+    c.clock.advance(60_000);
+    const mine = await ok({ trustDevice: true, secondFactor: { kind: 'totp', code: await totpCode(secret, c.clock.now()) } });
+    c.clock.advance(60_000);
+    const other = await ok({ secondFactor: { kind: 'totp', code: await totpCode(secret, c.clock.now()) } });
+    const alice = await c.accounts.get('alice');
+    await c.accounts.setPassword({ name: 'alice', sessionId: mine.session.id }, 'alice', 'Brand-new-pass-2');
+    expect(await alive(mine.token)).toBe(true);
+    expect(await alive(other.token)).toBe(false);
+    expect(await c.sessions.listDevices(alice.id)).toHaveLength(0);
+    // An administrator's change (or the CLI's) keeps none.
+    await c.accounts.setPassword(actor, 'alice', 'Brand-new-pass-3');
+    expect(await alive(mine.token)).toBe(false);
+  });
+
+  it('a disable ends the sessions for good: enabling again does not bring them back', async () => {
+    const s = await ok();
+    await c.accounts.setStatus(actor, 'alice', 'disabled');
+    expect(await alive(s.token)).toBe(false);
+    await c.accounts.setStatus(actor, 'alice', 'active');
+    expect(await alive(s.token)).toBe(false);
+    expect(await alive((await ok()).token)).toBe(true);
+  });
+
+  it('turning 2FA on or off, and an admin reset, end the other sessions and the trusted devices', async () => {
+    const before = await ok();
+    const secret = await enableTotp();
+    expect(await alive(before.token)).toBe(false);
+    c.clock.advance(60_000);
+    const trusted = await ok({ trustDevice: true, secondFactor: { kind: 'totp', code: await totpCode(secret, c.clock.now()) } });
+    await c.accounts.resetSecondFactor(actor, 'alice');
+    expect(await alive(trusted.token)).toBe(false);
+    expect(await c.sessions.listDevices((await c.accounts.get('alice')).id)).toHaveLength(0);
+  });
+});
+
+describe('live mail sessions are checked again by the core rules', () => {
+  const grantOf = async (secret: string, scope: 'imap' | 'pop3' = 'imap') => {
+    const r = await c.auth.authenticate({ username: 'alice', secret, scope, ip: '192.0.2.10', protocol: scope });
+    if (!r.ok) throw new Error(r.reason);
+    return r.grant;
+  };
+
+  it('a revoked ASP ends only its own sessions; a new password ends only the password sessions', async () => {
+    const phone = await c.accounts.createAsp(actor, 'alice', { description: 'phone', scopes: ['imap'] });
+    const laptop = await c.accounts.createAsp(actor, 'alice', { description: 'laptop', scopes: ['imap', 'pop3'] });
+    const grants = [await grantOf(phone.password), await grantOf(laptop.password, 'pop3'), await grantOf(PASSWORD)];
+    expect(await c.auth.stillGranted(grants)).toEqual([true, true, true]);
+    await c.accounts.revokeAsp(actor, 'alice', phone.asp.id);
+    expect(await c.auth.stillGranted(grants)).toEqual([false, true, true]);
+    await c.accounts.setPassword(actor, 'alice', 'Brand-new-pass-2');
+    expect(await c.auth.stillGranted(grants)).toEqual([false, true, false]);
+    await c.accounts.setStatus(actor, 'alice', 'disabled');
+    expect(await c.auth.stillGranted(grants)).toEqual([false, false, false]);
+  });
+
+  it('turning 2FA on ends the password sessions; turning encryption on ends them all, to start again sealed', async () => {
+    const asp = await c.accounts.createAsp(actor, 'alice', { description: '', scopes: ['imap'] });
+    const grants = [await grantOf(PASSWORD), await grantOf(asp.password)];
+    await enableTotp();
+    expect(await c.auth.stillGranted(grants)).toEqual([false, true]);
+    const { privateKey, publicKey } = await (await import('openpgp')).generateKey({ userIDs: [{ email: 'alice@example.test' }], format: 'armored' });
+    void privateKey;
+    await c.accounts.setPgpKey(actor, 'alice', publicKey, true);
+    expect(await c.auth.stillGranted(grants)).toEqual([false, false]);
+  });
+});

@@ -189,9 +189,13 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       expect(await s.sessions.purgeExpired(later(1000))).toBe(1);
       expect(await s.sessions.delete(a.id)).toBe(true);
       expect(await s.sessions.findByTokenHash('ha', later(10))).toBeNull();
-      await s.sessions.create({ ...base, tokenHash: 'hd', expiresAt: later(3_600_000) });
-      expect(await s.sessions.deleteAllOfUser(u.id)).toBe(2);
+      const d = await s.sessions.create({ ...base, tokenHash: 'hd', expiresAt: later(3_600_000) });
+      await s.sessions.create({ ...base, tokenHash: 'he', expiresAt: later(3_600_000) });
+      expect(await s.sessions.deleteAllOfUser(u.id, d.id)).toBe(2);
       expect(await s.sessions.findByTokenHash('hb', later(10))).toBeNull();
+      expect((await s.sessions.findByTokenHash('hd', later(10)))?.id).toBe(d.id);
+      expect(await s.sessions.deleteAllOfUser(u.id)).toBe(1);
+      expect(await s.sessions.findByTokenHash('hd', later(10))).toBeNull();
     });
 
     it('keeps trusted devices per user until they expire or are removed', async () => {

@@ -1,13 +1,13 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { optionalLifetime } from '../../config/duration.js';
 import type { Role } from '../../core/types.js';
 import { errors, nameParam, idParam, userView as userSchema, passwordField, usernameField } from '../schemas.js';
-import { actorName, requireEmailCode, requireRole, type ApiDeps } from '../server.js';
+import { actorName, actorOf, requireEmailCode, requireRole, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
 
 /** Administrators: accounts, roles, second-factor resets, API tokens. */
 export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
-  const actor = (req: FastifyRequest) => ({ name: actorName(req), ip: req.ip, protocol: 'http' as const });
+  const actor = actorOf;
 
   api.register(async (r) => {
     r.addHook('preHandler', requireRole('admin'));
@@ -80,7 +80,6 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
         let user = await d.accounts.get(req.params.name);
         if (req.body.status) user = await d.accounts.setStatus(actor(req), user.username, req.body.status);
         if (req.body.role) user = await d.accounts.setRole(actor(req), user.username, req.body.role);
-        if (req.body.status === 'disabled') await d.store.sessions.deleteAllOfUser(user.id);
         return userView(user);
       },
     );

@@ -4,7 +4,7 @@ import { parseAspScopes } from '../../core/asp.js';
 import { optionalLifetime } from '../../config/duration.js';
 import type { SecurityKeyAssertion } from '../../core/types.js';
 import { aspView, auditPage, errors, idParam, securityKeyView, userView as userSchema, webauthnOptions, webauthnResponse } from '../schemas.js';
-import { HttpError, refusal, requireEmailCode, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
+import { HttpError, actorOf, refusal, requireEmailCode, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
 import { userView } from '../views.js';
 import { secondFactorOf } from './session.js';
 
@@ -28,7 +28,7 @@ const confirmationBody = {
 /** Self-service for the signed-in user's own account. */
 export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
   const me = (req: FastifyRequest) => sessionOf(req).user;
-  const actor = (req: FastifyRequest) => ({ name: me(req).username, ip: req.ip, protocol: 'http' as const });
+  const actor = actorOf;
   /** Re-checks the password (and second factor when 2FA is on) under the rate windows. */
   const confirm = async (req: FastifyRequest, password: string, factor: { totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion }) => {
     const user = me(req);

@@ -21,6 +21,7 @@ const WORDS: SessionWords = {
   tooManyConnections: '* BYE Too many connections from your address, try again later',
   idle: '* BYE Disconnected for inactivity.',
   tooSlow: '* BYE Took too long to log in.',
+  credentialChanged: '* BYE Your credentials changed: log in again.',
   lineTooLong: '* BYE Line too long.',
   tooManyFailures: '* BYE Too many invalid authentication attempts.',
   internalError: '* BYE Internal error.',

@@ -18,6 +18,7 @@ const WORDS: SessionWords = {
   tooManyConnections: '-ERR [SYS/TEMP] Too many connections from your address',
   idle: '-ERR Disconnected for inactivity.',
   tooSlow: '-ERR Took too long to log in.',
+  credentialChanged: '-ERR [AUTH] Your credentials changed: log in again.',
   lineTooLong: '-ERR Line too long.',
   tooManyFailures: '-ERR Too many invalid authentication attempts',
   internalError: '-ERR Internal error.',

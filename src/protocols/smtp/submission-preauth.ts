@@ -31,7 +31,7 @@ export class SubmissionPreauth {
   connected(session: SMTPServerSession): SmtpError | null {
     const ip = peerIp(session.remoteAddress);
     if (!this.ctx.preauth.acquire(ip)) return smtpError(421, 'Too many connections from your address, try again later');
-    const deadline = setTimeout(() => this.drop(session, 'Took too long to log in'), this.ctx.settings.preauthDeadlineMs);
+    const deadline = setTimeout(() => this.close(session, 'Took too long to log in'), this.ctx.settings.preauthDeadlineMs);
     deadline.unref();
     this.waiting.set(session.id, { ip, failures: 0, deadline });
     if (!session.secure && !this.ctx.settings.plaintextAllowed(ip)) session.disabledCommands = ['AUTH'];
@@ -52,7 +52,7 @@ export class SubmissionPreauth {
   failed(session: SMTPServerSession): void {
     const w = this.waiting.get(session.id);
     if (!w || ++w.failures < this.ctx.settings.maxAuthFailures) return;
-    setImmediate(() => this.drop(session, 'Too many invalid authentication attempts'));
+    setImmediate(() => this.close(session, 'Too many invalid authentication attempts'));
   }
 
   /** Logged in: the connection no longer holds a pre-login slot or runs against the deadline. */
@@ -77,7 +77,8 @@ export class SubmissionPreauth {
     this.ctx.preauth.release(w.ip);
   }
 
-  private drop(session: SMTPServerSession, why: string): void {
+  /** Closes the connection with a 421 and this reason. */
+  close(session: SMTPServerSession, why: string): void {
     for (const conn of this.server().connections) {
       // A 421 reply makes smtp-server close the connection.
       if (conn.session === session) conn.send(421, why);

@@ -24,6 +24,8 @@ const userOf = (session: SMTPServerSession) => session.user as unknown as Submit
 /** Submission (RFC 6409) on smtp-server: AUTH through the core, then relay to the upstream. */
 export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettings, secure: boolean): SMTPServer {
   const preauth = new SubmissionPreauth(ctx, () => server);
+  /** Logged-in connections, each with the function that takes it off the live sessions. */
+  const live = new Map<string, () => void>();
   const server: SMTPServer = new SMTPServer({
     secure,
     name: ctx.settings.hostname,
@@ -49,6 +51,8 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
     },
     onClose(session) {
       preauth.closed(session);
+      live.get(session.id)?.();
+      live.delete(session.id);
     },
     onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb) {
       const ip = peerIp(session.remoteAddress);
@@ -61,6 +65,7 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
           (r) => {
             if (r.ok) {
               preauth.loggedIn(session);
+              live.set(session.id, ctx.live.add(r.grant, r.username, session.id, () => preauth.close(session, 'Your credentials changed: log in again')));
               return cb(null, { user: { username: r.username, encryptTo: r.encryptTo } satisfies SubmitUser });
             }
             cb(smtpRefusal(r));

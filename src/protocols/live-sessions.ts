@@ -1,0 +1,88 @@
+import type { Authenticator } from '../core/authenticate.js';
+import type { Grant } from '../core/types.js';
+import type { Logger } from '../log.js';
+
+interface Live {
+  grant: Grant;
+  sessionId: string;
+  username: string;
+  /** Closes the session with the protocol's last words. */
+  end(): void;
+}
+
+/**
+ * The proxied mail sessions this process holds, by account, so that a credential change ends
+ * them: a revoked ASP, a new password, a disabled account, 2FA turned on in the password's
+ * way. Each is checked again by the core's own rules (`stillGranted`) when a change is
+ * announced, and every `recheckMs` as well, which catches changes made where no announcement
+ * reaches (another process without Redis, the command line).
+ *
+ * A store that cannot answer a re-check leaves the sessions running: that is not a decision
+ * about the credential, and ending every session on a store blip would lock everyone out.
+ */
+export class LiveSessions {
+  private readonly byUser = new Map<string, Set<Live>>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly auth: Authenticator,
+    private readonly log: Logger,
+    recheckMs: number,
+  ) {
+    this.timer = setInterval(() => void this.recheckAll(), recheckMs);
+    this.timer.unref();
+  }
+
+  /** Registers a session; the returned function unregisters it (when it closes on its own). */
+  add(grant: Grant, username: string, sessionId: string, end: () => void): () => void {
+    const live: Live = { grant, username, sessionId, end };
+    let set = this.byUser.get(grant.userId);
+    if (!set) this.byUser.set(grant.userId, (set = new Set()));
+    set.add(live);
+    return () => this.remove(live);
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const set of this.byUser.values()) n += set.size;
+    return n;
+  }
+
+  /** Checks the sessions of one account again (on an announced change). */
+  async recheck(userId: string): Promise<void> {
+    const set = this.byUser.get(userId);
+    if (set?.size) await this.check([...set]);
+  }
+
+  async recheckAll(): Promise<void> {
+    const all = [...this.byUser.values()].flatMap((s) => [...s]);
+    if (all.length) await this.check(all);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+
+  private async check(sessions: Live[]): Promise<void> {
+    let verdicts: boolean[];
+    try {
+      verdicts = await this.auth.stillGranted(sessions.map((s) => s.grant));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'live sessions not re-checked: store unavailable');
+      return;
+    }
+    sessions.forEach((s, i) => {
+      if (verdicts[i]) return;
+      this.remove(s);
+      this.log.info({ session: s.sessionId, user: s.username, protocol: s.grant.scope, asp: s.grant.aspId }, 'session ended: its credential changed');
+      s.end();
+    });
+  }
+
+  private remove(live: Live): void {
+    const set = this.byUser.get(live.grant.userId);
+    if (!set) return;
+    set.delete(live);
+    if (set.size === 0) this.byUser.delete(live.grant.userId);
+  }
+}
