@@ -107,6 +107,7 @@ export async function requireEmailCode(d: ApiDeps, req: FastifyRequest, purpose:
 export function requireRole(...roles: Role[]) {
   return async (req: FastifyRequest) => {
     if (!req.principal) throw new HttpError(401, 'unauthenticated', 'Sign in first: send Authorization: Bearer <token>');
+    passwordChangedFirst(req);
     if (roles.length && !roles.includes(req.principal.role)) throw forbidden();
   };
 }
@@ -123,12 +124,24 @@ const SETUP_ROUTES = new Set([
   '/api/v1/sessions',
 ]);
 
+/** Routes a session signed in with a temporary password may use before changing it (A9). */
+const PASSWORD_CHANGE_ROUTES = new Set(['/api/v1/me', '/api/v1/me/password', '/api/v1/session']);
+
+/** A session on a temporary password may do nothing else before changing it: no ASPs, no tokens, no admin work. */
+function passwordChangedFirst(req: FastifyRequest): void {
+  const p = req.principal;
+  if (p?.kind === 'session' && p.user.mustChangePassword && !PASSWORD_CHANGE_ROUTES.has(req.routeOptions.url ?? '')) {
+    throw new HttpError(403, 'password_change_required', 'This is a temporary password: change it first (PUT /api/v1/me/password)');
+  }
+}
+
 /** Route guard for the caller's own account: a user session, not an automation token. */
 export function requireSessionWith(policy: Policy) {
   return async (req: FastifyRequest) => {
     const p = req.principal;
     if (!p) throw new HttpError(401, 'unauthenticated', 'Sign in first: send Authorization: Bearer <token>');
     if (p.kind !== 'session') throw forbidden('API tokens cannot act on a personal account');
+    passwordChangedFirst(req);
     if (!p.user.twoFactor && !SETUP_ROUTES.has(req.routeOptions.url ?? '') && (await policy.enabled('two_factor_required', p.user.domain))) {
       throw new HttpError(403, 'two_factor_setup_required', 'Two-factor authentication is required: set it up first (POST /api/v1/me/totp/setup)');
     }

@@ -196,11 +196,13 @@ export function buildCli(): Command {
     .command('2fa')
     .description('second factors')
     .command('reset <name>')
-    .description("turn off a user's second factors (the user is told at next sign-in)")
+    .description("reset a user who lost their second factor: prints a temporary password and recovery codes to hand over")
     .action((name: string, _o, cmd: Command) =>
       withApp(cmd, async (app) => {
-        await app.accounts.resetSecondFactor(actor, name);
-        console.log(`second factors of ${name} reset`);
+        const { temporaryPassword, recoveryCodes } = await app.accounts.resetSecondFactor(actor, name);
+        console.log(`second factors of ${name} reset; every session ended. Hand these over (shown only now):`);
+        console.log(`temporary password (account page only, change it first): ${temporaryPassword}`);
+        console.log(`recovery codes (the only second factor until a new one is set up):\n${recoveryCodes.join('\n')}`);
       }),
     );
 

@@ -305,16 +305,22 @@ export class Accounts {
     return codes;
   }
 
-  /** Admin reset (B1): every second factor off; the user is told at next sign-in. */
-  async resetSecondFactor(actor: Actor, username: string): Promise<User> {
+  /**
+   * Admin reset (B1, A9), for a user who lost their second factor: every factor goes, and the
+   * account starts again like a new one: a temporary password (master only, expiring, to be
+   * changed before anything else) and fresh recovery codes as its only second factor, both
+   * for the administrator to hand over. The reset never leaves the old password alone
+   * opening the account. The user is told at the next sign-in.
+   */
+  async resetSecondFactor(actor: Actor, username: string): Promise<{ user: User; temporaryPassword: string; recoveryCodes: string[] }> {
     const user = await this.get(username);
     const notices = [...new Set([...user.notices, 'two_factor_reset_by_admin'])];
-    const updated = await this.patch(user, { twoFactor: false, totp: null, totpPending: null, notices }, true);
-    await this.d.store.recoveryCodes.replace(user.id, [], this.now());
     await this.d.store.securityKeys.deleteAllOfUser(user.id);
-    await this.endTrust(actor, updated);
+    await this.patch(user, { twoFactor: true, totp: null, totpPending: null, notices }, true);
+    const recoveryCodes = await this.regenerateRecoveryCodes(actor, user.username);
+    const temporaryPassword = await this.issueTemporaryPassword(actor, user.username);
     await this.audit(actor, user, { action: '2fa.reset', result: 'success' });
-    return updated;
+    return { user: await this.get(user.username), temporaryPassword, recoveryCodes };
   }
 
   /** The user turns their own second factors off (the caller checked password and factor). */

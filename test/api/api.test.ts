@@ -146,13 +146,28 @@ describe('web API over HTTP', () => {
     expect(after.json.code).toBe('second_factor_required');
   });
 
-  it("an admin reset of 2FA is told to the user once, at the next sign-in", async () => {
-    const reset = await call('POST', '/api/v1/users/alice/2fa/reset', { token: admin });
-    expect(reset.json).toMatchObject({ twoFactor: false });
-    const next = await signIn('alice', PW);
+  it('an admin reset of 2FA hands over a temporary password and recovery codes, and is told to the user once', async () => {
+    await call('POST', '/api/v1/users', { token: admin, body: { username: 'rita', password: PW } });
+    const before = await tokenOf('rita', PW);
+    const reset = await call('POST', '/api/v1/users/rita/2fa/reset', { token: admin });
+    expect(reset.status).toBe(200);
+    const { temporaryPassword, recoveryCodes } = reset.json;
+    expect(reset.json.user).toMatchObject({ twoFactor: true });
+    expect((await call('GET', '/api/v1/me', { token: before })).status).toBe(401);
+    // The old password no longer opens the account; the temporary one needs a recovery code.
+    expect((await signIn('rita', PW)).json.code).toBe('invalid_credentials');
+    expect((await signIn('rita', temporaryPassword)).json.code).toBe('second_factor_required');
+    const next = await signIn('rita', temporaryPassword, { recoveryCode: recoveryCodes[0] });
     expect(next.status).toBe(200);
-    expect(next.json.notices).toEqual(['two_factor_reset_by_admin']);
-    expect((await signIn('alice', PW)).json.notices).toEqual([]);
+    expect(next.json).toMatchObject({ notices: ['two_factor_reset_by_admin'], mustChangePassword: true });
+    // Nothing but the password change until it is done.
+    const t = next.json.token as string;
+    expect((await call('POST', '/api/v1/me/asps', { token: t, body: { scopes: ['imap'] } })).json.code).toBe('password_change_required');
+    expect((await call('PUT', '/api/v1/me/password', { token: t, body: { currentPassword: temporaryPassword, newPassword: 'Rita-new-pass-2' } })).status).toBe(204);
+    expect((await call('POST', '/api/v1/me/asps', { token: t, body: { scopes: ['imap'] } })).status).toBe(201);
+    expect((await signIn('rita', 'Rita-new-pass-2', { recoveryCode: recoveryCodes[1] })).json.notices).toEqual([]);
+    // The tests below use alice without a second factor.
+    await app.accounts.disableSecondFactor({ name: 'test' }, 'alice');
   });
 
   it('signs out one session, and all sessions', async () => {

@@ -198,12 +198,15 @@ describe('second factor (A2, A4, A5)', () => {
     expect(user.totp?.sealedSecret).toMatch(/^v1\.k1\./);
   });
 
-  it('an admin reset turns 2FA off and leaves a notice for the user', async () => {
+  it('an admin reset replaces the factors and the password with a temporary password and recovery codes, and leaves a notice', async () => {
     await addUser();
     await enableTotp();
-    await c.accounts.resetSecondFactor(actor, 'alice');
-    const r = await c.auth.authenticate(req('alice', PASSWORD, 'master'));
-    expect(r).toMatchObject({ ok: true, notices: ['two_factor_reset_by_admin'] });
+    const { temporaryPassword, recoveryCodes } = await c.accounts.resetSecondFactor(actor, 'alice');
+    expect(reason(await c.auth.authenticate(req('alice', PASSWORD, 'master')))).toBe('invalid_credentials');
+    expect(await c.auth.authenticate(req('alice', temporaryPassword, 'master'))).toMatchObject({ ok: false, reason: 'second_factor_required', methods: ['recovery'] });
+    expect(reason(await c.auth.authenticate(req('alice', temporaryPassword, 'imap')))).toBe('asp_required');
+    const r = await c.auth.authenticate({ ...req('alice', temporaryPassword, 'master'), secondFactor: { kind: 'recovery', code: recoveryCodes[0]! } });
+    expect(r).toMatchObject({ ok: true, notices: ['two_factor_reset_by_admin'], mustChangePassword: true });
   });
 
   it('a temporary password opens only master, needs the second factor, and expires', async () => {

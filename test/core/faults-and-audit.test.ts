@@ -67,6 +67,8 @@ describe('audit trail (A8)', () => {
       'password.change',
       'totp.setup',
       'recovery.regenerate',
+      'recovery.regenerate',
+      'password.reset',
       '2fa.reset',
       'user.status',
     ]);

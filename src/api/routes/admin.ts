@@ -98,12 +98,23 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
       {
         schema: {
           tags: ['admin'],
-          summary: "Turn off a user's second factors; the user is told at the next sign-in",
+          summary: "Reset a user who lost their second factor: a temporary password and recovery codes to hand over",
+          description:
+            'Every second factor is removed, every session and trusted device ends. The account starts again with a temporary password (account page only, expiring, to be changed first) and fresh recovery codes as its only second factor; the user is told at the next sign-in.',
           params: nameParam,
-          response: { 200: userSchema, ...errors(401, 403, 404) },
+          response: {
+            200: {
+              type: 'object',
+              properties: { user: userSchema, temporaryPassword: { type: 'string' }, recoveryCodes: { type: 'array', items: { type: 'string' } } },
+            },
+            ...errors(401, 403, 404),
+          },
         },
       },
-      async (req) => userView(await d.accounts.resetSecondFactor(actor(req), req.params.name)),
+      async (req) => {
+        const { user, temporaryPassword, recoveryCodes } = await d.accounts.resetSecondFactor(actor(req), req.params.name);
+        return { user: userView(user), temporaryPassword, recoveryCodes };
+      },
     );
 
     const featureName = { type: 'string', enum: ['two_factor_required', 'two_factor_recommended'] } as const;
