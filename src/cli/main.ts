@@ -6,6 +6,7 @@ import { optionalLifetime, parseDuration } from '../config/duration.js';
 import { parseAspScopes } from '../core/asp.js';
 import { PosternError, invalid } from '../core/errors.js';
 import { normalizeUsername } from '../core/username.js';
+import { CLI_CREATOR } from '../core/web-sessions.js';
 import { ROLES, type AuditAction, type AuditResult, type Protocol, type Role } from '../core/types.js';
 import { iso, readAll, readSecret, table } from './io.js';
 import { serve } from './serve.js';
@@ -162,7 +163,7 @@ export function buildCli(): Command {
         const { asp: a, password } = await app.accounts.createAsp(actor, name, {
           description: o.description,
           scopes: parseAspScopes(o.scope),
-          expiresAt: ttl === null ? null : new Date(app.clock.now().getTime() + ttl),
+          expiresInMs: ttl,
         });
         console.log(`id:       ${a.id}\nscopes:   ${a.scopes.join(',')}\nexpires:  ${iso(a.expiresAt)}\npassword: ${password}`);
         console.error('The password is shown only now.');
@@ -238,7 +239,7 @@ export function buildCli(): Command {
     .action((o: { role: 'admin' | 'auditor'; description: string; expires?: string }, cmd: Command) =>
       withApp(cmd, async (app) => {
         const ttl = optionalLifetime(o.expires, '--expires');
-        const { token: t, record } = await app.sessions.createApiToken('cli', o.role, o.description, ttl);
+        const { token: t, record } = await app.sessions.createApiToken(CLI_CREATOR, o.role, o.description, ttl);
         console.log(`id:    ${record.id}\nrole:  ${record.role}\ntoken: ${t}`);
         console.error('The token is shown only now.');
       }),

@@ -3,6 +3,7 @@ import { readKey } from 'openpgp';
 import { aspPrefixHash, formatAsp, generateAspSecret } from './asp.js';
 import type { AuditInput, AuditLog } from './audit-log.js';
 import type { Clock } from './clock.js';
+import { expiryAfter } from './lifetime.js';
 import { PosternError, conflict, invalid, notFound } from './errors.js';
 import type { CredentialEvents, Hasher, Store, UserPatch } from './ports.js';
 import { checkPasswordPolicy, type PasswordPolicy } from './password-policy.js';
@@ -224,13 +225,13 @@ export class Accounts {
   async createAsp(
     actor: Actor,
     username: string,
-    input: { description: string; scopes: ProtocolScope[]; expiresAt?: Date | null },
+    input: { description: string; scopes: ProtocolScope[]; expiresInMs?: number | null },
   ): Promise<NewAspResult> {
     const user = await this.get(username);
     const description = input.description.trim();
     if (description.length > 200) throw invalid('ASP description must be at most 200 characters');
     if (input.scopes.length === 0) throw invalid('an ASP needs at least one scope');
-    if (input.expiresAt && input.expiresAt.getTime() <= this.now().getTime()) throw invalid('ASP expiry must be in the future');
+    const expiresAt = expiryAfter(this.now(), input.expiresInMs, 'the ASP lifetime');
     if ((await this.d.store.asps.countByUser(user.id)) >= this.d.settings.aspMaxPerUser) {
       throw new PosternError('limit_reached', `at most ${this.d.settings.aspMaxPerUser} ASPs per user: revoke one first`);
     }
@@ -242,7 +243,7 @@ export class Accounts {
       hash: await this.d.hasher.hash(secret),
       prefixHash: aspPrefixHash(secret),
       createdAt: this.now(),
-      expiresAt: input.expiresAt ?? null,
+      expiresAt,
     });
     await this.patch(user, {}, true);
     await this.audit(actor, user, { action: 'asp.create', result: 'success', aspId: asp.id, reason: asp.scopes.join(',') });

@@ -5,6 +5,7 @@ import type { EmailCodes } from './email-codes.js';
 import type { Clock } from './clock.js';
 import { PosternError, notFound } from './errors.js';
 import { keyedHash } from './keyed-hash.js';
+import { expiryAfter } from './lifetime.js';
 import { normalizeUsername } from './username.js';
 import type { Policy } from './policy.js';
 import type { Store } from './ports.js';
@@ -43,6 +44,8 @@ export type Principal =
 const SESSION_PREFIX = 'pss_';
 const API_TOKEN_PREFIX = 'pat_';
 const DEVICE_PREFIX = 'ptd_';
+/** `createdBy` of tokens made with the command line: not a possible username. */
+export const CLI_CREATOR = '(command line)';
 
 /**
  * Web API sign-in and bearer tokens. Tokens are 32 random bytes shown once; only their keyed
@@ -152,9 +155,27 @@ export class WebSessions {
     }
     if (token.startsWith(API_TOKEN_PREFIX)) {
       const t = await this.d.store.apiTokens.findByTokenHash(this.hash('api', token), now);
-      return t ? { kind: 'token', token: t, role: t.role } : null;
+      return t && (await this.creatorStillAdmin(t, now)) ? { kind: 'token', token: t, role: t.role } : null;
     }
     return null;
+  }
+
+  /**
+   * A token speaks for its creator: it works only while whoever made it could make it now.
+   * An administrator who is demoted, disabled or deleted takes their tokens' power with them;
+   * a token made by another token lives as long as that one does; the command line (the
+   * host's operator) needs no account.
+   */
+  private async creatorStillAdmin(t: ApiToken, now: Date, depth = 0): Promise<boolean> {
+    if (t.createdBy === CLI_CREATOR) return true;
+    if (t.createdBy.startsWith('token:')) {
+      const parentId = t.createdBy.slice('token:'.length);
+      const parent = (await this.d.store.apiTokens.list()).find((p) => p.id === parentId);
+      const live = parent && (!parent.expiresAt || parent.expiresAt.getTime() > now.getTime());
+      return !!live && parent.role === 'admin' && depth < 8 && this.creatorStillAdmin(parent, now, depth + 1);
+    }
+    const creator = await this.d.store.users.findByName(t.createdBy);
+    return creator?.status === 'active' && creator.role === 'admin';
   }
 
   async signOut(user: User, session: Session): Promise<boolean> {
@@ -180,6 +201,7 @@ export class WebSessions {
 
   async createApiToken(actor: string, role: ApiToken['role'], description: string, ttlMs: number | null): Promise<{ token: string; record: ApiToken }> {
     if (description.length > 200) throw new PosternError('invalid_input', 'description must be at most 200 characters');
+    const expiresAt = expiryAfter(this.d.clock.now(), ttlMs, 'the token lifetime');
     const token = this.newToken(API_TOKEN_PREFIX);
     const record = await this.d.store.apiTokens.create({
       tokenHash: this.hash('api', token),
@@ -187,7 +209,7 @@ export class WebSessions {
       description,
       createdBy: actor,
       createdAt: this.d.clock.now(),
-      expiresAt: ttlMs ? this.after(ttlMs) : null,
+      expiresAt,
     });
     await this.d.audit.record({ action: 'token.create', result: 'success', actor, reason: `${role}:${record.id}` });
     return { token, record };

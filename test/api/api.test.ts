@@ -389,6 +389,37 @@ describe('web API over HTTP', () => {
     expect((await signIn('tess', PW, { totp: await codeAt(setup.json.secret, 0) })).status).toBe(429);
   });
 
+  it("binds API tokens to their creator: a demoted or disabled administrator's tokens stop working", async () => {
+    await call('POST', '/api/v1/users', { token: admin, body: { username: 'ada', password: PW, role: 'admin' } });
+    const ada = await tokenOf('ada', PW);
+    const made = await call('POST', '/api/v1/tokens', { token: ada, body: { role: 'admin', description: 'automation' } });
+    const pat = made.json.token as string;
+    const child = (await call('POST', '/api/v1/tokens', { token: pat, body: { role: 'auditor' } })).json.token as string;
+    expect((await call('GET', '/api/v1/users', { token: pat })).status).toBe(200);
+    expect((await call('GET', '/api/v1/audit?limit=1', { token: child })).status).toBe(200);
+    await call('PATCH', '/api/v1/users/ada', { token: admin, body: { role: 'user' } });
+    expect((await call('GET', '/api/v1/users', { token: pat })).status).toBe(401);
+    expect((await call('GET', '/api/v1/audit?limit=1', { token: child })).status).toBe(401);
+    await call('PATCH', '/api/v1/users/ada', { token: admin, body: { role: 'admin' } });
+    expect((await call('GET', '/api/v1/users', { token: pat })).status).toBe(200);
+    await call('PATCH', '/api/v1/users/ada', { token: admin, body: { status: 'disabled' } });
+    expect((await call('GET', '/api/v1/users', { token: pat })).status).toBe(401);
+  });
+
+  it('refuses lifetimes past ten years with 400 and stores nothing', async () => {
+    const t = await tokenOf('alice', 'Next-pass-77');
+    const before = (await app.accounts.listAsps('alice')).length;
+    for (const expiresIn of ['100000000d', '99999999999999999999d', '3651d']) {
+      const asp = await call('POST', '/api/v1/me/asps', { token: t, body: { scopes: ['imap'], expiresIn } });
+      expect(asp.status, expiresIn).toBe(400);
+      const token = await call('POST', '/api/v1/tokens', { token: admin, body: { role: 'auditor', expiresIn } });
+      expect(token.status, expiresIn).toBe(400);
+    }
+    expect(await app.accounts.listAsps('alice')).toHaveLength(before);
+    expect((await call('GET', '/api/v1/tokens', { token: admin })).json.every((x: Json) => x.expiresAt === null || !Number.isNaN(Date.parse(x.expiresAt)))).toBe(true);
+    expect((await call('POST', '/api/v1/me/asps', { token: t, body: { scopes: ['imap'], expiresIn: '3650d' } })).status).toBe(201);
+  });
+
   it('answers 503, not 401, when the store is down', async () => {
     const users = app.store.users;
     const original = users.findByName.bind(users);

@@ -142,7 +142,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
         const { asp, password } = await d.accounts.createAsp(actor(req), me(req).username, {
           description: req.body.description ?? '',
           scopes: parseAspScopes(req.body.scopes),
-          expiresAt: ttl ? new Date(d.clock.now().getTime() + ttl) : null,
+          expiresInMs: ttl,
         });
         return reply.status(201).send({
           password,
