@@ -94,7 +94,7 @@ export function coreSettings(cfg: Config): CoreSettings {
       ipWindowMs: l.ip_window,
       allowList: l.allow_list,
     },
-    web: { sessionTtlMs: cfg.api.session_ttl, trustedDeviceTtlMs: cfg.api.trusted_device_ttl },
+    web: { sessionTtlMs: cfg.api.session_ttl, trustedDeviceTtlMs: cfg.api.trusted_device_ttl, stepUpWindowMs: cfg.api.step_up_window },
     features: {
       two_factor_required: { status: cfg.features.two_factor_required, lock: cfg.features.two_factor_required_lock },
       two_factor_recommended: { status: cfg.features.two_factor_recommended, lock: cfg.features.two_factor_recommended_lock },

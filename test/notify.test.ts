@@ -56,7 +56,7 @@ describe('security notices by email (B9)', () => {
     expect(warning.text).toContain('203.0.113.9');
 
     const key = new SoftKey();
-    await app.accounts.addSecurityKey({ name: 'alice' }, 'alice', key.register(await app.accounts.securityKeyOptions('alice')), 'desk');
+    await app.accounts.addSecurityKey({ name: 'alice' }, 'alice', key.register(await app.accounts.securityKeyOptions({ name: 'alice' }, 'alice')), 'desk');
     await mailFor('alice@example.test', /A security key was added/);
   });
 

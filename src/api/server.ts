@@ -78,6 +78,7 @@ const STATUS: Record<string, number> = {
   limit_reached: 409,
   totp_not_pending: 409,
   no_email: 409,
+  step_up_required: 403,
 };
 
 /** A refused authentication as an HTTP error: 401, 403, 429 with Retry-After, or 503. */
@@ -121,6 +122,7 @@ const SETUP_ROUTES = new Set([
   '/api/v1/me/security-keys',
   '/api/v1/me/password',
   '/api/v1/session',
+  '/api/v1/session/confirm',
   '/api/v1/sessions',
 ]);
 

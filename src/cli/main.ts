@@ -239,7 +239,7 @@ export function buildCli(): Command {
     .action((o: { role: 'admin' | 'auditor'; description: string; expires?: string }, cmd: Command) =>
       withApp(cmd, async (app) => {
         const ttl = optionalLifetime(o.expires, '--expires');
-        const { token: t, record } = await app.sessions.createApiToken(CLI_CREATOR, o.role, o.description, ttl);
+        const { token: t, record } = await app.sessions.createApiToken({ name: CLI_CREATOR }, o.role, o.description, ttl);
         console.log(`id:    ${record.id}\nrole:  ${record.role}\ntoken: ${t}`);
         console.error('The token is shown only now.');
       }),

@@ -4,6 +4,7 @@ import { aspPrefixHash, formatAsp, generateAspSecret } from './asp.js';
 import type { AuditInput, AuditLog } from './audit-log.js';
 import type { Clock } from './clock.js';
 import { expiryAfter } from './lifetime.js';
+import type { StepUp } from './step-up.js';
 import { PosternError, conflict, invalid, notFound } from './errors.js';
 import type { CredentialEvents, Hasher, Store, UserPatch } from './ports.js';
 import { checkPasswordPolicy, type PasswordPolicy } from './password-policy.js';
@@ -33,6 +34,7 @@ export interface AccountDeps {
   clock: Clock;
   securityKeys: SecurityKeys;
   settings: AccountSettings;
+  stepUp: StepUp;
   events?: CredentialEvents;
 }
 
@@ -228,6 +230,7 @@ export class Accounts {
     input: { description: string; scopes: ProtocolScope[]; expiresInMs?: number | null },
   ): Promise<NewAspResult> {
     const user = await this.get(username);
+    await this.d.stepUp.require(actor, user.username);
     const description = input.description.trim();
     if (description.length > 200) throw invalid('ASP description must be at most 200 characters');
     if (input.scopes.length === 0) throw invalid('an ASP needs at least one scope');
@@ -267,6 +270,7 @@ export class Accounts {
   /** Step one of enrolment: a new seed to show; 2FA stays off until confirmTotp. */
   async setupTotp(actor: Actor, username: string): Promise<{ secret: string; uri: string }> {
     const user = await this.get(username);
+    await this.d.stepUp.require(actor, user.username);
     // Replacing a working authenticator must go through disabling it (password + factor).
     if (user.totp) throw new PosternError('conflict', 'TOTP is already on: turn it off first to enrol a new authenticator');
     const secret = newTotpSecret();
@@ -278,6 +282,7 @@ export class Accounts {
   /** Step two: a valid code turns TOTP on and returns fresh recovery codes (shown once). */
   async confirmTotp(actor: Actor, username: string, code: string): Promise<{ recoveryCodes: string[] }> {
     const user = await this.get(username);
+    await this.d.stepUp.require(actor, user.username);
     if (!user.totpPending) throw new PosternError('totp_not_pending', 'start TOTP setup first');
     const seed = this.d.box.open(user.totpPending, user.id);
     const step = await checkTotp(seed, code, this.now(), this.d.settings.totpWindowSteps, null);
@@ -299,6 +304,7 @@ export class Accounts {
 
   async regenerateRecoveryCodes(actor: Actor, username: string): Promise<string[]> {
     const user = await this.get(username);
+    await this.d.stepUp.require(actor, user.username);
     const codes = Array.from({ length: this.d.settings.recoveryCodeCount }, generateRecoveryCode);
     const hashes = codes.map((c) => hashRecoveryCode(this.d.serverKey, user.id, c));
     await this.d.store.recoveryCodes.replace(user.id, hashes, this.now());
@@ -327,6 +333,7 @@ export class Accounts {
   /** The user turns their own second factors off (the caller checked password and factor). */
   async disableSecondFactor(actor: Actor, username: string): Promise<User> {
     const user = await this.get(username);
+    await this.d.stepUp.require(actor, user.username);
     const updated = await this.patch(user, { twoFactor: false, totp: null, totpPending: null }, true);
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
     await this.d.store.securityKeys.deleteAllOfUser(user.id);
@@ -336,8 +343,10 @@ export class Accounts {
   }
 
   /** Step one of adding a security key: options (with a fresh challenge) for the browser. */
-  async securityKeyOptions(username: string): Promise<Record<string, unknown>> {
-    return this.d.securityKeys.registrationOptions(await this.get(username));
+  async securityKeyOptions(actor: Actor, username: string): Promise<Record<string, unknown>> {
+    const user = await this.get(username);
+    await this.d.stepUp.require(actor, user.username);
+    return this.d.securityKeys.registrationOptions(user);
   }
 
   /**
@@ -346,6 +355,7 @@ export class Accounts {
    */
   async addSecurityKey(actor: Actor, username: string, response: Record<string, unknown>, label: string): Promise<{ key: WebAuthnCredential; recoveryCodes: string[] | null }> {
     const user = await this.get(username);
+    await this.d.stepUp.require(actor, user.username);
     const checked = await this.d.securityKeys.verifyRegistration(user, response, label);
     if (!checked) {
       await this.audit(actor, user, { action: 'security_key.add', result: 'failure', reason: 'invalid_response' });
@@ -365,6 +375,7 @@ export class Accounts {
    */
   async removeSecurityKey(actor: Actor, username: string, id: string): Promise<void> {
     const user = await this.get(username);
+    await this.d.stepUp.require(actor, user.username);
     if (!(await this.d.store.securityKeys.delete(user.id, id))) throw notFound(`security key "${id}"`);
     await this.patch(user, {}, true);
     await this.endTrust(actor, user);
@@ -377,6 +388,7 @@ export class Accounts {
    */
   async setPgpKey(actor: Actor, username: string, armoredKey: string | null, encrypt: boolean): Promise<User> {
     const user = await this.get(username);
+    await this.d.stepUp.require(actor, user.username);
     let pgp: User['pgp'] = null;
     if (armoredKey !== null) {
       const key = await readKey({ armoredKey }).catch(() => null);

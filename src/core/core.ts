@@ -9,6 +9,7 @@ import { EmailCodes, type CodeMailer, type EmailCodeSettings } from './email-cod
 import { Policy, type FeatureDefaults } from './policy.js';
 import { SecretBox } from './secret-box.js';
 import { SecurityKeys, type SecurityKeySettings } from './security-keys.js';
+import { StepUp } from './step-up.js';
 import { WebSessions, type WebSessionSettings } from './web-sessions.js';
 
 export interface CoreSettings {
@@ -75,8 +76,9 @@ export async function createCore(d: CoreDeps): Promise<Core> {
     settings: d.settings.auth,
     dummyHash: await makeDummyHash(d.hasher),
   });
-  const accounts = new Accounts({ ...common, securityKeys, settings: d.settings.accounts, events: d.events });
+  const stepUp = new StepUp(d.store.challenges, d.clock, d.settings.web.stepUpWindowMs);
+  const accounts = new Accounts({ ...common, securityKeys, settings: d.settings.accounts, stepUp, events: d.events });
   const emailCodes = new EmailCodes(d.store.challenges, d.codeMailer ?? null, d.clock, d.keys.hmac, d.settings.emailCodes);
-  const sessions = new WebSessions({ store: d.store, auth, audit, clock: d.clock, serverKey: d.keys.hmac, settings: d.settings.web, policy, emailCodes });
+  const sessions = new WebSessions({ store: d.store, auth, audit, clock: d.clock, serverKey: d.keys.hmac, settings: d.settings.web, policy, emailCodes, stepUp });
   return { auth, accounts, audit, windows, box, sessions, policy, emailCodes, securityKeys };
 }

@@ -6,6 +6,8 @@ import type { Clock } from './clock.js';
 import { PosternError, notFound } from './errors.js';
 import { keyedHash } from './keyed-hash.js';
 import { expiryAfter } from './lifetime.js';
+import type { StepUp } from './step-up.js';
+import type { Actor } from './accounts.js';
 import { normalizeUsername } from './username.js';
 import type { Policy } from './policy.js';
 import type { Store } from './ports.js';
@@ -15,6 +17,8 @@ export interface WebSessionSettings {
   sessionTtlMs: number;
   /** 0 turns trusted devices off. */
   trustedDeviceTtlMs: number;
+  /** How long after proving the password (and second factor) sensitive changes are allowed. */
+  stepUpWindowMs: number;
 }
 
 export interface SignInRequest {
@@ -62,6 +66,7 @@ export class WebSessions {
       settings: WebSessionSettings;
       policy: Policy;
       emailCodes: EmailCodes;
+      stepUp: StepUp;
     },
   ) {}
 
@@ -126,6 +131,9 @@ export class WebSessions {
       createdAt: this.d.clock.now(),
       expiresAt: this.after(this.d.settings.sessionTtlMs),
     });
+    // A sign-in that proved everything the account has is a fresh step-up; one that skipped the
+    // second factor on a trusted device is not.
+    if (!fresh.twoFactor || result.secondFactor !== null) await this.d.stepUp.mark(session.id);
     // Notices (e.g. "an admin turned 2FA off") are told once, at this sign-in.
     if (fresh.notices.length) await this.d.store.users.update(fresh.id, { notices: [] }, this.d.clock.now(), false);
     return {
@@ -199,7 +207,27 @@ export class WebSessions {
     await this.d.audit.record({ action: 'device.delete', result: 'success', userId: user.id, username: user.username, actor, reason: id });
   }
 
-  async createApiToken(actor: string, role: ApiToken['role'], description: string, ttlMs: number | null): Promise<{ token: string; record: ApiToken }> {
+  /**
+   * Proves the password (and a second factor, when the account has one) again for a signed-in
+   * session, which may then make sensitive changes for a while (step-up).
+   */
+  async confirm(principal: { session: Session; user: User }, req: { password: string; secondFactor?: SecondFactor; ip: string | null; userAgent: string | null }): Promise<AuthResult> {
+    const result = await this.d.auth.authenticate({
+      username: principal.user.username,
+      secret: req.password,
+      scope: 'master',
+      ip: req.ip,
+      protocol: 'http',
+      secondFactor: req.secondFactor,
+      sessionId: principal.session.id,
+      userAgent: req.userAgent ?? undefined,
+    });
+    if (result.ok) await this.d.stepUp.mark(principal.session.id);
+    return result;
+  }
+
+  async createApiToken(actor: Actor, role: ApiToken['role'], description: string, ttlMs: number | null): Promise<{ token: string; record: ApiToken }> {
+    await this.d.stepUp.require(actor);
     if (description.length > 200) throw new PosternError('invalid_input', 'description must be at most 200 characters');
     const expiresAt = expiryAfter(this.d.clock.now(), ttlMs, 'the token lifetime');
     const token = this.newToken(API_TOKEN_PREFIX);
@@ -207,11 +235,11 @@ export class WebSessions {
       tokenHash: this.hash('api', token),
       role,
       description,
-      createdBy: actor,
+      createdBy: actor.name,
       createdAt: this.d.clock.now(),
       expiresAt,
     });
-    await this.d.audit.record({ action: 'token.create', result: 'success', actor, reason: `${role}:${record.id}` });
+    await this.d.audit.record({ action: 'token.create', result: 'success', actor: actor.name, reason: `${role}:${record.id}` });
     return { token, record };
   }
 

@@ -139,6 +139,18 @@ describe('web API over HTTP', () => {
     const onDevice = await signIn('alice', PW, { deviceToken });
     expect(onDevice.status).toBe(200);
     expect((await signIn('alice', 'Wrong-pass-1', { deviceToken })).status).toBe(401);
+    // A session that skipped the second factor on a trusted device must prove it again
+    // before it adds anything that opens the account (step-up).
+    const stepUp = await call('POST', '/api/v1/me/asps', { token: onDevice.json.token, body: { scopes: ['imap'] } });
+    expect(stepUp.status).toBe(403);
+    expect(stepUp.json.code).toBe('step_up_required');
+    expect((await call('POST', '/api/v1/me/recovery-codes', { token: onDevice.json.token })).json.code).toBe('step_up_required');
+    expect((await call('POST', '/api/v1/session/confirm', { token: onDevice.json.token, body: { password: PW } })).json.code).toBe('second_factor_required');
+    const [code] = await app.accounts.regenerateRecoveryCodes({ name: 't' }, 'alice');
+    expect((await call('POST', '/api/v1/session/confirm', { token: onDevice.json.token, body: { password: PW, recoveryCode: code } })).status).toBe(204);
+    const made = await call('POST', '/api/v1/me/asps', { token: onDevice.json.token, body: { scopes: ['imap'] } });
+    expect(made.status).toBe(201);
+    await app.accounts.revokeAsp({ name: 't' }, 'alice', made.json.asp.id);
     const devices = await call('GET', '/api/v1/me/devices', { token: onDevice.json.token });
     expect(devices.json.map((x: Json) => x.label)).toEqual(['laptop']);
     expect((await call('DELETE', `/api/v1/me/devices/${devices.json[0].id}`, { token: onDevice.json.token })).status).toBe(204);

@@ -115,3 +115,25 @@ describe('live mail sessions are checked again by the core rules', () => {
     expect(await c.auth.stillGranted(grants)).toEqual([false, false]);
   });
 });
+
+describe('step-up: sensitive changes need a recent proof', () => {
+  it('allows them within the window after a sign-in, and again after the password is entered anew', async () => {
+    const s = await ok();
+    const me = { name: 'alice', sessionId: s.session.id };
+    await c.accounts.createAsp(me, 'alice', { description: 'phone', scopes: ['imap'] });
+    c.clock.advance(5 * 60_000 + 1);
+    await expect(c.accounts.createAsp(me, 'alice', { description: 'tablet', scopes: ['imap'] })).rejects.toMatchObject({ code: 'step_up_required' });
+    await expect(c.accounts.setupTotp(me, 'alice')).rejects.toMatchObject({ code: 'step_up_required' });
+    await expect(c.accounts.regenerateRecoveryCodes(me, 'alice')).rejects.toMatchObject({ code: 'step_up_required' });
+    await expect(c.accounts.setPgpKey(me, 'alice', null, false)).rejects.toMatchObject({ code: 'step_up_required' });
+    await expect(c.sessions.createApiToken(me, 'auditor', '', null)).rejects.toMatchObject({ code: 'step_up_required' });
+    expect((await c.sessions.confirm({ session: s.session, user: s.user }, { password: 'Wrong-pass-9!', ip: null, userAgent: null })).ok).toBe(false);
+    await expect(c.accounts.createAsp(me, 'alice', { description: 'tablet', scopes: ['imap'] })).rejects.toMatchObject({ code: 'step_up_required' });
+    expect((await c.sessions.confirm({ session: s.session, user: s.user }, { password: PASSWORD, ip: null, userAgent: null })).ok).toBe(true);
+    await c.accounts.createAsp(me, 'alice', { description: 'tablet', scopes: ['imap'] });
+    // Another session's proof is its own.
+    const other = await ok();
+    c.clock.advance(5 * 60_000 + 1);
+    await expect(c.accounts.createAsp({ name: 'alice', sessionId: other.session.id }, 'alice', { description: 'x', scopes: ['imap'] })).rejects.toMatchObject({ code: 'step_up_required' });
+  });
+});

@@ -9,7 +9,7 @@ const reason = (r: AuthResult) => (r.ok ? 'ok' : r.reason);
 
 /** Adds a key to alice through the real two steps; returns the key and any recovery codes. */
 async function addKey(key = new SoftKey(), name = 'alice') {
-  const options = await c.accounts.securityKeyOptions(name);
+  const options = await c.accounts.securityKeyOptions(actor, name);
   const added = await c.accounts.addSecurityKey(actor, name, key.register(options), 'desk key');
   return { key, stored: added.key, recoveryCodes: added.recoveryCodes };
 }
@@ -97,7 +97,7 @@ describe('security keys (A6)', () => {
 
   it('will not register a reused challenge or an answer for another origin, and audits both', async () => {
     const key = new SoftKey();
-    const options = await c.accounts.securityKeyOptions('alice');
+    const options = await c.accounts.securityKeyOptions(actor, 'alice');
     await expect(c.accounts.addSecurityKey(actor, 'alice', key.register(options, 'https://evil.example'), '')).rejects.toMatchObject({ code: 'invalid_security_key' });
     await c.accounts.addSecurityKey(actor, 'alice', key.register(options), '');
     await expect(c.accounts.addSecurityKey(actor, 'alice', new SoftKey().register(options), '')).rejects.toMatchObject({ code: 'invalid_security_key' });

@@ -51,7 +51,7 @@ export function testSettings(limits: Partial<LimitSettings> = {}): CoreSettings 
       passwordPolicy: { minLength: 8, requireLower: true, requireUpper: true, requireDigit: true, requireSpecial: true },
     },
     limits: { ...defaultLimits, ...limits },
-    web: { sessionTtlMs: 12 * 3_600_000, trustedDeviceTtlMs: 30 * 86_400_000 },
+    web: { sessionTtlMs: 12 * 3_600_000, trustedDeviceTtlMs: 30 * 86_400_000, stepUpWindowMs: 300_000 },
     features: {
       two_factor_required: { status: 'disabled', lock: 'unlocked' },
       two_factor_recommended: { status: 'disabled', lock: 'unlocked' },

@@ -213,7 +213,7 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req, reply) => {
         const ttl = optionalLifetime(req.body.expiresIn, 'expiresIn');
         await requireEmailCode(d, req, 'token', req.body.emailCode);
-        const { token, record } = await d.sessions.createApiToken(actorName(req), req.body.role, req.body.description ?? '', ttl);
+        const { token, record } = await d.sessions.createApiToken(actorOf(req), req.body.role, req.body.description ?? '', ttl);
         return reply.status(201).send({ token, id: record.id, role: record.role });
       },
     );

@@ -31,9 +31,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
   const actor = actorOf;
   /** Re-checks the password (and second factor when 2FA is on) under the rate windows. */
   const confirm = async (req: FastifyRequest, password: string, factor: { totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion }) => {
-    const user = me(req);
-    const secondFactor = secondFactorOf(factor);
-    const r = await d.auth.authenticate({ username: user.username, secret: password, scope: 'master', ip: req.ip, protocol: 'http', secondFactor });
+    const r = await d.sessions.confirm(sessionOf(req), { password, secondFactor: secondFactorOf(factor), ip: req.ip, userAgent: req.headers['user-agent'] ?? null });
     if (!r.ok) throw refusal(r);
   };
 
@@ -223,7 +221,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
           response: { 200: webauthnOptions, ...errors(401, 403) },
         },
       },
-      async (req) => d.accounts.securityKeyOptions(me(req).username),
+      async (req) => d.accounts.securityKeyOptions(actor(req), me(req).username),
     );
 
     r.post<{ Body: { response: Record<string, unknown>; label?: string } }>(

@@ -95,6 +95,36 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
     },
   );
 
+  api.post<{ Body: { password: string; totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion } }>(
+    '/session/confirm',
+    {
+      schema: {
+        tags: ['session'],
+        summary: 'Enter the password (and second factor) again: sensitive changes are allowed for a while after (step-up)',
+        description:
+          'Adding or removing second factors, new recovery codes, ASPs, API tokens and PGP key changes answer 403 step_up_required when the last proof is older than the step-up window.',
+        body: {
+          type: 'object',
+          required: ['password'],
+          additionalProperties: false,
+          properties: {
+            password: passwordField,
+            totp: { type: 'string', pattern: '^[0-9]{6}$' },
+            recoveryCode: { type: 'string', minLength: 8, maxLength: 64 },
+            securityKey: webauthnResponse,
+          },
+        },
+        response: { 204: { type: 'null' }, ...errors(400, 401, 403, 429, 503) },
+      },
+      preHandler: requireSessionWith(d.policy),
+    },
+    async (req, reply) => {
+      const r = await d.sessions.confirm(sessionOf(req), { password: req.body.password, secondFactor: secondFactorOf(req.body), ip: req.ip, userAgent: req.headers['user-agent'] ?? null });
+      if (!r.ok) throw refusal(r);
+      return reply.status(204).send();
+    },
+  );
+
   api.delete('/session', { schema: { tags: ['session'], summary: 'Sign out this session', response: { 204: { type: 'null' }, ...errors(401, 403) } }, preHandler: requireSessionWith(d.policy) }, async (req, reply) => {
     const { user, session } = sessionOf(req);
     await d.sessions.signOut(user, session);
