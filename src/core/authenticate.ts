@@ -65,6 +65,12 @@ type Match = { kind: 'password' } | { kind: 'asp'; asp: Asp };
 /** `guess`: the attempt counts against the password windows (a wrong or misplaced secret). */
 type Outcome = { result: AuthResult; user: User | null; aspId: string | null; guess: boolean };
 
+/**
+ * Refusals that come only after the password proved right: they are not password guesses (a
+ * wrong second factor is counted in its own window; emailed codes spend their own tries).
+ */
+const PASSWORD_WAS_RIGHT = new Set<AuthFailReason>(['second_factor_required', 'second_factor_invalid', 'locked', 'email_code_required', 'email_code_invalid']);
+
 /** Looked up for unknown users, so that they cost what known ones do; no account has it. */
 const NO_USER_ID = '0'.repeat(24);
 
@@ -187,8 +193,7 @@ export class Authenticator {
     if (!result.ok) {
       // A right secret in the wrong place still counts (once, by fingerprint): else it is an
       // oracle. A wrong or missing second factor is counted in its own window instead.
-      const secondFactor = result.reason === 'second_factor_required' || result.reason === 'second_factor_invalid' || result.reason === 'locked';
-      return { result, user, aspId, guess: !secondFactor };
+      return { result, user, aspId, guess: !PASSWORD_WAS_RIGHT.has(result.reason) };
     }
     if (remember) await this.remember(remember, match, user.username, req.ip);
     if (remember && match.kind === 'password') await this.upgradeHash(user, req.secret);
@@ -350,6 +355,10 @@ export class Authenticator {
       if (user.mustChangePassword || !user.scopes.includes(req.scope)) return fail('scope_denied');
       return ok();
     }
+    // A further check the caller asks for once the password is right (the emailed code at a
+    // sign-in from a new device), before anything single-use such as a recovery code is spent.
+    const withheld = req.afterPassword ? await req.afterPassword(user) : null;
+    if (withheld) return withheld;
     if (!user.twoFactor || req.trustedDevice) return ok();
     const refused = await this.checkSecondFactor(req, user);
     return refused ?? { ...ok(), secondFactor: req.secondFactor!.kind };

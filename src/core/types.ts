@@ -255,6 +255,11 @@ export interface AuthRequest {
   secondFactor?: SecondFactor;
   /** The caller already checked a trusted-device token of this user (web sign-in only). */
   trustedDevice?: boolean;
+  /**
+   * Master scope: run once the password is right and before any second factor is checked or
+   * spent; a refusal it returns is the answer.
+   */
+  afterPassword?: (user: User) => Promise<Extract<AuthResult, { ok: false }> | null>;
   sessionId?: string;
   userAgent?: string;
 }

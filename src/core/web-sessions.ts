@@ -94,18 +94,12 @@ export class WebSessions {
       secondFactor: req.secondFactor,
       trustedDevice: device !== null,
       userAgent: req.userAgent ?? undefined,
+      // A new device (no trusted-device token) also needs an emailed code when that is on
+      // (B5), checked before the second factor so a recovery code is not spent in vain.
+      afterPassword: device ? undefined : (u) => this.emailCodeAtSignIn(u, req.emailCode),
     });
     if (!result.ok) return result;
     const fresh = (await this.d.store.users.findById(result.userId))!;
-    // A new device (no trusted-device token) also needs an emailed code when that is on (B5).
-    if (!device && (await this.d.policy.enabled('email_codes', fresh.domain))) {
-      const check = await this.d.emailCodes.check(fresh, 'sign_in', req.emailCode);
-      if (check === 'invalid') return fail('email_code_invalid');
-      if (check === 'missing') {
-        await this.d.emailCodes.send(fresh, 'sign_in');
-        return fail('email_code_required');
-      }
-    }
     let deviceToken: string | null = null;
     // Trust is given only for a second factor this sign-in really checked: never for one an
     // account without 2FA ignored, and never renewed by a device that skipped the check.
@@ -146,6 +140,17 @@ export class WebSessions {
       mustChangePassword: result.mustChangePassword,
       mustSetUpTwoFactor: result.mustSetUpTwoFactor,
     };
+  }
+
+  private async emailCodeAtSignIn(user: User, code: string | undefined): Promise<Extract<AuthResult, { ok: false }> | null> {
+    if (!(await this.d.policy.enabled('email_codes', user.domain))) return null;
+    const check = await this.d.emailCodes.check(user, 'sign_in', code);
+    if (check === 'invalid') return fail('email_code_invalid');
+    if (check === 'missing') {
+      await this.d.emailCodes.send(user, 'sign_in');
+      return fail('email_code_required');
+    }
+    return null;
   }
 
   private async trustedDevice(user: User, token: string): Promise<TrustedDevice | null> {

@@ -70,6 +70,19 @@ describe('emailed verification codes (B5, B6)', () => {
     expect((await call('POST', '/session', { username: 'alice', password: PW, emailCode: code })).json.code).toBe('email_code_required');
   });
 
+  it('asks for the emailed code before it spends a recovery code', async () => {
+    const { recoveryCodes } = await app.accounts.createStarterUser({ name: 'admin' }, { username: 'vic', password: PW, email: 'vic@example.test' });
+    const seen = sink.inbox.length;
+    const first = await call('POST', '/session', { username: 'vic', password: PW, recoveryCode: recoveryCodes[0] });
+    expect(first.json.code).toBe('email_code_required');
+    const code = await nextCode(seen);
+    // The same recovery code still works: it was not used up by the sign-in that stopped.
+    const ok = await call('POST', '/session', { username: 'vic', password: PW, recoveryCode: recoveryCodes[0], emailCode: code });
+    expect(ok.status).toBe(200);
+    const vic = await app.accounts.get('vic');
+    expect(await app.store.recoveryCodes.countUnused(vic.id)).toBe(recoveryCodes.length - 1);
+  });
+
   it('voids a code after 3 wrong tries, and makes the user wait before asking again', async () => {
     const seen = sink.inbox.length;
     expect((await call('POST', '/me/email-code', { purpose: 'asp' }, token)).status).toBe(202);
