@@ -171,6 +171,18 @@ print(json.dumps([typ, data[0].decode()]))`);
       expect(await c.until(/^m /)).toMatch(/^m NO \[TOOBIG\]/m);
       c.write('d COMPRESS DEFLATE\r\n');
       expect(await c.until(/^d /)).toMatch(/^d NO \[CANNOT\]/m);
+      // Only commands known not to store a message pass: another upload command (REPLACE,
+      // RFC 8508) or an unknown one is refused, and its literal is dropped, not obeyed.
+      c.write('g REPLACE 1 INBOX {16+}\r\nh DELETE INBOX\r\n\r\n');
+      expect(await c.until(/^g /)).toMatch(/^g NO \[CANNOT\] REPLACE is not available/m);
+      c.write('i XSTOREPLAIN INBOX\r\n');
+      expect(await c.until(/^i /)).toMatch(/^i NO \[CANNOT\]/m);
+      c.write('j0 SELECT INBOX\r\nj UID FETCH 1:* (FLAGS)\r\n');
+      expect(await c.until(/^j /)).toMatch(/^j OK/m);
+      c.write('k CAPABILITY\r\n');
+      const caps = await c.until(/^k /);
+      expect(caps).toMatch(/^\* CAPABILITY .*IMAP4rev1/m);
+      expect(caps).not.toMatch(/CATENATE|URL-PARTIAL|COMPRESS|REPLACE/);
       c.write('e APPEND Nowhere {5}\r\n');
       await c.until(/^\+/);
       // postern takes the message first; the upstream's refusal (no such mailbox) then reaches the client.

@@ -29,6 +29,34 @@ const GO_AHEAD_TIMEOUT_MS = 30_000;
 const COMMAND_LITERAL = /(~?)\{(\d{1,10})(\+?)\}\r?\n$/;
 
 /**
+ * Commands a sealed session passes on: every one of them reads or rearranges mail already
+ * stored, none stores a message of the client's. APPEND is sealed; anything else (REPLACE,
+ * COMPRESS, extensions this list does not know) is refused, so that no upload the upstream
+ * might offer can store a message in clear. "UID x" is checked by its x; a bare DONE ends IDLE.
+ */
+const PASSED_COMMANDS = new Set([
+  'CAPABILITY', 'NOOP', 'LOGOUT', 'ID', 'ENABLE', 'NAMESPACE', 'IDLE', 'SELECT', 'EXAMINE', 'CREATE', 'DELETE',
+  'RENAME', 'SUBSCRIBE', 'UNSUBSCRIBE', 'LIST', 'LSUB', 'STATUS', 'CHECK', 'CLOSE', 'UNSELECT', 'EXPUNGE',
+  'SEARCH', 'ESEARCH', 'SORT', 'THREAD', 'FETCH', 'STORE', 'COPY', 'MOVE', 'GETQUOTA', 'GETQUOTAROOT',
+  'GETACL', 'SETACL', 'DELETEACL', 'LISTRIGHTS', 'MYRIGHTS', 'GETMETADATA', 'SETMETADATA',
+]);
+const PASSED_UID_COMMANDS = new Set(['FETCH', 'SEARCH', 'STORE', 'COPY', 'MOVE', 'EXPUNGE', 'SORT', 'THREAD']);
+
+/** Capabilities a sealed session offers: those of the commands above, and none that upload otherwise. */
+const PASSED_CAPABILITIES =
+  /^(IMAP4(rev1|rev2)?|ID|ENABLE|IDLE|NAMESPACE|LITERAL[+-]|UIDPLUS|UNSELECT|CHILDREN|MOVE|SPECIAL-USE|LIST-EXTENDED|LIST-STATUS|ESEARCH|SEARCHRES|SORT(=DISPLAY)?|ESORT|THREAD=\S+|CONDSTORE|QRESYNC|QUOTA|QUOTA=\S+|ACL|RIGHTS=\S+|METADATA|METADATA-SERVER|WITHIN|CONTEXT=\S+|I18NLEVEL=\d|SNIPPET=\S+|PREVIEW(=\S+)?|STATUS=SIZE|OBJECTID|SAVEDATE|MULTIAPPEND|BINARY|APPENDLIMIT(=\d+)?|SASL-IR|AUTH=\S+|LOGIN-REFERRALS|MAILBOX-REFERRALS|UIDONLY)$/i;
+
+/** Whether a sealed session passes this command line on (the first line of a command). */
+export function passedCommand(line: string): boolean {
+  if (/^DONE\r?\n$/i.test(line)) return true;
+  const m = /^\S+ +(\S+)(?: +(\S+))?/.exec(line.replace(/\r?\n$/, ''));
+  if (!m) return false;
+  const name = m[1]!.toUpperCase();
+  if (name === 'UID') return PASSED_UID_COMMANDS.has((m[2] ?? '').toUpperCase());
+  return PASSED_COMMANDS.has(name);
+}
+
+/**
  * Upstream → client. Passes bytes on as they come while tracking where one response ends,
  * so postern can put lines of its own between responses (a "+" go-ahead for the client's
  * literal, a refusal) and can take the upstream's "+" for a literal postern sends.
@@ -186,6 +214,8 @@ class CommandStream {
   /** Tag of the command being read, for the upstream's answer to a literal of it. */
   private tag = '';
   private append: AppendCommand | null = null;
+  /** A command being refused: its tag, the answer, and literal bytes still to drop. */
+  private refusing: { tag: string; answer: string; dropLeft: number } | null = null;
   private busy = false;
   private closed = false;
 
@@ -195,6 +225,8 @@ class CommandStream {
     private readonly toUpstream: (b: Buffer | string) => void,
     private readonly pauseClient: (paused: boolean) => void,
     private readonly fail: (line: string) => void,
+    /** The session's capabilities as offered (filtered), for CAPABILITY asked after login. */
+    private readonly capabilities: string,
   ) {}
 
   push(chunk: Buffer): void {
@@ -230,6 +262,10 @@ class CommandStream {
         this.appendBytes(this.take(Math.min(this.append.left, this.buf.length)));
         continue;
       }
+      if (this.refusing && this.refusing.dropLeft > 0) {
+        this.refusing.dropLeft -= this.take(Math.min(this.refusing.dropLeft, this.buf.length)).length;
+        continue;
+      }
       const nl = this.buf.indexOf(LF);
       if (nl < 0) {
         if (this.buf.length > MAX_COMMAND_LINE) this.fail('* BYE Command line too long.');
@@ -244,14 +280,26 @@ class CommandStream {
     const text = line.toString('latin1');
     const literal = COMMAND_LITERAL.exec(text);
     if (this.append) return this.appendLine(text, literal);
+    if (this.refusing) return this.refuseLine(literal);
     if (this.commandStart) {
-      const m = /^(\S+) (APPEND|COMPRESS)(?=[ \r\n])/i.exec(text);
-      if (m && m[2]!.toUpperCase() === 'APPEND') {
+      const m = /^(\S+) (APPEND)(?=[ \r\n])/i.exec(text);
+      if (m) {
         this.append = { tag: m[1]!, segments: [], left: 0, messageBytes: 0, reserved: 0, refusal: null };
         return this.appendLine(text, literal);
       }
-      if (m && !literal) {
-        return this.responses.inject(`${m[1]} NO [CANNOT] COMPRESS is not available while stored mail is encrypted.`);
+      const asked = /^(\S+) CAPABILITY\r?\n$/i.exec(text);
+      if (asked) {
+        // Answered here, so that the list is the filtered one and not the upstream's.
+        this.responses.inject(`* CAPABILITY ${this.capabilities}`);
+        return this.responses.inject(`${asked[1]} OK Capability completed.`);
+      }
+      if (!passedCommand(text)) {
+        const [tag, name] = text.trim().split(/\s+/);
+        const answer = tag && name && /^[A-Za-z][\w.-]{0,40}$/.test(name)
+          ? `${tag} NO [CANNOT] ${name.toUpperCase()} is not available while stored mail is encrypted.`
+          : `${tag || '*'} BAD Error in IMAP command.`;
+        this.refusing = { tag: tag || '*', answer, dropLeft: 0 };
+        return this.refuseLine(literal);
       }
     }
     if (this.commandStart) this.tag = /^\S+/.exec(text)?.[0] ?? '';
@@ -269,6 +317,22 @@ class CommandStream {
     // The client waits for the upstream's go-ahead, and so does the relay: if the upstream
     // refuses the literal instead, the client's next bytes are a new command, not literal data.
     void this.awaitGoAhead(line, size);
+  }
+
+  /**
+   * A line of a refused command: nothing reaches the upstream. A literal the client sends
+   * without waiting (LITERAL+) is read and dropped; one it waits for gets the refusal instead
+   * of a go-ahead, which ends the command (RFC 9051 section 7.5).
+   */
+  private refuseLine(literal: RegExpExecArray | null): void {
+    const r = this.refusing!;
+    if (literal && literal[3] === '+') {
+      r.dropLeft = Number(literal[2]);
+      return;
+    }
+    this.refusing = null;
+    this.commandStart = true;
+    this.responses.inject(r.answer);
   }
 
   private async awaitGoAhead(line: Buffer, size: number): Promise<void> {
@@ -401,10 +465,17 @@ export function spliceEncrypting(client: Socket, up: UpstreamSession, clientPend
     sealing = paused;
     readClient();
   };
-  const commands = new CommandStream(s, responses, toUpstream, pauseForAppend, (line) => {
-    client.write(`${line}\r\n`);
-    close();
-  });
+  const commands = new CommandStream(
+    s,
+    responses,
+    toUpstream,
+    pauseForAppend,
+    (line) => {
+      client.write(`${line}\r\n`);
+      close();
+    },
+    inspectableCapabilities(up.capabilities),
+  );
   const close = () => {
     if (closed) return;
     closed = true;
@@ -427,12 +498,13 @@ export function spliceEncrypting(client: Socket, up: UpstreamSession, clientPend
 }
 
 /**
- * The capabilities a client sees after login when its session is read: without COMPRESS
- * (the stream could not be read) and CATENATE (parts of a message cannot be sealed).
+ * The capabilities a client sees after login when its session is read: only those on the
+ * allowlist above. COMPRESS (the stream could not be read), CATENATE (parts of a message
+ * cannot be sealed), REPLACE and whatever else uploads, or is not known, are left out.
  */
 export function inspectableCapabilities(capabilities: string): string {
   return capabilities
     .split(' ')
-    .filter((c) => !/^(COMPRESS=|CATENATE$)/i.test(c))
+    .filter((c) => PASSED_CAPABILITIES.test(c))
     .join(' ');
 }
