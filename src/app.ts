@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
+import { PosternError } from './core/errors.js';
 import type { Accounts } from './core/accounts.js';
 import type { AuditLog } from './core/audit-log.js';
 import type { Authenticator } from './core/authenticate.js';
@@ -12,7 +14,7 @@ import { dataPath, type Config } from './config/load.js';
 import { loadSecrets } from './config/secrets.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { notifyingAudit, smtpCodeMailer } from './notify/notifier.js';
+import { notifyingAudit, smtpCodeMailer, type NotifySettings } from './notify/notifier.js';
 import { AuditSpool } from './stores/audit-spool.js';
 import { MemoryCredentialCache, RedisCredentialCache } from './stores/credential-cache.js';
 import { LocalCredentialEvents, RedisCredentialEvents, type CredentialFeed } from './stores/credential-events.js';
@@ -57,6 +59,14 @@ async function openStore(cfg: Config): Promise<Store> {
       : new EmbeddedStore(dataPath(cfg, cfg.store.path), { sync: cfg.store.sync });
   await store.init();
   return store;
+}
+
+function readPem(key: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new PosternError('config_invalid', `invalid configuration:\n  ${key}: cannot read ${path}: ${(err as Error).message}`);
+  }
 }
 
 function redisClient(url: string): Redis {
@@ -129,12 +139,20 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   const hasher = new WorkerPool({ cost: cfg.auth.bcrypt_rounds, threads: cfg.auth.hash_threads || undefined, maxQueue: cfg.auth.hash_queue });
   const metrics = new Metrics(() => hasher.queued);
   const n = cfg.notify;
-  const withNotices = (audit: AuditStore) =>
-    n.enabled ? notifyingAudit(audit, store.users, { smtpHost: n.smtp_host, smtpPort: n.smtp_port, from: n.from, hostname: cfg.server.hostname }, log) : audit;
+  const mail: NotifySettings = {
+    smtpHost: n.smtp_host,
+    smtpPort: n.smtp_port,
+    from: n.from,
+    hostname: cfg.server.hostname,
+    tlsVerify: n.tls_verify,
+    ca: n.tls_ca ? readPem('notify.tls_ca', n.tls_ca) : null,
+    requireTls: n.require_tls,
+  };
+  const withNotices = (audit: AuditStore) => (n.enabled ? notifyingAudit(audit, store.users, mail, log) : audit);
   const core = await createCore({
     store,
     auditStore: observedAudit(withNotices(metrics.countingAudit(store.audit)), plugins, log),
-    codeMailer: smtpCodeMailer({ smtpHost: n.smtp_host, smtpPort: n.smtp_port, from: n.from, hostname: cfg.server.hostname }),
+    codeMailer: smtpCodeMailer(mail),
     limiter,
     cache,
     clock,

@@ -13,6 +13,7 @@ import type { Logger } from './log.js';
 export type AuditObserver = (e: AuditEvent) => void | Promise<void>;
 
 export interface PluginApi {
+  /** The configuration with its secrets taken out (see redactedConfig). */
   config: Readonly<Config>;
   log: Logger;
   /** Called after each audit event is stored. Its failures are logged and go no further. */
@@ -32,9 +33,34 @@ export async function loadPlugins(cfg: Config, log: Logger): Promise<AuditObserv
       throw new PosternError('config_invalid', `invalid configuration:\n  plugins.load: cannot load ${path}: ${(err as Error).message}`);
     }
     if (typeof plugin !== 'function') throw new PosternError('config_invalid', `invalid configuration:\n  plugins.load: ${path} has no default export function`);
-    await (plugin as Plugin)({ config: cfg, log: log.child({ plugin: path }), onAuditEvent: (fn) => observers.push(fn) });
+    await (plugin as Plugin)({ config: redactedConfig(cfg), log: log.child({ plugin: path }), onAuditEvent: (fn) => observers.push(fn) });
   }
   return observers;
+}
+
+const REDACTED = '[redacted]';
+
+/** A URL's password, if it has one, replaced (mongodb://user:pw@host → mongodb://user:[redacted]@host). */
+function withoutPassword(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/i, `$1:${REDACTED}@`);
+}
+
+/**
+ * What plugins see of the configuration: everything but secrets. The master password that
+ * opens every mailbox goes, so do passwords inside the store and Redis URLs; paths to key
+ * files stay (a path is not the key). Frozen, so a plugin cannot change what postern runs on.
+ */
+export function redactedConfig(cfg: Config): Readonly<Config> {
+  const copy = structuredClone(cfg);
+  copy.upstream.master_password = copy.upstream.master_password ? REDACTED : '';
+  copy.store.mongodb_url = withoutPassword(copy.store.mongodb_url);
+  copy.redis.url = withoutPassword(copy.redis.url);
+  const freeze = (o: object): void => {
+    Object.freeze(o);
+    for (const v of Object.values(o)) if (v && typeof v === 'object' && !Object.isFrozen(v)) freeze(v);
+  };
+  freeze(copy);
+  return copy;
 }
 
 /** An audit store that tells the observers of each event once it is stored. */

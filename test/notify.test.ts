@@ -1,4 +1,5 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { generate } from 'selfsigned';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -70,3 +71,33 @@ describe('security notices by email (B9)', () => {
     expect(sink.inbox.map((m) => m.text).join('\n')).not.toContain(PW);
   });
 });
+
+describe('mail to the notice relay over TLS', () => {
+  it("checks the relay's certificate: a stranger's is refused (nothing sent), the configured CA's is trusted", async () => {
+    const pems = await generate([{ name: 'commonName', value: 'relay.example' }], {
+      keyType: 'ec',
+      algorithm: 'sha256',
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+    });
+    const relay = await startSmtpSink({ tls: { key: pems.private, cert: pems.cert } });
+    const dir = mkdtempSync(join(tmpdir(), 'postern-notify-tls-'));
+    writeFileSync(join(dir, 'ca.pem'), pems.cert);
+    const start = (extra: Record<string, string>) =>
+      createApp(loadConfig({ env: { POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-notify-')), POSTERN_AUTH__BCRYPT_ROUNDS: '10', POSTERN_LOG__LEVEL: 'silent', POSTERN_NOTIFY__SMTP_PORT: String(relay.port), ...extra } }));
+    const strict = await start({});
+    const trusting = await start({ POSTERN_NOTIFY__TLS_CA: join(dir, 'ca.pem') });
+    try {
+      for (const a of [strict, trusting]) await a.accounts.createUser({ name: 'admin' }, { username: 'erin', password: PW, email: 'erin@example.test' });
+      await expect(strict.emailCodes.send(await strict.accounts.get('erin'), 'asp')).rejects.toMatchObject({ code: 'temporary_failure' });
+      expect(relay.inbox).toHaveLength(0);
+      await trusting.emailCodes.send(await trusting.accounts.get('erin'), 'asp');
+      expect(relay.inbox).toHaveLength(1);
+      expect(relay.inbox[0]!.text).toMatch(/Use \d{6} to create an application-specific password/);
+    } finally {
+      await strict.close();
+      await trusting.close();
+      await relay.close();
+    }
+  });
+});
+

@@ -35,4 +35,34 @@ describe('plugins', () => {
     await expect(createApp(loadConfig({ env: { ...base(), POSTERN_PLUGINS__LOAD: JSON.stringify([join(dir, 'missing.mjs')]) } }))).rejects.toThrow(/plugins\.load: cannot load/);
     await expect(createApp(loadConfig({ env: { ...base(), POSTERN_PLUGINS__LOAD: JSON.stringify([join(dir, 'empty.mjs')]) } }))).rejects.toThrow(/has no default export function/);
   });
+
+  it('hands plugins the configuration without its secrets, and frozen', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'postern-spy-plugin-'));
+    const out = join(dir, 'seen.json');
+    writeFileSync(
+      join(dir, 'spy.mjs'),
+      `import { writeFileSync } from 'node:fs';
+export default (api) => {
+  let frozen = false;
+  try { api.config.upstream.master_password = 'x'; } catch { frozen = true; }
+  writeFileSync(${JSON.stringify(out)}, JSON.stringify({ config: api.config, frozen }));
+};
+`,
+    );
+    const env = {
+      ...base(),
+      POSTERN_PLUGINS__LOAD: JSON.stringify([join(dir, 'spy.mjs')]),
+      POSTERN_UPSTREAM__MASTER_PASSWORD: 'Master-secret-42',
+      POSTERN_REDIS__URL: 'redis://:Redis-secret-7@127.0.0.1:1',
+      POSTERN_STORE__MONGODB_URL: 'mongodb://postern:Mongo-secret-9@db1,db2/postern',
+    };
+    const app = await createApp(loadConfig({ env }));
+    await app.close();
+    const seen = readFileSync(out, 'utf8');
+    for (const secret of ['Master-secret-42', 'Redis-secret-7', 'Mongo-secret-9']) expect(seen).not.toContain(secret);
+    const { config, frozen } = JSON.parse(seen) as { config: { store: { mongodb_url: string }; upstream: { host: string } }; frozen: boolean };
+    expect(frozen).toBe(true);
+    expect(config.store.mongodb_url).toBe('mongodb://postern:[redacted]@db1,db2/postern');
+    expect(config.upstream.host).toBe('127.0.0.1');
+  });
 });

@@ -92,7 +92,15 @@ const schema = z.strictObject({
     rp_name: z.string().min(1).max(100),
     origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'expected an origin such as https://mail.example.org')),
   }),
-  notify: z.strictObject({ enabled: z.boolean(), smtp_host: z.string().min(1), smtp_port: port, from: z.string().min(3) }),
+  notify: z.strictObject({
+    enabled: z.boolean(),
+    smtp_host: z.string().min(1),
+    smtp_port: port,
+    from: z.string().min(3),
+    tls_verify: z.boolean(),
+    tls_ca: z.string(),
+    require_tls: z.boolean(),
+  }),
   nginx: z.strictObject({ enabled: z.boolean(), allow: z.array(cidr) }),
   plugins: z.strictObject({ load: z.array(z.string().min(1)) }),
   upstream: z.strictObject({

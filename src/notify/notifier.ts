@@ -9,6 +9,26 @@ export interface NotifySettings {
   smtpPort: number;
   from: string;
   hostname: string;
+  /** Check the SMTP server's certificate (and name) when the connection is upgraded to TLS. */
+  tlsVerify: boolean;
+  /** PEM of a private CA that signed the server's certificate; null: the system's CAs. */
+  ca: Buffer | null;
+  /** Send nothing unless the server offers STARTTLS. */
+  requireTls: boolean;
+}
+
+/**
+ * One SMTP transport for notices and codes: STARTTLS whenever the server offers it, with the
+ * certificate checked, so that codes and notices are not handed to whoever answers.
+ */
+function smtpTransport(s: NotifySettings) {
+  return nodemailer.createTransport({
+    host: s.smtpHost,
+    port: s.smtpPort,
+    secure: false,
+    requireTLS: s.requireTls,
+    tls: { rejectUnauthorized: s.tlsVerify, servername: s.smtpHost, ...(s.ca ? { ca: s.ca } : {}) },
+  });
 }
 
 /** What the user is told, per audit event that changes or threatens their sign-in (B9). */
@@ -53,7 +73,7 @@ const PURPOSES: Record<CodePurpose, string> = {
 
 /** Sends emailed verification codes (B5) through the same SMTP server as the notices. */
 export function smtpCodeMailer(s: NotifySettings): CodeMailer {
-  const transport = nodemailer.createTransport({ host: s.smtpHost, port: s.smtpPort, secure: false, tls: { rejectUnauthorized: false } });
+  const transport = smtpTransport(s);
   return {
     async sendCode(to, code, purpose) {
       await transport.sendMail({
@@ -72,7 +92,7 @@ export function smtpCodeMailer(s: NotifySettings): CodeMailer {
  * delays or fails the operation itself.
  */
 export function notifyingAudit(store: AuditStore, users: UserStore, s: NotifySettings, log: Logger): AuditStore {
-  const transport = nodemailer.createTransport({ host: s.smtpHost, port: s.smtpPort, secure: false, ignoreTLS: false, tls: { rejectUnauthorized: false } });
+  const transport = smtpTransport(s);
   const notify = async (e: AuditEvent) => {
     const what = NOTICES[e.action]?.(e);
     if (!what || !e.userId) return;

@@ -9,12 +9,13 @@ export interface SmtpSink {
 }
 
 /** A real SMTP receiver (smtp-server) standing in for the site's mail relay. */
-export async function startSmtpSink(): Promise<SmtpSink> {
+export async function startSmtpSink(opts: { tls?: { key: string; cert: string } } = {}): Promise<SmtpSink> {
   const port = await freePort();
   const inbox: SmtpSink['inbox'] = [];
   const server = new SMTPServer({
     authOptional: true,
-    disabledCommands: ['STARTTLS'],
+    // With a certificate it offers STARTTLS, as a real relay does.
+    ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : { disabledCommands: ['STARTTLS'] }),
     logger: false,
     onData(stream, session, cb) {
       const chunks: Buffer[] = [];
