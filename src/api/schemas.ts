@@ -25,6 +25,7 @@ export const aspView = {
     id: { type: 'string' },
     description: { type: 'string' },
     scopes: { type: 'array', items: { type: 'string' } },
+    networks: { type: 'array', items: { type: 'string' } },
     createdAt: { type: 'string', format: 'date-time' },
     expiresAt: { type: 'string', format: 'date-time', nullable: true },
     lastUse: {

@@ -157,15 +157,17 @@ export function buildCli(): Command {
     .requiredOption('--scope <scopes>', 'imap, pop3, smtp (comma separated) or *')
     .option('--description <text>', 'what it is for', '')
     .option('--expires <duration>', 'lifetime, e.g. 30d')
-    .action((name: string, o: { scope: string; description: string; expires?: string }, cmd: Command) =>
+    .option('--from <networks>', 'addresses or CIDRs it may log in from (comma separated); default: anywhere')
+    .action((name: string, o: { scope: string; description: string; expires?: string; from?: string }, cmd: Command) =>
       withApp(cmd, async (app) => {
         const ttl = optionalLifetime(o.expires, '--expires');
         const { asp: a, password } = await app.accounts.createAsp(actor, name, {
           description: o.description,
           scopes: parseAspScopes(o.scope),
           expiresInMs: ttl,
+          networks: o.from ? o.from.split(',').filter(Boolean) : [],
         });
-        console.log(`id:       ${a.id}\nscopes:   ${a.scopes.join(',')}\nexpires:  ${iso(a.expiresAt)}\npassword: ${password}`);
+        console.log(`id:       ${a.id}\nscopes:   ${a.scopes.join(',')}\nexpires:  ${iso(a.expiresAt)}\nfrom:     ${a.networks.join(',') || 'anywhere'}\npassword: ${password}`);
         console.error('The password is shown only now.');
       }),
     );
@@ -177,8 +179,8 @@ export function buildCli(): Command {
         const asps = await app.accounts.listAsps(name);
         console.log(
           table(
-            ['ID', 'SCOPES', 'DESCRIPTION', 'CREATED', 'EXPIRES', 'LAST USE'],
-            asps.map((a) => [a.id, a.scopes.join(','), a.description, iso(a.createdAt), iso(a.expiresAt), a.lastUse ? `${iso(a.lastUse.time)} ${a.lastUse.protocol ?? ''} ${a.lastUse.ip ?? ''}`.trim() : '-']),
+            ['ID', 'SCOPES', 'FROM', 'DESCRIPTION', 'CREATED', 'EXPIRES', 'LAST USE'],
+            asps.map((a) => [a.id, a.scopes.join(','), a.networks.join(',') || 'anywhere', a.description, iso(a.createdAt), iso(a.expiresAt), a.lastUse ? `${iso(a.lastUse.time)} ${a.lastUse.protocol ?? ''} ${a.lastUse.ip ?? ''}`.trim() : '-']),
           ),
         );
       }),

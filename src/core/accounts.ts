@@ -4,6 +4,7 @@ import { aspPrefixHash, formatAsp, generateAspSecret } from './asp.js';
 import type { AuditInput, AuditLog } from './audit-log.js';
 import type { Clock } from './clock.js';
 import { expiryAfter } from './lifetime.js';
+import { parseNetworks } from './rate-windows.js';
 import type { StepUp } from './step-up.js';
 import { PosternError, conflict, invalid, notFound } from './errors.js';
 import type { CredentialEvents, Hasher, Store, UserPatch } from './ports.js';
@@ -227,7 +228,7 @@ export class Accounts {
   async createAsp(
     actor: Actor,
     username: string,
-    input: { description: string; scopes: ProtocolScope[]; expiresInMs?: number | null },
+    input: { description: string; scopes: ProtocolScope[]; expiresInMs?: number | null; networks?: string[] },
   ): Promise<NewAspResult> {
     const user = await this.get(username);
     await this.d.stepUp.require(actor, user.username);
@@ -235,6 +236,8 @@ export class Accounts {
     if (description.length > 200) throw invalid('ASP description must be at most 200 characters');
     if (input.scopes.length === 0) throw invalid('an ASP needs at least one scope');
     const expiresAt = expiryAfter(this.now(), input.expiresInMs, 'the ASP lifetime');
+    if ((input.networks?.length ?? 0) > 50) throw invalid('at most 50 networks per ASP');
+    const networks = parseNetworks(input.networks ?? []);
     if ((await this.d.store.asps.countByUser(user.id)) >= this.d.settings.aspMaxPerUser) {
       throw new PosternError('limit_reached', `at most ${this.d.settings.aspMaxPerUser} ASPs per user: revoke one first`);
     }
@@ -247,6 +250,7 @@ export class Accounts {
       prefixHash: aspPrefixHash(secret),
       createdAt: this.now(),
       expiresAt,
+      networks,
     });
     await this.patch(user, {}, true);
     await this.audit(actor, user, { action: 'asp.create', result: 'success', aspId: asp.id, reason: asp.scopes.join(',') });

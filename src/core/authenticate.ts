@@ -4,7 +4,7 @@ import type { Clock } from './clock.js';
 import { isTemporary } from './errors.js';
 import { keyedHash } from './keyed-hash.js';
 import type { CredentialCache, Hasher, Store } from './ports.js';
-import type { Attempt, RateWindows } from './rate-windows.js';
+import { inNetworks, type Attempt, type RateWindows } from './rate-windows.js';
 import { needsRehash, parseStoredHash } from './password-schemes.js';
 import type { Policy } from './policy.js';
 import { hashRecoveryCode } from './recovery-codes.js';
@@ -53,6 +53,7 @@ const MESSAGES: Record<AuthFailReason, string> = {
   email_code_required: 'A code was sent to your email address: enter it to continue',
   email_code_invalid: 'Wrong email code',
   two_factor_setup_required: 'Two-factor authentication is required for this account: sign in to the account page and set it up first',
+  address_denied: 'This application-specific password is not valid from this address',
   temporary_failure: 'Temporary failure, try again later',
 };
 
@@ -312,7 +313,7 @@ export class Authenticator {
       match = { kind: 'password' };
     }
     // Mail scopes only: the master scope's sessions are bound to the store's session records.
-    const req: AuthRequest = { username: user.username, secret: '', scope: g.scope, ip: null, protocol: 'imap' };
+    const req: AuthRequest = { username: user.username, secret: '', scope: g.scope, ip: g.ip, protocol: 'imap' };
     return (await this.applyRules(req, user, match)).ok;
   }
 
@@ -337,12 +338,13 @@ export class Authenticator {
       encryptTo,
       notices: recommended ? [...user.notices, 'two_factor_recommended'] : user.notices,
       secondFactor: null,
-      grant: { userId: user.id, scope: req.scope, credential: match.kind, aspId: match.kind === 'asp' ? match.asp.id : null, encryptTo, passwordSetAt: match.kind === 'password' ? user.passwordChangedAt : null },
+      grant: { userId: user.id, scope: req.scope, credential: match.kind, aspId: match.kind === 'asp' ? match.asp.id : null, encryptTo, passwordSetAt: match.kind === 'password' ? user.passwordChangedAt : null, ip: req.ip },
     });
 
     if (match.kind === 'asp') {
       const asp = match.asp;
       if (asp.expiresAt && asp.expiresAt.getTime() <= now.getTime()) return fail('asp_expired');
+      if (asp.networks.length && !(req.ip && inNetworks(asp.networks, req.ip))) return fail('address_denied');
       if (req.scope === 'master') return fail('asp_not_for_master');
       if (!asp.scopes.includes(req.scope) || !user.scopes.includes(req.scope)) return fail('scope_denied');
       return ok();

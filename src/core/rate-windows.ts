@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import { invalid } from './errors.js';
 import type { RateLimiter, Reservation } from './ports.js';
 
 export interface LimitSettings {
@@ -21,6 +22,26 @@ export function buildAllowList(entries: string[]): BlockList {
     else list.addSubnet(addr, Number(bits), family);
   }
   return list;
+}
+
+/** Whether an address lies in a list of addresses and CIDRs. */
+export function inNetworks(networks: string[], ip: string): boolean {
+  const v = isIP(ip);
+  return v !== 0 && buildAllowList(networks).check(ip, v === 6 ? 'ipv6' : 'ipv4');
+}
+
+/** A list of addresses and CIDRs from user input, in normal form; throws on a bad entry. */
+export function parseNetworks(entries: string[]): string[] {
+  return entries.map((raw) => {
+    const entry = raw.trim();
+    const [addr = '', bits, extra] = entry.split('/');
+    const v = isIP(addr);
+    const max = v === 6 ? 128 : 32;
+    if (!v || extra !== undefined || (bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= max))) {
+      throw invalid(`"${raw}" is not an address or CIDR such as 203.0.113.0/24 or 2001:db8::/32`);
+    }
+    return bits === undefined ? addr : `${addr}/${Number(bits)}`;
+  });
 }
 
 /** An attempt counted before its check: settle it once the answer is known. */

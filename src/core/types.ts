@@ -78,6 +78,8 @@ export interface Asp {
   createdAt: Date;
   expiresAt: Date | null;
   lastUse: LastUse | null;
+  /** Addresses and CIDRs it may log in from; empty: from anywhere. */
+  networks: string[];
 }
 
 export interface RecoveryCode {
@@ -244,6 +246,7 @@ export type AuthFailReason =
   | 'two_factor_setup_required'
   | 'email_code_required'
   | 'email_code_invalid'
+  | 'address_denied'
   | 'temporary_failure';
 
 export interface AuthRequest {
@@ -277,6 +280,8 @@ export interface Grant {
   encryptTo: string | null;
   /** For the account password: when the password checked was set (a new one ends the grant). */
   passwordSetAt: Date | null;
+  /** The client's address at login, for ASPs bound to networks. */
+  ip: string | null;
 }
 
 export type AuthResult =

@@ -143,7 +143,11 @@ class EmbeddedUsers implements UserStore {
   }
 }
 
-const aspFromRow = (row: Row): Asp => ({ ...fromJson<Asp>(row.doc as string), id: row.id as string });
+// ASPs stored before networks existed have none: valid from anywhere.
+const aspFromRow = (row: Row): Asp => {
+  const asp = fromJson<Asp>(row.doc as string);
+  return { ...asp, networks: asp.networks ?? [], id: row.id as string };
+};
 
 class EmbeddedAsps implements AspStore {
   constructor(private readonly db: Database.Database) {}

@@ -46,7 +46,7 @@ function userOf(doc: UserDoc | null): User | null {
 
 function aspOf(doc: AspDoc): Asp {
   const { _id, userId, ...rest } = doc;
-  return { ...rest, id: _id.toHexString(), userId: userId.toHexString() };
+  return { ...rest, networks: rest.networks ?? [], id: _id.toHexString(), userId: userId.toHexString() };
 }
 
 class MongoUsers implements UserStore {

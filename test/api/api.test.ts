@@ -432,6 +432,19 @@ describe('web API over HTTP', () => {
     expect((await call('POST', '/api/v1/me/asps', { token: t, body: { scopes: ['imap'], expiresIn: '3650d' } })).status).toBe(201);
   });
 
+  it('binds an ASP to networks given at creation, and says so in the list', async () => {
+    const t = await tokenOf('alice', 'Next-pass-77');
+    expect((await call('POST', '/api/v1/me/asps', { token: t, body: { scopes: ['imap'], networks: ['300.1.2.3'] } })).status).toBe(400);
+    const made = await call('POST', '/api/v1/me/asps', { token: t, body: { scopes: ['imap'], networks: ['203.0.113.0/24'] } });
+    expect(made.status).toBe(201);
+    expect(made.json.asp.networks).toEqual(['203.0.113.0/24']);
+    const login = (ip: string) => app.auth.authenticate({ username: 'alice', secret: made.json.password, scope: 'imap', ip, protocol: 'imap' });
+    expect(await login('127.0.0.1')).toMatchObject({ ok: false, reason: 'address_denied' });
+    expect((await login('203.0.113.9')).ok).toBe(true);
+    const list = await call('GET', '/api/v1/me/asps', { token: t });
+    expect(list.json.find((a: Json) => a.id === made.json.asp.id).networks).toEqual(['203.0.113.0/24']);
+  });
+
   it('answers 503, not 401, when the store is down', async () => {
     const users = app.store.users;
     const original = users.findByName.bind(users);

@@ -137,3 +137,20 @@ describe('step-up: sensitive changes need a recent proof', () => {
     await expect(c.accounts.createAsp({ name: 'alice', sessionId: other.session.id }, 'alice', { description: 'x', scopes: ['imap'] })).rejects.toMatchObject({ code: 'step_up_required' });
   });
 });
+
+describe('ASPs bound to networks', () => {
+  it('open only from their addresses, cached or not, and a live session from elsewhere cannot exist', async () => {
+    const { password, asp } = await c.accounts.createAsp(actor, 'alice', { description: 'office', scopes: ['imap'], networks: ['192.0.2.0/24', '2001:db8::/32'] });
+    expect(asp.networks).toEqual(['192.0.2.0/24', '2001:db8::/32']);
+    const at = (ip: string | null) => c.auth.authenticate({ username: 'alice', secret: password, scope: 'imap', ip, protocol: 'imap' });
+    const first = await at('192.0.2.10');
+    expect(first.ok).toBe(true);
+    // The secret is in the verified cache now: the address is still checked.
+    expect(await at('198.51.100.7')).toMatchObject({ ok: false, reason: 'address_denied' });
+    expect(await at(null)).toMatchObject({ ok: false, reason: 'address_denied' });
+    expect((await at('2001:db8::42')).ok).toBe(true);
+    if (first.ok) expect(await c.auth.stillGranted([first.grant])).toEqual([true]);
+    await expect(c.accounts.createAsp(actor, 'alice', { description: '', scopes: ['imap'], networks: ['10.0.0.0/33'] })).rejects.toMatchObject({ code: 'invalid_input' });
+    await expect(c.accounts.createAsp(actor, 'alice', { description: '', scopes: ['imap'], networks: ['not-an-ip'] })).rejects.toMatchObject({ code: 'invalid_input' });
+  });
+});

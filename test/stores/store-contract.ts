@@ -98,7 +98,7 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
     it('keeps ASPs per user, finds candidates by prefix hash, records use and revokes', async () => {
       const a = await s.users.create(newUser('alice'), T0);
       const b = await s.users.create(newUser('bob'), T0);
-      const base = { description: 'phone', scopes: ['imap' as const], hash: 'h', createdAt: T0, expiresAt: null };
+      const base = { description: 'phone', scopes: ['imap' as const], hash: 'h', createdAt: T0, expiresAt: null, networks: ['192.0.2.0/24'] };
       const x = await s.asps.create({ ...base, userId: a.id, prefixHash: 'p1' });
       await s.asps.create({ ...base, userId: a.id, prefixHash: 'p2' });
       await s.asps.create({ ...base, userId: b.id, prefixHash: 'p1' });
@@ -106,6 +106,7 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       expect((await s.asps.findByPrefix(a.id, 'p1')).map((x) => x.id)).toEqual([x.id]);
       await s.asps.recordUse(x.id, { time: T0, ip: '192.0.2.1', protocol: 'imap' });
       expect((await s.asps.listByUser(a.id))[0]?.lastUse).toEqual({ time: T0, ip: '192.0.2.1', protocol: 'imap' });
+      expect((await s.asps.listByUser(a.id))[0]?.networks).toEqual(['192.0.2.0/24']);
       expect(await s.asps.delete(b.id, x.id)).toBe(false);
       expect(await s.asps.delete(a.id, x.id)).toBe(true);
       expect(await s.asps.countByUser(a.id)).toBe(1);

@@ -91,6 +91,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
         id: a.id,
         description: a.description,
         scopes: a.scopes,
+        networks: a.networks,
         createdAt: iso(a.createdAt),
         expiresAt: iso(a.expiresAt),
         lastUse: a.lastUse ? { ...a.lastUse, time: iso(a.lastUse.time) } : null,
@@ -114,7 +115,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       },
     );
 
-    r.post<{ Body: { description?: string; scopes: string[]; expiresIn?: string; emailCode?: string } }>(
+    r.post<{ Body: { description?: string; scopes: string[]; expiresIn?: string; networks?: string[]; emailCode?: string } }>(
       '/me/asps',
       {
         schema: {
@@ -128,6 +129,7 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
               description: { type: 'string', maxLength: 200 },
               scopes: { type: 'array', minItems: 1, maxItems: 4, items: { type: 'string', enum: ['imap', 'pop3', 'smtp', '*'] } },
               expiresIn: { type: 'string', pattern: '^[0-9]+(ms|s|m|h|d)$' },
+              networks: { type: 'array', maxItems: 50, items: { type: 'string', maxLength: 64 }, description: 'Addresses or CIDRs it may log in from; none: from anywhere' },
               emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
             },
           },
@@ -141,10 +143,11 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
           description: req.body.description ?? '',
           scopes: parseAspScopes(req.body.scopes),
           expiresInMs: ttl,
+          networks: req.body.networks,
         });
         return reply.status(201).send({
           password,
-          asp: { id: asp.id, description: asp.description, scopes: asp.scopes, createdAt: iso(asp.createdAt), expiresAt: iso(asp.expiresAt), lastUse: null },
+          asp: { id: asp.id, description: asp.description, scopes: asp.scopes, networks: asp.networks, createdAt: iso(asp.createdAt), expiresAt: iso(asp.expiresAt), lastUse: null },
         });
       },
     );
