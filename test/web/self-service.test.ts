@@ -69,6 +69,14 @@ describe('self-service page in a real browser (E2)', () => {
     await page.waitForSelector('#asps tr:has-text("Thunderbird")');
     expect(await app.auth.authenticate({ username: 'alice', secret: password, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: true });
 
+    // An app password that works only from the office network.
+    await page.fill('#asp-create [name=description]', 'Office');
+    await page.fill('#asp-create [name=networks]', '192.0.2.0/24');
+    await page.click('#asp-create button');
+    await page.waitForSelector('#asps tr:has-text("Office"):has-text("192.0.2.0/24")');
+    const office = (await page.textContent('#asp-password'))!;
+    expect(await app.auth.authenticate({ username: 'alice', secret: office, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: false, reason: 'address_denied' });
+
     await page.click('#totp-setup');
     await page.waitForSelector('#totp-enrol:not([hidden])');
     expect(await page.getAttribute('#totp-qr', 'src')).toMatch(/^data:image\/png;base64,/);

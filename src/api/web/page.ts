@@ -65,10 +65,11 @@ export const PAGE_HTML = `<!doctype html>
       <label><input type="checkbox" name="scope" value="imap" checked> IMAP</label>
       <label><input type="checkbox" name="scope" value="pop3"> POP3</label>
       <label><input type="checkbox" name="scope" value="smtp" checked> SMTP (sending)</label>
+      <label>Only from (optional) <input type="text" name="networks" placeholder="203.0.113.0/24, 2001:db8::/32"></label>
       <button type="submit">Create app password</button>
     </form>
     <p id="asp-new" hidden>New app password, shown only now: <span class="secret" id="asp-password"></span></p>
-    <table><thead><tr><th>Description</th><th>Scopes</th><th>Created</th><th>Last used</th><th></th></tr></thead><tbody id="asps"></tbody></table>
+    <table><thead><tr><th>Description</th><th>Scopes</th><th>Only from</th><th>Created</th><th>Last used</th><th></th></tr></thead><tbody id="asps"></tbody></table>
   </section>
 
   <section>
@@ -148,7 +149,7 @@ async function refresh() {
   ]);
   $('devices').replaceChildren(...devices.map((d) => row([d.label, when(d.createdAt), when(d.expiresAt)], { label: 'Remove', path: '/me/devices/' + d.id })));
   $('asps').replaceChildren(...asps.map((a) => row(
-    [a.description || '(no description)', a.scopes.join(', '), when(a.createdAt), a.lastUse ? when(a.lastUse.time) + ' ' + (a.lastUse.protocol || '') : 'never'],
+    [a.description || '(no description)', a.scopes.join(', '), (a.networks || []).join(', ') || 'anywhere', when(a.createdAt), a.lastUse ? when(a.lastUse.time) + ' ' + (a.lastUse.protocol || '') : 'never'],
     { label: 'Revoke', path: '/me/asps/' + a.id },
   )));
   $('keys-list').replaceChildren(...keys.map((k) => row([k.label, when(k.createdAt), when(k.lastUsedAt)], { label: 'Remove', path: '/me/security-keys/' + k.id })));
@@ -239,7 +240,8 @@ $('asp-create').onsubmit = async (ev) => {
   ev.preventDefault();
   const f = new FormData(ev.target);
   try {
-    const r = await api('/me/asps', { method: 'POST', body: { description: f.get('description') || '', scopes: f.getAll('scope') } });
+    const networks = String(f.get('networks') || '').split(',').map((x) => x.trim()).filter(Boolean);
+    const r = await api('/me/asps', { method: 'POST', body: { description: f.get('description') || '', scopes: f.getAll('scope'), ...(networks.length ? { networks } : {}) } });
     $('asp-password').textContent = r.password;
     $('asp-new').hidden = false;
     await refresh();
