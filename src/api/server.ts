@@ -35,6 +35,34 @@ export interface ApiDeps {
   metrics?: Registry;
   /** nginx mail proxy auth_http endpoint at /auth/nginx; absent to serve none. */
   nginx?: NginxSettings;
+  /** Checks behind /readyz, by name: each resolves when that part works, rejects when not. */
+  readiness?: Record<string, () => Promise<void>>;
+  /**
+   * Addresses and CIDRs of reverse proxies whose X-Forwarded-For is believed: the client's
+   * address (for rate windows and the audit trail) is then taken from it. Empty: none.
+   */
+  trustedProxies?: string[];
+}
+
+/** Runs every readiness check at once, each bounded in time; names and what failed. */
+async function readiness(checks: Record<string, () => Promise<void>>): Promise<{ ready: boolean; checks: Record<string, string> }> {
+  const results = await Promise.all(
+    Object.entries(checks).map(async ([name, check]) => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000);
+      });
+      try {
+        await Promise.race([check(), timeout]);
+        return [name, 'ok'] as const;
+      } catch (err) {
+        return [name, (err as Error).message || 'failed'] as const;
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return { ready: results.every(([, r]) => r === 'ok'), checks: Object.fromEntries(results) };
 }
 
 declare module 'fastify' {
@@ -195,7 +223,8 @@ function browserWebAuthn(): Buffer {
 
 /** The web API as a Fastify instance with its OpenAPI document and docs UI. */
 export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: opts.logger ?? false, trustProxy: false, bodyLimit: 64 * 1024 });
+  const proxies = deps.trustedProxies ?? [];
+  const app = Fastify({ logger: opts.logger ?? false, trustProxy: proxies.length ? proxies : false, bodyLimit: 64 * 1024 });
   app.addSchema(errorSchema);
   await app.register(swagger, {
     openapi: {
@@ -214,6 +243,12 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   app.setErrorHandler((err, _req, reply) => sendError(reply, err));
   app.setNotFoundHandler((_req, reply) => reply.status(404).send({ code: 'not_found', message: 'No such route' }));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // Liveness: the process answers. Readiness: what it needs to do its job answers too.
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    const r = await readiness(deps.readiness ?? {});
+    return reply.status(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not ready', checks: r.checks });
+  });
   // The self-service page; its strict policy allows only its own script and data: QR codes.
   const csp = "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'";
   app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.header('content-security-policy', csp).type('text/html; charset=utf-8').send(PAGE_HTML));

@@ -1,4 +1,6 @@
+import { connect } from 'node:net';
 import type { NginxSettings } from '../api/routes/nginx.js';
+import { PosternError } from '../core/errors.js';
 import { buildApi } from '../api/server.js';
 import { networkMatcher } from '../protocols/limits.js';
 import { createApp, type App } from '../app.js';
@@ -18,8 +20,38 @@ function nginxSettings(cfg: Config): NginxSettings | undefined {
   };
 }
 
+/** Connects to host:port and hangs up: whether something listens there. */
+function reachable(host: string, port: number, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host, port, timeout: timeoutMs });
+    s.once('connect', () => {
+      s.destroy();
+      resolve();
+    });
+    s.once('timeout', () => {
+      s.destroy();
+      reject(new Error(`${host}:${port} does not answer`));
+    });
+    s.once('error', (err) => reject(new Error(`${host}:${port}: ${err.message}`)));
+  });
+}
+
+/** What /readyz checks: the store, Redis when configured, the upstream, and postern's own state. */
+function readinessChecks(app: App, state: { serving: () => boolean }): Record<string, () => Promise<void>> {
+  const up = app.config.upstream;
+  const checks: Record<string, () => Promise<void>> = {
+    store: async () => void (await app.store.users.findByName('\0readiness')),
+    upstream: () => reachable(up.host, up.imap_port, Math.min(up.connect_timeout, 2000)),
+    listeners: async () => {
+      if (!state.serving()) throw new Error('not serving (starting or shutting down)');
+    },
+  };
+  if (app.config.redis.url) checks.redis = async () => void (await app.cache.get('readiness'));
+  return checks;
+}
+
 /** The web API on its configured address. */
-export async function startApi(app: App): Promise<{ port: number; close(): Promise<void> }> {
+export async function startApi(app: App, state: { serving: () => boolean } = { serving: () => true }): Promise<{ port: number; close(): Promise<void> }> {
   const api = await buildApi({
     store: app.store,
     auth: app.auth,
@@ -31,16 +63,35 @@ export async function startApi(app: App): Promise<{ port: number; close(): Promi
     clock: app.clock,
     metrics: app.config.api.metrics ? app.metrics.registry : undefined,
     nginx: nginxSettings(app.config),
+    readiness: readinessChecks(app, state),
+    trustedProxies: app.config.api.trusted_proxies,
   });
   await api.listen({ host: app.config.api.host, port: app.config.api.port });
   const a = api.server.address();
   return { port: typeof a === 'object' && a ? a.port : app.config.api.port, close: () => api.close() };
 }
 
-/** Runs postern until SIGINT/SIGTERM; SIGHUP reloads the TLS certificate. */
+/**
+ * Runs postern until SIGINT/SIGTERM, then drains: stops accepting, tells every session to go
+ * (`* BYE`, `-ERR`, `421`) and closes what is left after `[server] shutdown_grace`. A listener
+ * that cannot bind stops the start (exit 1). SIGHUP reloads the TLS certificate.
+ */
 export async function serve(config: Config): Promise<void> {
   const app = await createApp(config);
   const { log } = app;
+  let serving = false;
+  let listeners: Awaited<ReturnType<typeof startListeners>> | null = null;
+  let api: Awaited<ReturnType<typeof startApi>> | null = null;
+  try {
+    listeners = await startListeners(app);
+    api = config.api.enabled ? await startApi(app, { serving: () => serving }) : null;
+  } catch (err) {
+    await listeners?.close(0);
+    await app.close();
+    // Half a gateway (IMAP up, submission not) must not look alive to systemd or Docker.
+    throw new PosternError('listen_failed', `cannot start: ${(err as Error).message}`);
+  }
+  serving = true;
   const maintain = async () => {
     try {
       const moved = await app.audit.flushFallback();
@@ -67,8 +118,6 @@ export async function serve(config: Config): Promise<void> {
   if (!config.upstream.master_password) {
     log.warn('upstream.master_password is empty: logins that pass will get "try again later" until it is set');
   }
-  const listeners = await startListeners(app);
-  const api = config.api.enabled ? await startApi(app) : null;
   const up = config.upstream;
   const h = (host: string, ports: number[]) => ports.map((p) => `${host}:${p}`).join(', ') || 'off';
   log.info(
@@ -85,24 +134,27 @@ export async function serve(config: Config): Promise<void> {
     },
     'postern listening',
   );
+  const running = listeners;
   const onHup = () => {
     try {
-      listeners.tls.reload();
+      running.tls.reload();
       log.info('TLS certificate reloaded');
     } catch (err) {
       log.error({ err: (err as Error).message }, 'TLS reload failed; keeping the old certificate');
     }
   };
   process.on('SIGHUP', onHup);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
   });
   process.off('SIGHUP', onHup);
   clearInterval(timer);
   clearInterval(spoolTimer);
-  log.info('postern stopping');
-  await listeners.close();
+  serving = false;
+  log.info({ signal, sessions: running.live.size, graceMs: config.server.shutdown_grace }, 'postern stopping: sessions told to go');
+  await running.close(config.server.shutdown_grace);
   await api?.close();
   await app.close();
+  log.info('postern stopped');
 }

@@ -23,7 +23,7 @@ const lock = z.enum(['locked', 'unlocked']);
 const listener = z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port, tls_port: port });
 
 const schema = z.strictObject({
-  server: z.strictObject({ data_dir: z.string().min(1), hostname: z.string().min(1) }),
+  server: z.strictObject({ data_dir: z.string().min(1), hostname: z.string().min(1), shutdown_grace: duration }),
   store: z.strictObject({
     kind: z.enum(['embedded', 'mongodb']),
     path: z.string().min(1),
@@ -86,7 +86,16 @@ const schema = z.strictObject({
   pop3: listener.extend({ max_sessions_per_user: count }),
   submission: listener.extend({ max_message_size: count, max_recipients: count, save_sent: z.string().max(200).regex(/^[^\r\n\0]*$/, 'expected a mailbox name on one line') }),
   lmtp: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port: port, max_message_size: count }),
-  api: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port, session_ttl: duration, trusted_device_ttl: duration, step_up_window: duration, metrics: z.boolean() }),
+  api: z.strictObject({
+    enabled: z.boolean(),
+    host: z.string().min(1),
+    port,
+    session_ttl: duration,
+    trusted_device_ttl: duration,
+    step_up_window: duration,
+    metrics: z.boolean(),
+    trusted_proxies: z.array(cidr),
+  }),
   webauthn: z.strictObject({
     rp_id: z.string().regex(/^(?=.*[a-z])[a-z0-9.-]+$/i, 'expected a host name such as mail.example.org (WebAuthn takes no IP address or port)'),
     rp_name: z.string().min(1).max(100),

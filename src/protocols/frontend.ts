@@ -41,6 +41,8 @@ export interface FrontendContext {
   seal: (armoredKey: string, raw: Buffer) => Promise<Buffer>;
   /** Proxied sessions by account, ended when their credential changes. */
   live: LiveSessions;
+  /** Connections not logged in yet, told to go when postern shuts down. */
+  preLogin: Set<{ shutdown(): void }>;
   /** Told when a proxied session starts (+1) and ends (-1), e.g. for a metrics gauge. */
   onSession?: (protocol: string, delta: number) => void;
 }
@@ -95,8 +97,19 @@ export function splice(client: Socket, up: UpstreamSession, clientPending: Buffe
 export const PIPE_HIGH_WATER_MARK = 1024 * 1024;
 
 export interface Listening {
-  close(): Promise<void>;
+  /**
+   * Stops accepting at once, then waits up to `graceMs` for the connections to end on their
+   * own (after they were told to go) and destroys what is left.
+   */
+  close(graceMs: number): Promise<void>;
   ports: number[];
+}
+
+/** Waits until every socket of `open` has closed, or `graceMs` passed; then destroys the rest. */
+export async function drained(open: Set<Socket>, graceMs: number): Promise<void> {
+  const end = Date.now() + graceMs;
+  while (open.size && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  for (const s of open) s.destroy();
 }
 
 /** Plain (STARTTLS) and implicit-TLS listeners for one protocol; port 0 in config means off. */
@@ -108,6 +121,12 @@ export async function listen(
 ): Promise<Listening> {
   const servers: Server[] = [];
   const bound: number[] = [];
+  const open = new Set<Socket>();
+  const track = (s: Socket, secure: boolean) => {
+    open.add(s);
+    s.once('close', () => open.delete(s));
+    onConnection(s, secure);
+  };
   const start = (server: Server, port: number) =>
     new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -122,9 +141,9 @@ export async function listen(
         resolve();
       });
     });
-  if (ports.plain >= 0) await start(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => onConnection(s, false)), ports.plain);
+  if (ports.plain >= 0) await start(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => track(s, false)), ports.plain);
   if (ports.tls >= 0) {
-    const server = createTlsServer({ ...tls.serverOptions(), highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => onConnection(s, true));
+    const server = createTlsServer({ ...tls.serverOptions(), highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => track(s, true));
     // A failed handshake is the client's problem, not the process's.
     server.on('tlsClientError', () => {});
     tls.onReload((pem) => server.setSecureContext({ ...pem, minVersion: 'TLSv1.2' }));
@@ -132,7 +151,9 @@ export async function listen(
   }
   return {
     ports: bound,
-    close: () =>
-      Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
+    close: async (graceMs) => {
+      for (const s of servers) s.close();
+      await drained(open, graceMs);
+    },
   };
 }

@@ -2,12 +2,14 @@ import type { Authenticator } from '../core/authenticate.js';
 import type { Grant } from '../core/types.js';
 import type { Logger } from '../log.js';
 
+export type EndReason = 'credentials' | 'shutdown';
+
 interface Live {
   grant: Grant;
   sessionId: string;
   username: string;
-  /** Closes the session with the protocol's last words. */
-  end(): void;
+  /** Closes the session with the protocol's last words for the reason. */
+  end(why: EndReason): void;
 }
 
 /**
@@ -34,7 +36,7 @@ export class LiveSessions {
   }
 
   /** Registers a session; the returned function unregisters it (when it closes on its own). */
-  add(grant: Grant, username: string, sessionId: string, end: () => void): () => void {
+  add(grant: Grant, username: string, sessionId: string, end: (why: EndReason) => void): () => void {
     const live: Live = { grant, username, sessionId, end };
     let set = this.byUser.get(grant.userId);
     if (!set) this.byUser.set(grant.userId, (set = new Set()));
@@ -59,6 +61,13 @@ export class LiveSessions {
     if (all.length) await this.check(all);
   }
 
+  /** Ends every session (postern is shutting down). */
+  endAll(): void {
+    const all = [...this.byUser.values()].flatMap((s) => [...s]);
+    this.byUser.clear();
+    for (const s of all) s.end('shutdown');
+  }
+
   close(): void {
     clearInterval(this.timer);
   }
@@ -75,7 +84,7 @@ export class LiveSessions {
       if (verdicts[i]) return;
       this.remove(s);
       this.log.info({ session: s.sessionId, user: s.username, protocol: s.grant.scope, asp: s.grant.aspId }, 'session ended: its credential changed');
-      s.end();
+      s.end('credentials');
     });
   }
 

@@ -18,6 +18,8 @@ export interface SessionWords {
   tooSlow: string;
   /** Sent when a live session ends because its credential changed (revoked, new password, ...). */
   credentialChanged: string;
+  /** Sent to every session when postern shuts down. */
+  shuttingDown: string;
   lineTooLong: string;
   tooManyFailures: string;
   internalError: string;
@@ -78,6 +80,7 @@ export abstract class PreauthSession {
     this.attach(this.socket);
     if (!this.ctx.preauth.acquire(this.ip)) return this.close(this.words.tooManyConnections);
     this.holdsPreauth = true;
+    this.ctx.preLogin.add(this);
     // The idle timeout alone is reset by every byte; this one is not.
     this.deadline = setTimeout(() => this.close(this.words.tooSlow), this.ctx.settings.preauthDeadlineMs);
     this.deadline.unref();
@@ -121,7 +124,13 @@ export abstract class PreauthSession {
     this.socket.destroy();
   }
 
+  /** postern is shutting down: the client is told, and the connection closed. */
+  shutdown(): void {
+    this.close(this.words.shuttingDown);
+  }
+
   private releasePreauth(): void {
+    this.ctx.preLogin.delete(this);
     if (this.deadline) clearTimeout(this.deadline);
     this.deadline = null;
     if (this.holdsPreauth) this.ctx.preauth.release(this.ip);
@@ -217,7 +226,9 @@ export abstract class PreauthSession {
       this.detach(this.socket);
       this.ctx.onSession?.(this.scope, 1);
       const client = this.socket;
-      const unregister = this.ctx.live.add(result.grant, result.username, this.id, () => endRelayed(client, up, this.words.credentialChanged));
+      const unregister = this.ctx.live.add(result.grant, result.username, this.id, (why) =>
+        endRelayed(client, up, why === 'shutdown' ? this.words.shuttingDown : this.words.credentialChanged),
+      );
       relay(client, up, this.reader.drain(), () => {
         this.done = true;
         this.ctx.onSession?.(this.scope, -1);

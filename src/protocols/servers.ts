@@ -19,7 +19,8 @@ export interface RunningListeners {
   ports: Record<'imap' | 'pop3' | 'submission' | 'lmtp', number[]>;
   /** Proxied mail sessions by account. */
   live: LiveSessions;
-  close(): Promise<void>;
+  /** Stops accepting, tells every session to go, and closes what is left after `graceMs`. */
+  close(graceMs?: number): Promise<void>;
 }
 
 function readPem(path: string): Buffer {
@@ -40,7 +41,12 @@ function smtpListen(server: SMTPServer, p: number, host: string): Promise<Listen
       const a = server.server.address();
       resolve({
         ports: [typeof a === 'object' && a ? a.port : p],
-        close: () => new Promise<void>((r) => server.close(() => r())),
+        close: (graceMs) =>
+          new Promise<void>((r) => {
+            // Connections still open after the grace get smtp-server's 421 and are closed.
+            server.options.closeTimeout = Math.max(1, graceMs);
+            server.close(() => r());
+          }),
       });
     });
   });
@@ -61,6 +67,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     uploads: new ByteBudget(cfg.imap.max_append_total),
     slots: app.slots,
     live,
+    preLogin: new Set(),
     onSession: (protocol, delta) => app.metrics.sessions.inc({ protocol }, delta),
     seal: (key, raw) =>
       sealMessage(raw, (inner) =>
@@ -124,17 +131,22 @@ export async function startListeners(app: App): Promise<RunningListeners> {
   } catch (err) {
     unsubscribe();
     live.close();
-    await Promise.all(running.map((l) => l.close()));
+    await Promise.all(running.map((l) => l.close(0)));
     throw err;
   }
   return {
     tls,
     ports,
     live,
-    close: async () => {
+    close: async (graceMs = 0) => {
       unsubscribe();
       live.close();
-      await Promise.all(running.map((l) => l.close()));
+      // Stop accepting first, then tell every session to go; what is still open after the
+      // grace is closed.
+      const closing = running.map((l) => l.close(graceMs));
+      live.endAll();
+      for (const s of [...ctx.preLogin]) s.shutdown();
+      await Promise.all(closing);
     },
   };
 }

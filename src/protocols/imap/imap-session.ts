@@ -22,6 +22,7 @@ const WORDS: SessionWords = {
   idle: '* BYE Disconnected for inactivity.',
   tooSlow: '* BYE Took too long to log in.',
   credentialChanged: '* BYE Your credentials changed: log in again.',
+  shuttingDown: '* BYE [UNAVAILABLE] Server shutting down, reconnect in a moment.',
   lineTooLong: '* BYE Line too long.',
   tooManyFailures: '* BYE Too many invalid authentication attempts.',
   internalError: '* BYE Internal error.',

@@ -19,6 +19,7 @@ const WORDS: SessionWords = {
   idle: '-ERR Disconnected for inactivity.',
   tooSlow: '-ERR Took too long to log in.',
   credentialChanged: '-ERR [AUTH] Your credentials changed: log in again.',
+  shuttingDown: '-ERR [SYS/TEMP] Server shutting down, reconnect in a moment.',
   lineTooLong: '-ERR Line too long.',
   tooManyFailures: '-ERR Too many invalid authentication attempts',
   internalError: '-ERR Internal error.',

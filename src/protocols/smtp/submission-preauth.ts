@@ -7,6 +7,8 @@ interface Waiting {
   ip: string;
   failures: number;
   deadline: NodeJS.Timeout;
+  /** Its entry in the context's connections not logged in yet. */
+  entry: { shutdown(): void };
 }
 
 /**
@@ -33,7 +35,9 @@ export class SubmissionPreauth {
     if (!this.ctx.preauth.acquire(ip)) return smtpError(421, 'Too many connections from your address, try again later');
     const deadline = setTimeout(() => this.close(session, 'Took too long to log in'), this.ctx.settings.preauthDeadlineMs);
     deadline.unref();
-    this.waiting.set(session.id, { ip, failures: 0, deadline });
+    const entry = { shutdown: () => this.close(session, 'Server shutting down, try again in a moment') };
+    this.ctx.preLogin.add(entry);
+    this.waiting.set(session.id, { ip, failures: 0, deadline, entry });
     if (!session.secure && !this.ctx.settings.plaintextAllowed(ip)) session.disabledCommands = ['AUTH'];
     return null;
   }
@@ -73,6 +77,7 @@ export class SubmissionPreauth {
     const w = this.waiting.get(session.id);
     if (!w) return;
     clearTimeout(w.deadline);
+    this.ctx.preLogin.delete(w.entry);
     this.waiting.delete(session.id);
     this.ctx.preauth.release(w.ip);
   }

@@ -65,7 +65,12 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
           (r) => {
             if (r.ok) {
               preauth.loggedIn(session);
-              live.set(session.id, ctx.live.add(r.grant, r.username, session.id, () => preauth.close(session, 'Your credentials changed: log in again')));
+              live.set(
+                session.id,
+                ctx.live.add(r.grant, r.username, session.id, (why) =>
+                  preauth.close(session, why === 'shutdown' ? 'Server shutting down, try again in a moment' : 'Your credentials changed: log in again'),
+                ),
+              );
               return cb(null, { user: { username: r.username, encryptTo: r.encryptTo } satisfies SubmitUser });
             }
             cb(smtpRefusal(r));
