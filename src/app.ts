@@ -162,6 +162,9 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     auditFallback: new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')),
     onAuditError: (err, e) => log.error({ err: (err as Error).message, action: e.action }, 'audit store failed; event spooled'),
     events,
+    // One line per decision, for operators and fail2ban: success at info, failure at warn,
+    // a fault at error.
+    onDecision: (d) => log[d.result === 'success' ? 'info' : d.result === 'failure' ? 'warn' : 'error'](d, 'auth decision'),
   });
   const { audit, auth, accounts, sessions, policy, emailCodes, securityKeys } = core;
   return {

@@ -37,6 +37,21 @@ export interface AuthDeps {
   /** Server and domain feature settings (mandatory / recommended 2FA). */
   policy: Policy;
   securityKeys: SecurityKeys;
+  /** Told of every decision once it is made (one log line each); never sees the secret. */
+  onDecision?: (d: Decision) => void;
+}
+
+/** One authentication decision, as logged: who, from where, over what, the answer, how long. */
+export interface Decision {
+  user: string | null;
+  protocol: string;
+  scope: string;
+  ip: string | null;
+  result: 'success' | 'failure' | 'error';
+  reason: string;
+  asp: string | null;
+  session: string | null;
+  ms: number;
 }
 
 const MESSAGES: Record<AuthFailReason, string> = {
@@ -94,6 +109,7 @@ export class Authenticator {
   constructor(private readonly d: AuthDeps) {}
 
   async authenticate(req: AuthRequest): Promise<AuthResult> {
+    const started = performance.now();
     const username = normalizeUsername(req.username);
     let outcome: Outcome;
     try {
@@ -103,10 +119,23 @@ export class Authenticator {
       outcome = { result: fail('temporary_failure'), user: null, aspId: null, guess: false };
     }
     const { result, user, aspId } = outcome;
+    const verdict = result.ok ? 'success' : result.reason === 'temporary_failure' ? 'error' : 'failure';
+    const reason = result.ok ? result.credential : result.reason;
+    this.d.onDecision?.({
+      user: username || null,
+      protocol: req.protocol,
+      scope: req.scope,
+      ip: req.ip,
+      result: verdict,
+      reason,
+      asp: aspId,
+      session: req.sessionId ?? null,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+    });
     await this.d.audit.record({
       action: 'auth',
-      result: result.ok ? 'success' : result.reason === 'temporary_failure' ? 'error' : 'failure',
-      reason: result.ok ? result.credential : result.reason,
+      result: verdict,
+      reason,
       userId: user?.id ?? null,
       username: username || null,
       ip: req.ip,

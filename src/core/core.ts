@@ -1,6 +1,6 @@
 import { Accounts, type AccountSettings } from './accounts.js';
 import { AuditLog, type AuditErrorSink, type AuditFallback } from './audit-log.js';
-import { Authenticator, type AuthSettings } from './authenticate.js';
+import { Authenticator, type AuthSettings, type Decision } from './authenticate.js';
 import type { Clock } from './clock.js';
 import { makeDummyHash } from './passwords.js';
 import type { AuditStore, CredentialCache, CredentialEvents, Hasher, RateLimiter, Store } from './ports.js';
@@ -39,6 +39,8 @@ export interface CoreDeps {
   onAuditError?: AuditErrorSink;
   /** Where credential changes are announced, so that live mail sessions are checked again. */
   events?: CredentialEvents;
+  /** Told of every authentication decision (for the log). */
+  onDecision?: (d: Decision) => void;
 }
 
 export interface Core {
@@ -75,6 +77,7 @@ export async function createCore(d: CoreDeps): Promise<Core> {
     cache: d.cache,
     settings: d.settings.auth,
     dummyHash: await makeDummyHash(d.hasher),
+    onDecision: d.onDecision,
   });
   const stepUp = new StepUp(d.store.challenges, d.clock, d.settings.web.stepUpWindowMs);
   const accounts = new Accounts({ ...common, securityKeys, settings: d.settings.accounts, stepUp, events: d.events });
