@@ -1,7 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { createApp, type App } from '../app.js';
-import { loadConfig } from '../config/load.js';
+import { dataPath, loadConfig } from '../config/load.js';
 import { optionalLifetime, parseDuration } from '../config/duration.js';
 import { parseAspScopes } from '../core/asp.js';
 import { PosternError, invalid } from '../core/errors.js';
@@ -13,9 +15,23 @@ import { serve } from './serve.js';
 
 const actor = { name: 'cli', protocol: 'cli' as const };
 
-async function withApp<T>(cmd: Command, fn: (app: App) => Promise<T>): Promise<T> {
-  const opts = cmd.optsWithGlobals<{ config?: string }>();
-  const config = loadConfig({ file: opts.config });
+function packageVersion(): string {
+  const pkg = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'package.json');
+  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+}
+
+/**
+ * Runs a command on the configured store. Only the commands that make accounts may start a
+ * new embedded database: any other one, run from the wrong directory or with the wrong
+ * configuration, says where it looked instead of quietly working on an empty one.
+ */
+async function withApp<T>(cmd: Command, fn: (app: App) => Promise<T>, opts: { mayCreate?: boolean } = {}): Promise<T> {
+  const { config: file } = cmd.optsWithGlobals<{ config?: string }>();
+  const config = loadConfig({ file });
+  const db = dataPath(config, config.store.path);
+  if (config.store.kind === 'embedded' && !opts.mayCreate && !existsSync(db)) {
+    throw new PosternError('not_found', `no postern database at ${db}: set server.data_dir (or POSTERN_SERVER__DATA_DIR, --config) to where postern keeps its data`);
+  }
   // The CLI prints results itself; only warnings from the core go to the log.
   config.log.level = process.env.POSTERN_LOG__LEVEL ? config.log.level : 'warn';
   const app = await createApp(config);
@@ -41,6 +57,7 @@ async function newPassword(): Promise<string> {
 export function buildCli(): Command {
   const program = new Command('postern')
     .description('postern: mail authentication gateway')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .option('-c, --config <file>', 'configuration file overriding config/default.toml')
     .showHelpAfterError();
 
@@ -63,14 +80,19 @@ export function buildCli(): Command {
           ? await app.accounts.importUser(actor, { username: name, passwordHash: o.hash, role: o.role, email: o.email ?? null })
           : await app.accounts.createUser(actor, { username: name, password: await newPassword(), role: o.role, email: o.email ?? null, temporary: o.temporary });
         console.log(`created ${u.username} (${u.role}) id ${u.id}`);
-      }),
+      }, { mayCreate: true }),
     );
   user
     .command('import <file>')
     .description('import users with their password hashes from a Dovecot passwd-file (name:{SCHEME}hash[:...]); - reads stdin')
     .action((file: string, _o, cmd: Command) =>
       withApp(cmd, async (app) => {
-        const text = file === '-' ? await readAll() : readFileSync(file, 'utf8');
+        let text: string;
+        try {
+          text = file === '-' ? await readAll() : readFileSync(file, 'utf8');
+        } catch (err) {
+          throw invalid(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+        }
         let imported = 0;
         const problems: string[] = [];
         for (const [i, line] of text.split(/\r?\n/).entries()) {
@@ -87,7 +109,7 @@ export function buildCli(): Command {
         console.log(`imported ${imported} user(s)`);
         for (const p of problems) console.error(p);
         if (problems.length) throw invalid(`${problems.length} line(s) not imported`);
-      }),
+      }, { mayCreate: true }),
     );
   user
     .command('passwd <name>')

@@ -133,7 +133,8 @@ const schema = z.strictObject({
 export type Config = z.output<typeof schema>;
 type Tree = Record<string, unknown>;
 
-export const DEFAULT_CONFIG_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'config', 'default.toml');
+const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DEFAULT_CONFIG_FILE = join(PACKAGE_ROOT, 'config', 'default.toml');
 
 function readToml(path: string): Tree {
   if (!existsSync(path)) throw new PosternError('config_invalid', `config file ${path} does not exist`);
@@ -183,7 +184,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
   const env = opts.env ?? process.env;
   let tree = readToml(DEFAULT_CONFIG_FILE);
   const file = opts.file ?? env.POSTERN_CONFIG;
-  if (file) tree = merge(tree, readToml(file));
+  const override = file ? readToml(file) : {};
+  tree = merge(tree, override);
   tree = merge(tree, fromEnv(env));
   const parsed = schema.safeParse(tree);
   if (!parsed.success) {
@@ -204,7 +206,12 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
   if (cfg.imap.max_append_total < cfg.imap.max_append_size) {
     throw new PosternError('config_invalid', 'invalid configuration:\n  imap.max_append_total: must be at least imap.max_append_size');
   }
-  cfg.server.data_dir = resolve(cfg.server.data_dir);
+  // A relative data_dir is taken from where it was written: the override file's directory,
+  // the current directory for the environment variable, the package for the default. So the
+  // CLI finds the same database whatever directory it is run from.
+  const setInFile = (override.server as Record<string, unknown> | undefined)?.data_dir !== undefined;
+  const base = env.POSTERN_SERVER__DATA_DIR !== undefined ? process.cwd() : setInFile ? dirname(resolve(file!)) : PACKAGE_ROOT;
+  cfg.server.data_dir = resolve(base, cfg.server.data_dir);
   return cfg;
 }
 

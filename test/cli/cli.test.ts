@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as openpgp from 'openpgp';
@@ -135,5 +135,33 @@ describe('postern CLI', () => {
     const bad = postern(['user', 'list'], '', { POSTERN_AUTH__BCRYPT_ROUNDS: '3' });
     expect(bad.code).toBe(1);
     expect(bad.err).toContain('auth.bcrypt_rounds');
+  });
+
+  it('prints its version, runs through a symlink as npx does, and finds its data from any directory', () => {
+    const link = join(mkdtempSync(join(tmpdir(), 'postern-bin-')), 'postern');
+    symlinkSync(BIN, link);
+    const v = spawnSync(link, ['--version'], { encoding: 'utf8' });
+    expect(v.status).toBe(0);
+    expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    // A relative data_dir in a config file is taken from the file's directory, not the caller's.
+    const site = mkdtempSync(join(tmpdir(), 'postern-site-'));
+    writeFileSync(join(site, 'postern.toml'), '[server]\ndata_dir = "state"\n');
+    const { POSTERN_SERVER__DATA_DIR: _omit, ...bare } = env;
+    void _omit;
+    const run = (args: string[], cwd: string, input = '') => spawnSync(link, ['--config', join(site, 'postern.toml'), ...args], { cwd, input, env: { ...bare, POSTERN_LOG__LEVEL: 'silent' }, encoding: 'utf8' });
+    expect(run(['user', 'add', 'zed'], tmpdir(), 'Pass-word-42\n').status).toBe(0);
+    const elsewhere = run(['user', 'show', 'zed', '--json'], '/');
+    expect(elsewhere.status, elsewhere.stderr).toBe(0);
+    expect(JSON.parse(elsewhere.stdout)).toMatchObject({ username: 'zed' });
+  });
+
+  it('says where it looked instead of opening an empty database, and names a missing import file', () => {
+    const nowhere = join(tmpdir(), `postern-nowhere-${Date.now()}`);
+    const r = postern(['user', 'list'], '', { POSTERN_SERVER__DATA_DIR: nowhere });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`no postern database at ${nowhere}/postern.sqlite`);
+    const missing = postern(['user', 'import', '/nonexistent/passwd']);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain('cannot read /nonexistent/passwd: no such file');
   });
 });
