@@ -1,7 +1,7 @@
 // `postern serve` as the process a supervisor (systemd, Docker, Kubernetes) runs: it fails
 // fast when it cannot listen, answers health and readiness, and drains on SIGTERM.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -123,5 +123,38 @@ describe('postern serve under a supervisor', () => {
     // Told at once, gone well within the 2 s grace plus the process's own stop.
     expect(Date.now() - t0).toBeLessThan(6000);
     expect(s.out()).toContain('postern stopped');
+  });
+});
+
+describe('the Docker image as shipped', () => {
+  it("runs its entrypoint with the image's environment: every listener on all addresses, healthy", async () => {
+    const dockerfile = readFileSync(resolve(__dirname, '../../Dockerfile'), 'utf8');
+    const last = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    const envBlock = /\nENV ((?:.*\\\n)*.*)/.exec(last)![1]!;
+    const imageEnv = Object.fromEntries(envBlock.split(/\s*\\\n\s*|\s+(?=\w+=)/).filter(Boolean).map((kv) => kv.split('=') as [string, string]));
+    expect(imageEnv).toMatchObject({ POSTERN_IMAP__HOST: '0.0.0.0', POSTERN_API__HOST: '0.0.0.0' });
+    const entrypoint = JSON.parse(/\nENTRYPOINT (\[.*\])/.exec(last)![1]!) as string[];
+    const cmd = JSON.parse(/\nCMD (\[.*\])/.exec(last)![1]!) as string[];
+    for (const port of /\nEXPOSE (.*)/.exec(last)![1]!.split(' ')) expect(Number(port)).toBeGreaterThan(0);
+    // The image's data directory is its volume; here a temporary one stands in for it.
+    const { env } = await envFor({ ...imageEnv, POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-image-')) });
+    const proc = spawn(entrypoint[0]!, [...entrypoint.slice(1), ...cmd], { cwd: resolve(__dirname, '../..'), env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor('listening', async () => {
+        if (!out.includes('postern listening')) throw new Error(out);
+      }, 30_000);
+      const listening = JSON.parse(out.split('\n').find((l) => l.includes('postern listening'))!) as Record<string, string>;
+      for (const key of ['imap', 'pop3', 'submission']) expect(listening[key]).toMatch(/^0\.0\.0\.0:\d+/);
+      expect(listening.api).toMatch(/^http:\/\/0\.0\.0\.0:/);
+      const health = /HEALTHCHECK .*\n\s*CMD (\[.*\])/.exec(last)![1]!;
+      const [node, flag, script] = JSON.parse(health) as string[];
+      const port = env.POSTERN_API__PORT!;
+      const probe = spawnSync(node!, [flag!, script!.replace('8025', port)], { encoding: 'utf8', timeout: 10_000 });
+      expect(probe.status).toBe(0);
+    } finally {
+      proc.kill('SIGTERM');
+    }
   });
 });
