@@ -164,7 +164,10 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     events,
     // One line per decision, for operators and fail2ban: success at info, failure at warn,
     // a fault at error.
-    onDecision: (d) => log[d.result === 'success' ? 'info' : d.result === 'failure' ? 'warn' : 'error'](d, 'auth decision'),
+    onDecision: (d) => {
+      log[d.result === 'success' ? 'info' : d.result === 'failure' ? 'warn' : 'error'](d, 'auth decision');
+      metrics.decided(d);
+    },
   });
   const { audit, auth, accounts, sessions, policy, emailCodes, securityKeys } = core;
   return {

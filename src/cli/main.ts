@@ -160,6 +160,29 @@ export function buildCli(): Command {
         console.log(table(['USERNAME', 'ROLE', 'STATUS', '2FA', 'CREATED'], users.map((u) => [u.username, u.role, u.status, u.twoFactor ? 'on' : 'off', iso(u.createdAt)])));
       }),
     );
+  user
+    .command('set <name>')
+    .description("change an account's role or email address (--email '' removes it)")
+    .addOption(new Option('--role <role>', 'role').choices(ROLES as string[]))
+    .option('--email <address>', 'where notices and emailed codes go')
+    .action((name: string, o: { role?: Role; email?: string }, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        if (o.role === undefined && o.email === undefined) throw invalid('nothing to change: give --role or --email');
+        if (o.role) await app.accounts.setRole(actor, name, o.role);
+        if (o.email !== undefined) await app.accounts.setEmail(actor, name, o.email || null);
+        const u = await app.accounts.get(name);
+        console.log(`${u.username}: role ${u.role}, email ${u.email ?? 'none'}`);
+      }),
+    );
+  user
+    .command('delete <name>')
+    .description('delete an account and all its credentials (its mailbox on the mail server stays)')
+    .action((name: string, _o, cmd: Command) =>
+      withApp(cmd, async (app) => {
+        await app.accounts.deleteUser(actor, name);
+        console.log(`${normalizeUsername(name)} deleted`);
+      }),
+    );
   for (const [verb, status] of [['disable', 'disabled'], ['enable', 'active']] as const) {
     user
       .command(`${verb} <name>`)

@@ -213,6 +213,20 @@ export class Accounts {
     return updated;
   }
 
+  /**
+   * Where notices and emailed codes go. Users changing their own need a step-up: whoever
+   * controls the address receives the codes that guard the account.
+   */
+  async setEmail(actor: Actor, username: string, email: string | null): Promise<User> {
+    const user = await this.get(username);
+    await this.d.stepUp.require(actor, user.username);
+    const address = email?.trim() || null;
+    if (address !== null && (address.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(address))) throw invalid(`"${address}" is not an email address`);
+    const updated = await this.patch(user, { email: address }, false);
+    await this.audit(actor, user, { action: 'user.update', result: 'success', reason: address ? 'email' : 'email removed' });
+    return updated;
+  }
+
   async deleteUser(actor: Actor, username: string): Promise<void> {
     const user = await this.get(username);
     await this.d.store.asps.deleteAllOfUser(user.id);

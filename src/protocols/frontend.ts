@@ -43,6 +43,8 @@ export interface FrontendContext {
   live: LiveSessions;
   /** Connections not logged in yet, told to go when postern shuts down. */
   preLogin: Set<{ shutdown(): void }>;
+  /** Told when a granted login could not be opened on the upstream. */
+  onUpstreamError?: (protocol: string) => void;
   /** Told when a proxied session starts (+1) and ends (-1), e.g. for a metrics gauge. */
   onSession?: (protocol: string, delta: number) => void;
 }

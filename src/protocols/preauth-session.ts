@@ -238,6 +238,7 @@ export abstract class PreauthSession {
       this.socket.resume();
     } catch (err) {
       release();
+      this.ctx.onUpstreamError?.(this.scope);
       this.ctx.log.error({ err: (err as Error).message, session: this.id, user: result.username, protocol: this.scope }, 'upstream login failed');
       this.send(`${prefix}${this.words.upstreamDown}`);
     }

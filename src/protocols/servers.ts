@@ -69,6 +69,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     live,
     preLogin: new Set(),
     onSession: (protocol, delta) => app.metrics.sessions.inc({ protocol }, delta),
+    onUpstreamError: (protocol) => app.metrics.upstreamErrors.inc({ protocol }),
     seal: (key, raw) =>
       sealMessage(raw, (inner) =>
         app.workers.encryptPgp(key, inner).then(

@@ -369,6 +369,12 @@ describe('web API over HTTP', () => {
     expect(Number(failures?.[1])).toBeGreaterThan(0);
     expect(text).toMatch(/postern_hash_queue \d+/);
     expect(text).not.toMatch(/alice|carl|pss_|pat_/);
+    expect(text).toMatch(/postern_auth_decision_seconds_bucket\{le="0\.5",protocol="http",result="failure"\} \d+/);
+    expect(text).toMatch(/postern_build_info\{version="\d+\.\d+\.\d+",node="[\d.]+"\} 1/);
+    // Reasons other than a login's carry ids (devices, tokens, ASPs): never a label.
+    const reasons = [...text.matchAll(/postern_audit_events_total\{action="([^"]+)",result="[^"]+",reason="([^"]*)"/g)];
+    expect(reasons.length).toBeGreaterThan(3);
+    for (const [, action, reason] of reasons) if (action !== 'auth') expect(reason).toBe('');
   });
 
   it('lets a user delete their own account with the password, and then nothing of it opens', async () => {
@@ -444,6 +450,14 @@ describe('web API over HTTP', () => {
     expect(await login('203.0.113.9')).toMatchObject({ ok: true });
     const list = await call('GET', '/api/v1/me/asps', { token: t });
     expect(list.json.find((a: Json) => a.id === made.json.asp.id).networks).toEqual(['203.0.113.0/24']);
+  });
+
+  it('lets users change their notification email after a step-up, and admins anyone's', async () => {
+    await call('POST', '/api/v1/users', { token: admin, body: { username: 'omar', password: PW } });
+    const omar = await tokenOf('omar', PW);
+    expect((await call('PUT', '/api/v1/me/email', { token: omar, body: { email: 'omar@example.test' } })).json).toMatchObject({ email: 'omar@example.test' });
+    expect((await call('PUT', '/api/v1/me/email', { token: omar, body: { email: 'nope' } })).status).toBe(400);
+    expect((await call('PATCH', '/api/v1/users/omar', { token: admin, body: { email: null } })).json).toMatchObject({ email: null });
   });
 
   it('answers 503, not 401, when the store is down', async () => {

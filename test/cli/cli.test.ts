@@ -164,4 +164,15 @@ describe('postern CLI', () => {
     expect(missing.code).toBe(1);
     expect(missing.err).toContain('cannot read /nonexistent/passwd: no such file');
   });
+
+  it("changes an account's role and email, and deletes it", () => {
+    expect(postern(['user', 'add', 'yara'], 'Pass-word-42\n').code).toBe(0);
+    const set = postern(['user', 'set', 'yara', '--role', 'auditor', '--email', 'yara@example.test']);
+    expect(set.code, set.err).toBe(0);
+    expect(JSON.parse(postern(['user', 'show', 'yara', '--json']).out)).toMatchObject({ role: 'auditor', email: 'yara@example.test' });
+    expect(postern(['user', 'set', 'yara', '--email', 'not an address']).code).toBe(1);
+    expect(postern(['user', 'set', 'yara']).err).toContain('nothing to change');
+    expect(postern(['user', 'delete', 'yara']).code).toBe(0);
+    expect(postern(['user', 'show', 'yara']).code).toBe(1);
+  });
 });

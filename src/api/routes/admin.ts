@@ -60,18 +60,22 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
       },
     );
 
-    r.patch<{ Params: { name: string }; Body: { status?: 'active' | 'disabled'; role?: Role } }>(
+    r.patch<{ Params: { name: string }; Body: { status?: 'active' | 'disabled'; role?: Role; email?: string | null } }>(
       '/users/:name',
       {
         schema: {
           tags: ['admin'],
-          summary: 'Disable or enable an account, or change its role',
+          summary: 'Disable or enable an account, change its role or its email address (null removes it)',
           params: nameParam,
           body: {
             type: 'object',
             additionalProperties: false,
             minProperties: 1,
-            properties: { status: { type: 'string', enum: ['active', 'disabled'] }, role: { type: 'string', enum: ['user', 'admin', 'auditor'] } },
+            properties: {
+              status: { type: 'string', enum: ['active', 'disabled'] },
+              role: { type: 'string', enum: ['user', 'admin', 'auditor'] },
+              email: { type: 'string', maxLength: 254, nullable: true },
+            },
           },
           response: { 200: userSchema, ...errors(400, 401, 403, 404) },
         },
@@ -80,6 +84,7 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
         let user = await d.accounts.get(req.params.name);
         if (req.body.status) user = await d.accounts.setStatus(actor(req), user.username, req.body.status);
         if (req.body.role) user = await d.accounts.setRole(actor(req), user.username, req.body.role);
+        if (req.body.email !== undefined) user = await d.accounts.setEmail(actor(req), user.username, req.body.email);
         return userView(user);
       },
     );

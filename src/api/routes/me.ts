@@ -86,6 +86,19 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       },
     );
 
+    r.put<{ Body: { email: string | null } }>(
+      '/me/email',
+      {
+        schema: {
+          tags: ['me'],
+          summary: 'Change where my security notices and emailed codes go (null removes it); needs a recent step-up',
+          body: { type: 'object', required: ['email'], additionalProperties: false, properties: { email: { type: 'string', maxLength: 254, nullable: true } } },
+          response: { 200: userSchema, ...errors(400, 401, 403) },
+        },
+      },
+      async (req) => userView(await d.accounts.setEmail(actor(req), me(req).username, req.body.email)),
+    );
+
     r.get('/me/asps', { schema: { tags: ['asps'], summary: 'My application-specific passwords', response: { 200: { type: 'array', items: aspView }, ...errors(401, 403) } } }, async (req) =>
       (await d.store.asps.listByUser(me(req).id)).map((a) => ({
         id: a.id,

@@ -123,6 +123,7 @@ async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPS
       );
     }
   } catch (err) {
+    ctx.onUpstreamError?.('smtp');
     ctx.log.error({ err: (err as Error).message, session: session.id }, 'submission upstream unavailable');
     throw smtpError(451, '4.4.1 Mail server is unavailable, try again later');
   }
