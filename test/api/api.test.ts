@@ -452,7 +452,7 @@ describe('web API over HTTP', () => {
     expect(list.json.find((a: Json) => a.id === made.json.asp.id).networks).toEqual(['203.0.113.0/24']);
   });
 
-  it('lets users change their notification email after a step-up, and admins anyone's', async () => {
+  it("lets users change their notification email after a step-up, and admins anyone's", async () => {
     await call('POST', '/api/v1/users', { token: admin, body: { username: 'omar', password: PW } });
     const omar = await tokenOf('omar', PW);
     expect((await call('PUT', '/api/v1/me/email', { token: omar, body: { email: 'omar@example.test' } })).json).toMatchObject({ email: 'omar@example.test' });
