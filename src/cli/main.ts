@@ -7,7 +7,8 @@ import { dataPath, loadConfig } from '../config/load.js';
 import { optionalLifetime, parseDuration } from '../config/duration.js';
 import { parseAspScopes } from '../core/asp.js';
 import { PosternError, invalid } from '../core/errors.js';
-import { normalizeUsername } from '../core/username.js';
+import { normalizeUsername, validUsername } from '../core/username.js';
+import { checkImportedHash } from '../core/accounts.js';
 import { CLI_CREATOR } from '../core/web-sessions.js';
 import { ROLES, type AuditAction, type AuditResult, type Protocol, type Role } from '../core/types.js';
 import { iso, readAll, readSecret, table } from './io.js';
@@ -85,7 +86,8 @@ export function buildCli(): Command {
   user
     .command('import <file>')
     .description('import users with their password hashes from a Dovecot passwd-file (name:{SCHEME}hash[:...]); - reads stdin')
-    .action((file: string, _o, cmd: Command) =>
+    .option('--dry-run', 'check every line and say what would be imported, changing nothing')
+    .action((file: string, o: { dryRun?: boolean }, cmd: Command) =>
       withApp(cmd, async (app) => {
         let text: string;
         try {
@@ -99,14 +101,21 @@ export function buildCli(): Command {
           if (!line.trim() || line.startsWith('#')) continue;
           const [name = '', hash = ''] = line.split(':');
           try {
-            await app.accounts.importUser(actor, { username: name, passwordHash: hash });
+            if (o.dryRun) {
+              const scheme = checkImportedHash(name, hash);
+              const username = validUsername(name);
+              if (await app.store.users.findByName(username)) throw invalid(`user "${username}" already exists`);
+              console.log(`${username}: ${scheme}`);
+            } else {
+              await app.accounts.importUser(actor, { username: name, passwordHash: hash });
+            }
             imported++;
           } catch (err) {
             if (!(err instanceof PosternError) || err.temporary) throw err;
             problems.push(`line ${i + 1}: ${err.message}`);
           }
         }
-        console.log(`imported ${imported} user(s)`);
+        console.log(o.dryRun ? `would import ${imported} user(s); nothing changed` : `imported ${imported} user(s)`);
         for (const p of problems) console.error(p);
         if (problems.length) throw invalid(`${problems.length} line(s) not imported`);
       }, { mayCreate: true }),

@@ -9,7 +9,7 @@ import type { StepUp } from './step-up.js';
 import { PosternError, conflict, invalid, notFound } from './errors.js';
 import type { CredentialEvents, Hasher, Store, UserPatch } from './ports.js';
 import { checkPasswordPolicy, type PasswordPolicy } from './password-policy.js';
-import { parseStoredHash } from './password-schemes.js';
+import { parseStoredHash, plainPassword } from './password-schemes.js';
 import { generateRecoveryCode, hashRecoveryCode } from './recovery-codes.js';
 import type { SecretBox } from './secret-box.js';
 import type { SecurityKeys } from './security-keys.js';
@@ -52,6 +52,17 @@ export interface NewAspResult {
   asp: Asp;
   /** Shown once, grouped in fours; never stored in clear. */
   password: string;
+}
+
+const KNOWN_FORMS =
+  '{BLF-CRYPT}, {SHA512-CRYPT}, {SHA256-CRYPT}, {MD5-CRYPT}, {CRYPT}, {SSHA}, {SSHA256}, {SSHA512}, {ARGON2ID}, {PBKDF2}, {PLAIN}, $pbkdf2-…, scrypt log2N|r|p|salt|hash, $2b$…';
+
+/** The scheme of a hash being imported ('plain' for a cleartext entry); refuses one postern cannot check. */
+export function checkImportedHash(username: string, stored: string): string {
+  if (plainPassword(stored) !== null) return 'plain';
+  const parsed = parseStoredHash(stored);
+  if (!parsed) throw invalid(`password hash of "${username}" is in no known form (${KNOWN_FORMS})`);
+  return parsed.scheme;
 }
 
 /**
@@ -112,12 +123,11 @@ export class Accounts {
    * replaced by bcrypt at the user's next good login.
    */
   async importUser(actor: Actor, input: { username: string; passwordHash: string; role?: Role; email?: string | null }): Promise<User> {
-    const parsed = parseStoredHash(input.passwordHash);
-    if (!parsed) {
-      throw invalid(`password hash of "${input.username}" is in no known form ({BLF-CRYPT}, {SHA512-CRYPT}, {SHA256-CRYPT}, {SSHA256}, {SSHA512}, {ARGON2ID}, $pbkdf2-…, scrypt log2N|r|p|salt|hash, $2b$…)`);
-    }
-    const user = await this.insertUser({ ...input, temporary: false }, async () => input.passwordHash);
-    await this.audit(actor, user, { action: 'user.import', result: 'success', reason: parsed.scheme });
+    const scheme = checkImportedHash(input.username, input.passwordHash);
+    const plain = plainPassword(input.passwordHash);
+    // A cleartext password is hashed now: postern never stores one.
+    const user = await this.insertUser({ ...input, temporary: false }, async () => (plain === null ? input.passwordHash : this.d.hasher.hash(plain)));
+    await this.audit(actor, user, { action: 'user.import', result: 'success', reason: scheme });
     return user;
   }
 

@@ -6,6 +6,8 @@ import bcrypt from 'bcrypt';
 import { argon2Verify } from 'hash-wasm';
 import * as openpgp from 'openpgp';
 import { verify as cryptVerify } from 'unixcrypt';
+import md5Crypt from 'apache-md5';
+import desCrypt from 'unix-crypt-td-js';
 
 const same = (a, b) => a.length === b.length && timingSafeEqual(a, b);
 const b64 = (s) => Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/').replace(/\./g, '+'), 'base64');
@@ -16,6 +18,15 @@ function ssha(secret, hash, algorithm, size) {
   if (raw.length <= size) return false;
   const salt = raw.subarray(size);
   return same(createHash(algorithm).update(secret).update(salt).digest(), raw.subarray(0, size));
+}
+
+/** A crypt(3)-style function (hash computed from the stored one as salt) compared in constant time. */
+const cryptSame = (fn, secret, hash) => same(Buffer.from(fn(secret, hash)), Buffer.from(hash));
+
+/** Dovecot {PBKDF2}: $1$salt$rounds$hex of PBKDF2-HMAC-SHA1 (20 bytes), the salt used as it is written. */
+function dovecotPbkdf2(secret, hash) {
+  const [, , salt, rounds, hex] = hash.split('$');
+  return same(pbkdf2Sync(secret, salt, Number(rounds), 20, 'sha1'), Buffer.from(hex, 'hex'));
 }
 
 /** Wire's form: log2N|r|p|base64(salt)|base64(hash). */
@@ -62,6 +73,14 @@ async function verify(secret, hash, scheme) {
     case 'sha512-crypt':
     case 'sha256-crypt':
       return cryptVerify(secret, hash);
+    case 'md5-crypt':
+      return cryptSame(md5Crypt, secret, hash);
+    case 'des-crypt':
+      return cryptSame(desCrypt, secret, hash);
+    case 'ssha1':
+      return ssha(secret, hash, 'sha1', 20);
+    case 'dovecot-pbkdf2':
+      return dovecotPbkdf2(secret, hash);
     case 'ssha256':
       return ssha(secret, hash, 'sha256', 32);
     case 'ssha512':

@@ -115,6 +115,11 @@ describe('postern CLI', () => {
     const ssha = execFileSync('doveadm', ['pw', '-s', 'SSHA256', '-p', 'Other-pass-2'], { encoding: 'utf8' }).trim();
     const file = join(dataDir, 'passwd');
     writeFileSync(file, `# exported from the old server\nhenry:${sha}:1000:1000::/home/henry\nirene:${ssha}\nbroken:{MD5}xyz\n`);
+    const dry = postern(['user', 'import', '--dry-run', file]);
+    expect(dry.out).toContain('henry: sha512-crypt');
+    expect(dry.out).toContain('would import 2 user(s); nothing changed');
+    expect(dry.err).toContain('line 4:');
+    expect(postern(['user', 'show', 'henry']).code).toBe(1);
     const r = postern(['user', 'import', file]);
     expect(r.code).toBe(1);
     expect(r.out).toContain('imported 2 user(s)');

@@ -40,6 +40,11 @@ describe('imported password hashes (A1)', () => {
     ['{ARGON2ID}', () => doveadm('ARGON2ID')],
     ['scrypt log2N|r|p|salt|hash', () => scryptHash(PW)],
     ['PBKDF2 (WildDuck)', () => pbkdf2Hash(PW)],
+    ['{MD5-CRYPT}', () => doveadm('MD5-CRYPT')],
+    ['{CRYPT} (as doveadm makes it)', () => doveadm('CRYPT')],
+    ['{CRYPT} in the traditional DES form', () => `{CRYPT}${execFileSync('python3', ['-W', 'ignore', '-c', `import crypt; print(crypt.crypt(${JSON.stringify(PW)}, 'q7'))`], { encoding: 'utf8' }).trim()}`],
+    ['{SSHA}', () => doveadm('SSHA')],
+    ['{PBKDF2} (Dovecot)', () => doveadm('PBKDF2')],
   ];
 
   for (const [i, [name, make]] of formats.entries()) {
@@ -59,6 +64,14 @@ describe('imported password hashes (A1)', () => {
       expect(events).toHaveLength(1);
     }, 30_000);
   }
+
+  it('hashes a {PLAIN} password at import: the cleartext is never stored', async () => {
+    await c.accounts.importUser(actor, { username: 'plain', passwordHash: doveadm('PLAIN') });
+    const stored = (await c.accounts.get('plain')).passwordHash;
+    expect(stored).toMatch(/^\$2b\$10\$/);
+    expect(stored).not.toContain(PW);
+    expect(await c.auth.authenticate(req('plain', PW))).toMatchObject({ ok: true });
+  });
 
   it('spends a bcrypt check on imported fast hashes, so their accounts look like unknown ones', async () => {
     await c.accounts.importUser(actor, { username: 'fast', passwordHash: doveadm('SSHA256') });
