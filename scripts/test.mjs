@@ -16,6 +16,7 @@ const DEBIAN = {
   dovecot: 'dovecot-imapd dovecot-pop3d dovecot-lmtpd',
   postfix: 'postfix',
   nginx: 'nginx libnginx-mod-mail',
+  haproxy: 'haproxy',
   chromium: 'chromium',
   python3: 'python3',
   curl: 'curl',

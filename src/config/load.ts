@@ -81,6 +81,7 @@ const schema = z.strictObject({
     max_line_length: z.number().int().min(512).max(1_048_576),
     max_literal_size: z.number().int().min(512).max(1_048_576),
     max_preauth_per_ip: count,
+    proxy_protocol_from: z.array(cidr),
   }),
   imap: listener.extend({ max_sessions_per_user: count, max_append_size: count, max_append_total: count }),
   pop3: listener.extend({ max_sessions_per_user: count }),

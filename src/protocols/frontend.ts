@@ -6,6 +6,7 @@ import type { SessionSlots } from '../core/ports.js';
 import type { Logger } from '../log.js';
 import type { LiveSessions } from './live-sessions.js';
 import { type ByteBudget, ConnectionCounter, peerIp } from './limits.js';
+import { readProxyHeader, type ProxiedPeer } from './proxy-protocol.js';
 import type { TlsManager } from './tls.js';
 import type { ClientInfo, MailUpstream, UpstreamSession } from './upstream/mail-upstream.js';
 
@@ -17,6 +18,8 @@ export interface FrontendSettings {
   preauthDeadlineMs: number;
   maxLineLength: number;
   maxLiteralSize: number;
+  /** Load balancers that send a PROXY protocol header first; null: none. */
+  proxyFrom: ((ip: string) => boolean) | null;
   /** Largest message an IMAP APPEND may upload when it is sealed on the way (D1). */
   maxAppendSize: number;
   hostname: string;
@@ -49,10 +52,11 @@ export interface FrontendContext {
   onSession?: (protocol: string, delta: number) => void;
 }
 
-export function clientInfo(socket: Socket, sessionId: string): ClientInfo {
+/** Who the client is: the socket's peer, or the one a trusted load balancer named for it. */
+export function clientInfo(socket: Socket, sessionId: string, peer: ProxiedPeer | null = null): ClientInfo {
   return {
-    ip: peerIp(socket.remoteAddress),
-    port: socket.remotePort ?? 0,
+    ip: peer?.ip ?? peerIp(socket.remoteAddress),
+    port: peer?.ip ? peer.port : (socket.remotePort ?? 0),
     localIp: peerIp(socket.localAddress),
     localPort: socket.localPort ?? 0,
     sessionId,
@@ -107,6 +111,73 @@ export interface Listening {
   ports: number[];
 }
 
+/** How long a balancer's connection may take to send its PROXY header, and a client its TLS handshake. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * The listeners when a load balancer may stand in front: plain TCP on both ports, so that a
+ * PROXY header (from the listed peers only, and required from them) is read before anything
+ * else, then TLS on the implicit-TLS port.
+ */
+async function listenBehindProxy(
+  host: string,
+  ports: { plain: number; tls: number },
+  tls: TlsManager,
+  proxyFrom: (ip: string) => boolean,
+  track: (s: Socket, secure: boolean, peer: ProxiedPeer | null) => void,
+  open: Set<Socket>,
+): Promise<Listening> {
+  const servers: Server[] = [];
+  const bound: number[] = [];
+  const accept = async (raw: Socket, secure: boolean) => {
+    raw.on('error', () => raw.destroy());
+    let peer: ProxiedPeer | null = null;
+    if (proxyFrom(peerIp(raw.remoteAddress))) {
+      try {
+        peer = await readProxyHeader(raw, HANDSHAKE_TIMEOUT_MS);
+      } catch {
+        return raw.destroy();
+      }
+    }
+    // The header reader left the socket paused, the client's first bytes put back.
+    if (!secure) {
+      track(raw, false, peer);
+      return void raw.resume();
+    }
+    const wrapped = new TLSSocket(raw, { isServer: true, ...tls.serverOptions() });
+    const timer = setTimeout(() => wrapped.destroy(), HANDSHAKE_TIMEOUT_MS);
+    wrapped.on('error', () => wrapped.destroy());
+    wrapped.once('close', () => clearTimeout(timer));
+    wrapped.once('secure', () => {
+      clearTimeout(timer);
+      track(wrapped, true, peer);
+    });
+    raw.resume();
+  };
+  for (const [port, secure] of [[ports.plain, false], [ports.tls, true]] as const) {
+    if (port < 0) continue;
+    const server = createServer({ highWaterMark: PIPE_HIGH_WATER_MARK, pauseOnConnect: false }, (s) => void accept(s, secure));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.removeListener('error', reject);
+        server.on('error', (err) => process.emitWarning(`listener ${host}:${port}: ${err.message}`));
+        const a = server.address();
+        bound.push(typeof a === 'object' && a ? a.port : port);
+        servers.push(server);
+        resolve();
+      });
+    });
+  }
+  return {
+    ports: bound,
+    close: async (graceMs) => {
+      for (const s of servers) s.close();
+      await drained(open, graceMs);
+    },
+  };
+}
+
 /** Waits until every socket of `open` has closed, or `graceMs` passed; then destroys the rest. */
 export async function drained(open: Set<Socket>, graceMs: number): Promise<void> {
   const end = Date.now() + graceMs;
@@ -119,16 +190,19 @@ export async function listen(
   host: string,
   ports: { plain: number; tls: number },
   tls: TlsManager,
-  onConnection: (socket: Socket, secure: boolean) => void,
+  onConnection: (socket: Socket, secure: boolean, peer: ProxiedPeer | null) => void,
+  /** Peers (load balancers) that send a PROXY protocol header first; null: nobody does. */
+  proxyFrom: ((ip: string) => boolean) | null = null,
 ): Promise<Listening> {
   const servers: Server[] = [];
   const bound: number[] = [];
   const open = new Set<Socket>();
-  const track = (s: Socket, secure: boolean) => {
+  const track = (s: Socket, secure: boolean, peer: ProxiedPeer | null = null) => {
     open.add(s);
     s.once('close', () => open.delete(s));
-    onConnection(s, secure);
+    onConnection(s, secure, peer);
   };
+  if (proxyFrom) return listenBehindProxy(host, ports, tls, proxyFrom, track, open);
   const start = (server: Server, port: number) =>
     new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -3,6 +3,7 @@ import { fail } from '../core/authenticate.js';
 import type { AuthResult, ProtocolScope } from '../core/types.js';
 import { clientInfo, newSessionId, splice, startTls, type FrontendContext } from './frontend.js';
 import { LineReader, LineTooLong } from './line-reader.js';
+import type { ProxiedPeer } from './proxy-protocol.js';
 import type { ClientInfo, UpstreamSession } from './upstream/mail-upstream.js';
 
 export type Refusal = Extract<AuthResult, { ok: false }>;
@@ -56,10 +57,12 @@ export abstract class PreauthSession {
     private readonly scope: ProtocolScope,
     socket: Socket,
     secure: boolean,
+    /** The client as a trusted load balancer named it (PROXY protocol); null: the socket's peer. */
+    private readonly peer: ProxiedPeer | null = null,
   ) {
     this.socket = socket;
     this.secure = secure;
-    this.ip = clientInfo(socket, this.id).ip;
+    this.ip = clientInfo(socket, this.id, peer).ip;
     this.reader = new LineReader(ctx.settings.maxLineLength);
   }
 
@@ -215,7 +218,7 @@ export abstract class PreauthSession {
     const release = once(() => void this.ctx.slots.release(slot, this.id).catch(() => undefined));
     try {
       const relay = await this.relayFor(result);
-      const up = await this.openUpstream(result.username, clientInfo(this.socket, this.id));
+      const up = await this.openUpstream(result.username, clientInfo(this.socket, this.id, this.peer));
       if (this.done) {
         up.socket.destroy();
         return release();

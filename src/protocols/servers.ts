@@ -94,6 +94,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     settings: {
       plaintextAllowed: networkMatcher(cfg.frontend.plaintext_auth_networks),
       maxAuthFailures: cfg.frontend.max_auth_failures,
+      proxyFrom: cfg.frontend.proxy_protocol_from.length ? networkMatcher(cfg.frontend.proxy_protocol_from) : null,
       preauthTimeoutMs: cfg.frontend.preauth_timeout,
       preauthDeadlineMs: cfg.frontend.preauth_deadline,
       maxLineLength: cfg.frontend.max_line_length,
@@ -106,12 +107,12 @@ export async function startListeners(app: App): Promise<RunningListeners> {
   const ports: RunningListeners['ports'] = { imap: [], pop3: [], submission: [], lmtp: [] };
   try {
     if (cfg.imap.enabled) {
-      const l = await listen(cfg.imap.host, { plain: port(cfg.imap.port), tls: port(cfg.imap.tls_port) }, tls, imapSessionFactory(ctx, cfg.imap.max_sessions_per_user));
+      const l = await listen(cfg.imap.host, { plain: port(cfg.imap.port), tls: port(cfg.imap.tls_port) }, tls, imapSessionFactory(ctx, cfg.imap.max_sessions_per_user), ctx.settings.proxyFrom);
       running.push(l);
       ports.imap = l.ports;
     }
     if (cfg.pop3.enabled) {
-      const l = await listen(cfg.pop3.host, { plain: port(cfg.pop3.port), tls: port(cfg.pop3.tls_port) }, tls, pop3SessionFactory(ctx, cfg.pop3.max_sessions_per_user));
+      const l = await listen(cfg.pop3.host, { plain: port(cfg.pop3.port), tls: port(cfg.pop3.tls_port) }, tls, pop3SessionFactory(ctx, cfg.pop3.max_sessions_per_user), ctx.settings.proxyFrom);
       running.push(l);
       ports.pop3 = l.ports;
     }

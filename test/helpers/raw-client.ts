@@ -1,5 +1,5 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 
 /** A line-oriented raw TCP/TLS client for protocol edge cases no library would send. */
 export class RawClient {
@@ -30,11 +30,13 @@ export class RawClient {
     w.forEach((f) => f());
   }
 
-  static open(port: number, tls = false): Promise<RawClient> {
+  /** `from`: the local address to connect from (any 127.x.y.z on Linux), to look like another client. */
+  static open(port: number, tls = false, from?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
       const s = tls
-        ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => resolve(new RawClient(s)))
-        : netConnect(port, '127.0.0.1', () => resolve(new RawClient(s)));
+        ? // tls.connect hands socket options such as localAddress on to net.connect.
+          tlsConnect({ port, host: '127.0.0.1', localAddress: from, rejectUnauthorized: false } as ConnectionOptions, () => resolve(new RawClient(s)))
+        : netConnect({ port, host: '127.0.0.1', localAddress: from }, () => resolve(new RawClient(s)));
       s.once('error', reject);
     });
   }

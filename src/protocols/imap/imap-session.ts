@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { FrontendContext } from '../frontend.js';
+import type { ProxiedPeer } from '../proxy-protocol.js';
 import { PreauthSession, type Granted, type Refusal, type Relay, type SessionWords } from '../preauth-session.js';
 import { SaslExchange, saslMechanism } from '../sasl.js';
 import type { ClientInfo } from '../upstream/mail-upstream.js';
@@ -41,8 +42,8 @@ export class ImapSession extends PreauthSession {
   /** The user's uploads are sealed with PGP on the way to the upstream (D1). */
   private sealing = false;
 
-  constructor(ctx: FrontendContext, maxSessions: number, socket: Socket, secure: boolean) {
-    super(ctx, maxSessions, WORDS, 'imap', socket, secure);
+  constructor(ctx: FrontendContext, maxSessions: number, socket: Socket, secure: boolean, peer: ProxiedPeer | null = null) {
+    super(ctx, maxSessions, WORDS, 'imap', socket, secure, peer);
     this.assembler = this.newAssembler();
   }
 
@@ -187,5 +188,5 @@ function clientIdName(list: ImapArg | undefined): string | undefined {
 }
 
 export function imapSessionFactory(ctx: FrontendContext, maxSessionsPerUser: number) {
-  return (socket: Socket, secure: boolean) => new ImapSession(ctx, maxSessionsPerUser, socket, secure).start();
+  return (socket: Socket, secure: boolean, peer: ProxiedPeer | null) => new ImapSession(ctx, maxSessionsPerUser, socket, secure, peer).start();
 }

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { FrontendContext } from '../frontend.js';
+import type { ProxiedPeer } from '../proxy-protocol.js';
 import { PreauthSession, type Refusal, type SessionWords } from '../preauth-session.js';
 import { SaslExchange, saslMechanism } from '../sasl.js';
 import type { ClientInfo } from '../upstream/mail-upstream.js';
@@ -34,8 +35,8 @@ export class Pop3Session extends PreauthSession {
   private sasl: SaslExchange | null = null;
   private bad = 0;
 
-  constructor(ctx: FrontendContext, maxSessions: number, socket: Socket, secure: boolean) {
-    super(ctx, maxSessions, WORDS, 'pop3', socket, secure);
+  constructor(ctx: FrontendContext, maxSessions: number, socket: Socket, secure: boolean, peer: ProxiedPeer | null = null) {
+    super(ctx, maxSessions, WORDS, 'pop3', socket, secure, peer);
   }
 
   protected greet(): void {
@@ -119,5 +120,5 @@ export class Pop3Session extends PreauthSession {
 }
 
 export function pop3SessionFactory(ctx: FrontendContext, maxSessionsPerUser: number) {
-  return (socket: Socket, secure: boolean) => new Pop3Session(ctx, maxSessionsPerUser, socket, secure).start();
+  return (socket: Socket, secure: boolean, peer: ProxiedPeer | null) => new Pop3Session(ctx, maxSessionsPerUser, socket, secure, peer).start();
 }

@@ -1,4 +1,7 @@
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { readProxyHeader } from '../proxy-protocol.js';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import { isTemporary } from '../../core/errors.js';
 import type { FrontendContext } from '../frontend.js';
@@ -103,9 +106,34 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
       );
     },
   });
+  if (ctx.settings.proxyFrom) acceptProxyHeaders(server, ctx.settings.proxyFrom);
   server.on('error', (err) => ctx.log.warn({ err: err.message }, 'submission connection error'));
   ctx.tls.onReload((pem) => server.updateSecureContext(pem));
   return server;
+}
+
+type ProxyHandler = (socket: Socket, done: (err: Error | null, socketOptions?: Record<string, unknown>) => void) => void;
+
+/**
+ * PROXY protocol for submission, from the same networks and with the same reader as IMAP and
+ * POP3. smtp-server reads only version 1, and only from exact addresses, so its accept step
+ * (`_handleProxy`, which every new socket goes through) is given postern's reader for
+ * connections from the load balancers and left as it is for everyone else.
+ */
+function acceptProxyHeaders(server: SMTPServer, proxyFrom: (ip: string) => boolean): void {
+  const s = server as unknown as { _handleProxy?: ProxyHandler };
+  const own = s._handleProxy?.bind(server);
+  if (!own) throw new Error('this smtp-server version has no _handleProxy: PROXY protocol for submission cannot be set up');
+  s._handleProxy = (socket, done) => {
+    if (!proxyFrom(peerIp(socket.remoteAddress))) return own(socket, done);
+    readProxyHeader(socket, 10_000).then(
+      (peer) => done(null, { id: randomBytes(10).toString('hex'), remoteAddress: peer.ip ?? socket.remoteAddress, remotePort: peer.ip ? peer.port : socket.remotePort }),
+      (err: Error) => {
+        socket.destroy();
+        done(err);
+      },
+    );
+  };
 }
 
 async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPServerSession, input: Readable): Promise<void> {
