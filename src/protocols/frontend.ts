@@ -111,6 +111,47 @@ export interface Listening {
   ports: number[];
 }
 
+/** Servers of one protocol, bound one after the other; closing stops them and drains `open`. */
+class BoundServers {
+  private readonly servers: Server[] = [];
+  readonly ports: number[] = [];
+
+  constructor(
+    private readonly host: string,
+    private readonly open: Set<Socket>,
+  ) {}
+
+  bind(server: Server, port: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => {
+        // The ports bound before this one must not keep the process alive after a failed start.
+        for (const s of this.servers) s.close();
+        reject(err);
+      });
+      server.listen(port, this.host, () => {
+        // After binding, errors (e.g. EMFILE on accept) are logged by the caller's process
+        // handlers instead of crashing the gateway.
+        server.removeAllListeners('error');
+        server.on('error', (err) => process.emitWarning(`listener ${this.host}:${port}: ${err.message}`));
+        const a = server.address();
+        this.ports.push(typeof a === 'object' && a ? a.port : port);
+        this.servers.push(server);
+        resolve();
+      });
+    });
+  }
+
+  listening(): Listening {
+    return {
+      ports: this.ports,
+      close: async (graceMs) => {
+        for (const s of this.servers) s.close();
+        await drained(this.open, graceMs);
+      },
+    };
+  }
+}
+
 /** How long a balancer's connection may take to send its PROXY header, and a client its TLS handshake. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -127,8 +168,7 @@ async function listenBehindProxy(
   track: (s: Socket, secure: boolean, peer: ProxiedPeer | null) => void,
   open: Set<Socket>,
 ): Promise<Listening> {
-  const servers: Server[] = [];
-  const bound: number[] = [];
+  const bound = new BoundServers(host, open);
   const accept = async (raw: Socket, secure: boolean) => {
     raw.on('error', () => raw.destroy());
     let peer: ProxiedPeer | null = null;
@@ -155,27 +195,9 @@ async function listenBehindProxy(
     raw.resume();
   };
   for (const [port, secure] of [[ports.plain, false], [ports.tls, true]] as const) {
-    if (port < 0) continue;
-    const server = createServer({ highWaterMark: PIPE_HIGH_WATER_MARK, pauseOnConnect: false }, (s) => void accept(s, secure));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.removeListener('error', reject);
-        server.on('error', (err) => process.emitWarning(`listener ${host}:${port}: ${err.message}`));
-        const a = server.address();
-        bound.push(typeof a === 'object' && a ? a.port : port);
-        servers.push(server);
-        resolve();
-      });
-    });
+    if (port >= 0) await bound.bind(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => void accept(s, secure)), port);
   }
-  return {
-    ports: bound,
-    close: async (graceMs) => {
-      for (const s of servers) s.close();
-      await drained(open, graceMs);
-    },
-  };
+  return bound.listening();
 }
 
 /** Waits until every socket of `open` has closed, or `graceMs` passed; then destroys the rest. */
@@ -194,8 +216,6 @@ export async function listen(
   /** Peers (load balancers) that send a PROXY protocol header first; null: nobody does. */
   proxyFrom: ((ip: string) => boolean) | null = null,
 ): Promise<Listening> {
-  const servers: Server[] = [];
-  const bound: number[] = [];
   const open = new Set<Socket>();
   const track = (s: Socket, secure: boolean, peer: ProxiedPeer | null = null) => {
     open.add(s);
@@ -203,33 +223,14 @@ export async function listen(
     onConnection(s, secure, peer);
   };
   if (proxyFrom) return listenBehindProxy(host, ports, tls, proxyFrom, track, open);
-  const start = (server: Server, port: number) =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        // After binding, errors (e.g. EMFILE on accept) are logged by the caller's process
-        // handlers instead of crashing the gateway.
-        server.removeListener('error', reject);
-        server.on('error', (err) => process.emitWarning(`listener ${host}:${port}: ${err.message}`));
-        const a = server.address();
-        bound.push(typeof a === 'object' && a ? a.port : port);
-        servers.push(server);
-        resolve();
-      });
-    });
-  if (ports.plain >= 0) await start(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => track(s, false)), ports.plain);
+  const bound = new BoundServers(host, open);
+  if (ports.plain >= 0) await bound.bind(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => track(s, false)), ports.plain);
   if (ports.tls >= 0) {
     const server = createTlsServer({ ...tls.serverOptions(), highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => track(s, true));
     // A failed handshake is the client's problem, not the process's.
     server.on('tlsClientError', () => {});
     tls.onReload((pem) => server.setSecureContext({ ...pem, minVersion: 'TLSv1.2' }));
-    await start(server, ports.tls);
+    await bound.bind(server, ports.tls);
   }
-  return {
-    ports: bound,
-    close: async (graceMs) => {
-      for (const s of servers) s.close();
-      await drained(open, graceMs);
-    },
-  };
+  return bound.listening();
 }

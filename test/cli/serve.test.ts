@@ -66,13 +66,17 @@ const listening = (s: { out: () => string }) =>
 
 describe('postern serve under a supervisor', () => {
   it('stops with exit 1 and says which address when a listener cannot bind', async () => {
-    const { env, ports } = await envFor();
+    const taken = await freePort();
     const squatter: Server = createServer();
-    await new Promise<void>((r) => squatter.listen(ports.submission, '127.0.0.1', r));
+    await new Promise<void>((r) => squatter.listen(taken, '127.0.0.1', r));
     try {
-      const r = spawnSync(BIN, ['serve'], { env, encoding: 'utf8', timeout: 30_000 });
-      expect(r.status).toBe(1);
-      expect(r.stderr).toContain(`cannot start: listen EADDRINUSE: address already in use 127.0.0.1:${ports.submission}`);
+      // A later listener (submission), and the second port of one already half bound (IMAP's TLS port).
+      for (const key of ['POSTERN_SUBMISSION__PORT', 'POSTERN_IMAP__TLS_PORT']) {
+        const { env } = await envFor({ [key]: String(taken) });
+        const r = spawnSync(BIN, ['serve'], { env, encoding: 'utf8', timeout: 30_000 });
+        expect(r.status, key).toBe(1);
+        expect(r.stderr).toContain(`cannot start: listen EADDRINUSE: address already in use 127.0.0.1:${taken}`);
+      }
     } finally {
       squatter.close();
     }
