@@ -4,13 +4,14 @@ import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { createApp, type App } from '../app.js';
 import { dataPath, loadConfig } from '../config/load.js';
-import { optionalLifetime, parseDuration } from '../config/duration.js';
+import { optionalLifetime } from '../core/duration.js';
 import { parseAspScopes } from '../core/asp.js';
 import { PosternError, invalid } from '../core/errors.js';
 import { normalizeUsername, validUsername } from '../core/username.js';
 import { checkImportedHash } from '../core/accounts.js';
+import { parseAuditFilter } from '../core/audit-filter.js';
 import { CLI_CREATOR } from '../core/web-sessions.js';
-import { ROLES, type AuditAction, type AuditResult, type Protocol, type Role } from '../core/types.js';
+import { ROLES, type Role } from '../core/types.js';
 import { iso, readAll, readSecret, table } from './io.js';
 import { serve } from './serve.js';
 
@@ -41,12 +42,6 @@ async function withApp<T>(cmd: Command, fn: (app: App) => Promise<T>, opts: { ma
   } finally {
     await app.close();
   }
-}
-
-function since(text: string): Date {
-  const ms = parseDuration(text);
-  if (ms === null) throw invalid(`--since expects a duration such as 30m, 24h or 7d, not "${text}"`);
-  return new Date(Date.now() - ms);
 }
 
 async function newPassword(): Promise<string> {
@@ -327,25 +322,17 @@ export function buildCli(): Command {
     .addOption(new Option('--result <result>').choices(['success', 'failure', 'error']))
     .option('--ip <address>')
     .option('--protocol <protocol>', 'imap, pop3, smtp, http, cli')
-    .option('--since <duration>', 'e.g. 24h')
+    .option('--since <when>', 'ISO date-time, or a duration back from now such as 24h')
+    .option('--until <when>', 'ISO date-time, or a duration back from now')
     .option('--limit <n>', 'rows', '50')
     .option('--json', 'print JSON lines')
-    .action((o: { user?: string; action?: string; result?: string; ip?: string; protocol?: string; since?: string; limit: string; json?: boolean }, cmd: Command) =>
+    .action((o: { user?: string; action?: string; result?: string; ip?: string; protocol?: string; since?: string; until?: string; limit: string; json?: boolean }, cmd: Command) =>
       withApp(cmd, async (app) => {
         const limit = Number(o.limit);
         if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid('--limit must be 1..10000');
-        const page = await app.store.audit.query(
-          {
-            username: o.user === undefined ? undefined : normalizeUsername(o.user),
-            action: o.action as AuditAction | undefined,
-            result: o.result as AuditResult | undefined,
-            ip: o.ip,
-            protocol: o.protocol as Protocol | undefined,
-            since: o.since ? since(o.since) : undefined,
-            limit,
-          },
-          app.clock.now(),
-        );
+        const now = app.clock.now();
+        const filter = parseAuditFilter({ user: o.user, action: o.action, result: o.result, ip: o.ip, protocol: o.protocol, since: o.since, until: o.until }, now);
+        const page = await app.store.audit.query({ ...filter, limit }, now);
         if (o.json) return page.events.forEach((e) => console.log(JSON.stringify(e)));
         console.log(
           table(

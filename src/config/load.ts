@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { PosternError } from '../core/errors.js';
-import { parseDuration } from './duration.js';
+import { parseDuration } from '../core/duration.js';
 
 const duration = z.string().transform((s, ctx) => {
   const ms = parseDuration(s);

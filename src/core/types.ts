@@ -160,33 +160,38 @@ export interface Domain {
 
 export type AuditResult = 'success' | 'failure' | 'error';
 
-export type AuditAction =
-  | 'auth'
-  | 'user.create'
-  | 'user.delete'
-  | 'user.update'
-  | 'user.status'
-  | 'password.change'
-  | 'password.reset'
-  | 'password.rehash'
-  | 'user.import'
-  | 'asp.create'
-  | 'asp.delete'
-  | 'totp.setup'
-  | 'totp.enable'
-  | 'totp.disable'
-  | '2fa.reset'
-  | 'recovery.regenerate'
-  | 'recovery.use'
-  | 'pgp.update'
-  | 'security_key.add'
-  | 'security_key.delete'
-  | 'policy.update'
-  | 'device.create'
-  | 'device.delete'
-  | 'token.create'
-  | 'token.delete'
-  | 'session.signout';
+export const AUDIT_ACTIONS = [
+  'auth',
+  'user.create',
+  'user.delete',
+  'user.update',
+  'user.status',
+  'password.change',
+  'password.reset',
+  'password.rehash',
+  'user.import',
+  'asp.create',
+  'asp.delete',
+  'totp.setup',
+  'totp.enable',
+  'totp.disable',
+  '2fa.reset',
+  'recovery.regenerate',
+  'recovery.use',
+  'pgp.update',
+  'security_key.add',
+  'security_key.delete',
+  'policy.update',
+  'device.create',
+  'device.delete',
+  'token.create',
+  'token.delete',
+  'session.signout',
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
+export const AUDIT_RESULTS = ['success', 'failure', 'error'] as const;
+export const PROTOCOLS = ['imap', 'pop3', 'smtp', 'lmtp', 'http', 'cli'] as const;
 
 export interface AuditEvent {
   id?: string;

@@ -460,6 +460,18 @@ describe('web API over HTTP', () => {
     expect((await call('PATCH', '/api/v1/users/omar', { token: admin, body: { email: null } })).json).toMatchObject({ email: null });
   });
 
+  it('checks audit filters and takes the same time syntax as the CLI', async () => {
+    const bad = await call('GET', '/api/v1/audit?action=login', { token: admin });
+    expect(bad.status).toBe(400);
+    expect(bad.json.message).toContain('action must be one of');
+    expect((await call('GET', '/api/v1/audit?since=yesterday', { token: admin })).status).toBe(400);
+    const recent = await call('GET', '/api/v1/audit?since=1h&action=auth&limit=5', { token: admin });
+    expect(recent.status).toBe(200);
+    expect(recent.json.events.length).toBeGreaterThan(0);
+    const iso = await call('GET', `/api/v1/audit?since=${encodeURIComponent(new Date(Date.now() - 3_600_000).toISOString())}&limit=5`, { token: admin });
+    expect(iso.json.events.length).toBeGreaterThan(0);
+  });
+
   it('answers 503, not 401, when the store is down', async () => {
     const users = app.store.users;
     const original = users.findByName.bind(users);

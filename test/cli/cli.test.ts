@@ -88,6 +88,8 @@ describe('postern CLI', () => {
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ action: 'auth', result: 'failure', reason: 'invalid_credentials', username: 'gina' });
     expect(postern(['audit', '--since', 'yesterday']).code).toBe(1);
+    expect(postern(['audit', '--action', 'login']).err).toContain('action must be one of');
+    expect(postern(['audit', '--since', new Date(Date.now() - 3_600_000).toISOString(), '--user', 'gina', '--json']).out.trim().split('\n').length).toBeGreaterThan(0);
   });
 
   it('creates, lists and revokes API tokens that the API accepts', async () => {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { optionalLifetime } from '../../config/duration.js';
+import { optionalLifetime } from '../../core/duration.js';
 import type { Role } from '../../core/types.js';
 import { errors, nameParam, idParam, userView as userSchema, passwordField, usernameField } from '../schemas.js';
 import { actorName, actorOf, requireEmailCode, requireRole, type ApiDeps } from '../server.js';

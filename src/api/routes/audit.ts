@@ -1,15 +1,15 @@
 import type { FastifyInstance } from 'fastify';
-import type { AuditAction, AuditEvent, AuditResult, Protocol } from '../../core/types.js';
-import { normalizeUsername } from '../../core/username.js';
+import { parseAuditFilter } from '../../core/audit-filter.js';
+import type { AuditEvent } from '../../core/types.js';
 import { auditPage, errors } from '../schemas.js';
 import { requireRole, type ApiDeps } from '../server.js';
 
 interface AuditQs {
   user?: string;
-  action?: AuditAction;
-  result?: AuditResult;
+  action?: string;
+  result?: string;
   ip?: string;
-  protocol?: Protocol;
+  protocol?: string;
   since?: string;
   until?: string;
   limit?: number;
@@ -50,8 +50,8 @@ export async function auditRoutes(api: FastifyInstance, d: ApiDeps) {
             result: { type: 'string', enum: ['success', 'failure', 'error'] },
             ip: { type: 'string', maxLength: 64 },
             protocol: { type: 'string', enum: ['imap', 'pop3', 'smtp', 'lmtp', 'http', 'cli'] },
-            since: { type: 'string', format: 'date-time' },
-            until: { type: 'string', format: 'date-time' },
+            since: { type: 'string', maxLength: 40, description: 'ISO date-time, or a duration back from now (24h)' },
+            until: { type: 'string', maxLength: 40, description: 'ISO date-time, or a duration back from now' },
             limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
             cursor: { type: 'string', maxLength: 200 },
             format: { type: 'string', enum: ['json', 'csv'], default: 'json' },
@@ -62,20 +62,9 @@ export async function auditRoutes(api: FastifyInstance, d: ApiDeps) {
     },
     async (req, reply) => {
       const q = req.query;
-      const page = await d.store.audit.query(
-        {
-          username: q.user ? normalizeUsername(q.user) : undefined,
-          action: q.action,
-          result: q.result,
-          ip: q.ip,
-          protocol: q.protocol,
-          since: q.since ? new Date(q.since) : undefined,
-          until: q.until ? new Date(q.until) : undefined,
-          limit: q.limit ?? 100,
-          cursor: q.cursor,
-        },
-        d.clock.now(),
-      );
+      const now = d.clock.now();
+      const filter = parseAuditFilter({ user: q.user, action: q.action, result: q.result, ip: q.ip, protocol: q.protocol, since: q.since, until: q.until }, now);
+      const page = await d.store.audit.query({ ...filter, limit: q.limit ?? 100, cursor: q.cursor }, now);
       if (q.format === 'csv') {
         if (page.nextCursor) void reply.header('X-Next-Cursor', page.nextCursor);
         return reply.type('text/csv; charset=utf-8').serializer((x: unknown) => x as string).send(toCsv(page.events));

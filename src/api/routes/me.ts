@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import { parseAspScopes } from '../../core/asp.js';
-import { optionalLifetime } from '../../config/duration.js';
+import { optionalLifetime } from '../../core/duration.js';
 import type { SecurityKeyAssertion } from '../../core/types.js';
 import { aspView, auditPage, errors, idParam, securityKeyView, userView as userSchema, webauthnOptions, webauthnResponse } from '../schemas.js';
 import { HttpError, actorOf, refusal, requireEmailCode, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';

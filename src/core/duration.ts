@@ -1,4 +1,4 @@
-import { invalid } from '../core/errors.js';
+import { invalid } from './errors.js';
 
 // Hand-written because it must be strict: `ms` (the usual package) accepts many loose forms
 // ("1.5 hours", bare numbers) and returns undefined rather than saying what is wrong.
