@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -33,6 +34,8 @@ export interface ApiDeps {
   clock: Clock;
   /** Prometheus registry served at /metrics; absent to serve none. */
   metrics?: Registry;
+  /** Bearer token /metrics asks for; absent or empty: none. */
+  metricsToken?: string;
   /** nginx mail proxy auth_http endpoint at /auth/nginx; absent to serve none. */
   nginx?: NginxSettings;
   /** Checks behind /readyz, by name: each resolves when that part works, rejects when not. */
@@ -257,7 +260,16 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   app.get('/webauthn.js', { schema: { hide: true } }, async (_req, reply) => reply.type('application/javascript; charset=utf-8').send(webauthnJs));
   const registry = deps.metrics;
   if (registry) {
-    app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+    const expected = deps.metricsToken ? Buffer.from(`Bearer ${deps.metricsToken}`) : null;
+    app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+      if (expected) {
+        const given = Buffer.from(req.headers.authorization ?? '');
+        if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+          return reply.status(401).header('www-authenticate', 'Bearer').send({ code: 'unauthenticated', message: 'Send the metrics token: Authorization: Bearer <[api] metrics_token>' });
+        }
+      }
+      return reply.type(registry.contentType).send(await registry.metrics());
+    });
   }
   if (deps.nginx) await nginxRoutes(app, deps, deps.nginx);
   await app.register(async (api) => {

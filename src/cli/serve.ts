@@ -62,6 +62,7 @@ export async function startApi(app: App, state: { serving: () => boolean } = { s
     securityKeys: app.securityKeys,
     clock: app.clock,
     metrics: app.config.api.metrics ? app.metrics.registry : undefined,
+    metricsToken: app.config.api.metrics_token,
     nginx: nginxSettings(app.config),
     readiness: readinessChecks(app, state),
     trustedProxies: app.config.api.trusted_proxies,

@@ -95,6 +95,7 @@ const schema = z.strictObject({
     trusted_device_ttl: duration,
     step_up_window: duration,
     metrics: z.boolean(),
+    metrics_token: z.string().max(200),
     trusted_proxies: z.array(cidr),
   }),
   webauthn: z.strictObject({

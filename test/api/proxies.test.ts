@@ -31,3 +31,22 @@ describe('the web API behind a reverse proxy', () => {
     expect(await failedSignInSeenFrom({})).toBe('127.0.0.1');
   });
 });
+
+describe('metrics behind a token', () => {
+  it('answers /metrics only with the configured bearer token', async () => {
+    const env = { POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-metrics-')), POSTERN_LOG__LEVEL: 'silent', POSTERN_API__PORT: '0', POSTERN_API__METRICS_TOKEN: 'scrape-secret-1' };
+    const app = await createApp(loadConfig({ env }));
+    const api = await startApi(app);
+    try {
+      const get = (auth?: string) => fetch(`http://127.0.0.1:${api.port}/metrics`, { headers: auth ? { authorization: auth } : {} });
+      expect((await get()).status).toBe(401);
+      expect((await get('Bearer wrong-token')).status).toBe(401);
+      const ok = await get('Bearer scrape-secret-1');
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toContain('postern_build_info');
+    } finally {
+      await api.close();
+      await app.close();
+    }
+  });
+});
