@@ -7,7 +7,7 @@ import type { User } from '../../core/types.js';
 import { normalizeUsername } from '../../core/username.js';
 import type { FrontendContext } from '../frontend.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
-import { readBounded } from './message.js';
+import { MessageTooBig, bounded, readBounded, tooBigText } from './message.js';
 import { replyError, smtpError, type SmtpError } from './replies.js';
 
 export interface LmtpSettings {
@@ -30,29 +30,50 @@ async function localUser(store: Pick<Store, 'users'>, address: string): Promise<
  * key as PGP/MIME before it is stored (D1); everyone else shares one plain transaction.
  */
 export function createLmtpServer(ctx: FrontendContext, store: Pick<Store, 'users'>, s: LmtpSettings): SMTPServer {
+  /**
+   * Every RCPT answered 250 in the current transaction, in order, with the user it delivers
+   * to. RFC 2033 wants exactly one reply after DATA per such RCPT, duplicates included, while
+   * smtp-server folds repeated addresses into one envelope entry: the replies are counted
+   * from here, and each user gets the message once.
+   */
+  const accepted = new WeakMap<SMTPServerSession, Array<{ address: string; user: string }>>();
   const server: SMTPServer = new SMTPServer({
     lmtp: true,
     name: ctx.settings.hostname,
     size: s.maxMessageSize,
-    rejectOversized: true,
+    // The size is enforced here, with one refusal per accepted RCPT (smtp-server's own would
+    // answer once per distinct address).
+    rejectOversized: false,
     authOptional: true,
     disabledCommands: ['AUTH', 'STARTTLS'],
     logger: false,
-    onRcptTo(addr, _session, cb) {
+    onMailFrom(_addr, session, cb) {
+      accepted.set(session, []);
+      cb();
+    },
+    onRcptTo(addr, session, cb) {
       localUser(store, addr.address).then(
-        (user) => (user ? cb() : cb(smtpError(550, `5.1.1 <${addr.address}>: no such user here`))),
+        (user) => {
+          if (!user) return cb(smtpError(550, `5.1.1 <${addr.address}>: no such user here`));
+          accepted.get(session)?.push({ address: addr.address, user: user.username });
+          cb();
+        },
         (err: unknown) => cb(smtpError(451, `4.3.0 ${isTemporary(err) ? 'User store unavailable' : 'Lookup failed'}, try again later`)),
       );
     },
     onData(stream: Readable, session: SMTPServerSession, cb) {
-      const to = session.envelope.rcptTo.map((r) => r.address);
+      const rcpts = accepted.get(session) ?? [];
+      const firstAddress = new Map<string, string>();
+      for (const r of rcpts) if (!firstAddress.has(r.user)) firstAddress.set(r.user, r.address);
+      const users = [...firstAddress.keys()];
       const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-      deliver(ctx, store, s, { from, to }, stream).then(
-        // smtp-server takes one entry per recipient (text or Error) for LMTP; its types say string.
-        (replies) => cb(null, replies.map((r) => (r.code < 300 ? r.text : replyError(r))) as never),
+      // smtp-server takes one entry per recipient (text or Error) for LMTP; its types say string.
+      const answer = (perUser: Map<string, string | Error>) => cb(null, rcpts.map((r) => perUser.get(r.user)!) as never);
+      deliver(ctx, store, s, { from, to: [...firstAddress.values()] }, stream).then(
+        (replies) => answer(new Map(users.map((u, i) => [u, replies[i]!.code < 300 ? replies[i]!.text : replyError(replies[i]!)]))),
         (err: SmtpError) => {
           stream.resume();
-          cb(err);
+          answer(new Map(users.map((u) => [u, err])));
         },
       );
     },
@@ -82,11 +103,15 @@ async function deliver(
     throw smtpError(451, '4.4.1 Mailbox server is unavailable, try again later');
   }
   try {
-    const replies = keys.every((k) => k === null) ? (await client.send(env, stream)).perRecipient : await sendEncrypted(ctx, client, env, keys, await readBounded(stream, s.maxMessageSize));
+    const replies = keys.every((k) => k === null)
+      ? (await client.send(env, bounded(stream, s.maxMessageSize))).perRecipient
+      : await sendEncrypted(ctx, client, env, keys, await readBounded(stream, s.maxMessageSize));
     await client.quit();
     return replies;
   } catch (err) {
+    // Closing without the final dot: the upstream stores nothing of it.
     client.close();
+    if (err instanceof MessageTooBig) throw smtpError(552, tooBigText(err.limit));
     throw smtpError(451, `4.4.1 Delivery interrupted (${(err as Error).message}), try again later`);
   }
 }

@@ -7,7 +7,7 @@ import { isTemporary } from '../../core/errors.js';
 import type { FrontendContext } from '../frontend.js';
 import { peerIp } from '../limits.js';
 import { SmtpClient } from '../upstream/smtp-client.js';
-import { readBounded } from './message.js';
+import { MessageTooBig, bounded, readBounded, tooBigText } from './message.js';
 import { replyError, smtpError, smtpRefusal, type SmtpError } from './replies.js';
 import { SubmissionPreauth } from './submission-preauth.js';
 
@@ -138,8 +138,15 @@ function acceptProxyHeaders(server: SMTPServer, proxyFrom: (ip: string) => boole
 
 async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPServerSession, input: Readable): Promise<void> {
   // A copy is stored only after the message went out, so the whole message is kept for it.
-  const raw = s.saveSent ? await readBounded(input, s.maxMessageSize) : null;
-  const stream = raw ? Readable.from([raw]) : input;
+  // Either way nothing past the size limit goes out, whole or cut.
+  let raw: Buffer | null = null;
+  try {
+    raw = s.saveSent ? await readBounded(input, s.maxMessageSize) : null;
+  } catch (err) {
+    if (err instanceof MessageTooBig) throw smtpError(552, tooBigText(err.limit));
+    throw err;
+  }
+  const stream = raw ? Readable.from([raw]) : bounded(input, s.maxMessageSize);
   const ep = ctx.upstream.endpoint(s.smtpPort);
   let client: SmtpClient;
   try {
@@ -163,7 +170,9 @@ async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPS
     if (failed) throw replyError(failed);
     await client.quit();
   } catch (err) {
+    // Closing without the final dot: the relay sends nothing of it.
     client.close();
+    if (err instanceof MessageTooBig) throw smtpError(552, tooBigText(err.limit));
     if (isTemporary(err)) throw smtpError(451, '4.4.1 Mail server connection lost, try again later');
     throw err;
   }

@@ -1,0 +1,100 @@
+// What MTAs and mail clients rely on around DATA: one LMTP reply per accepted recipient, and
+// no message over the size limit ever relayed or stored, whole or cut.
+import { ImapFlow } from 'imapflow';
+import nodemailer from 'nodemailer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type Gateway } from '../helpers/gateway.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
+
+const PW = 'Account-pass-1';
+const LIMIT = 4000;
+let gw: Gateway;
+let relay: SmtpSink;
+
+beforeAll(async () => {
+  relay = await startSmtpSink();
+  gw = await startGateway({
+    env: {
+      POSTERN_LMTP__MAX_MESSAGE_SIZE: String(LIMIT),
+      POSTERN_SUBMISSION__MAX_MESSAGE_SIZE: String(LIMIT),
+      POSTERN_UPSTREAM__SMTP_PORT: String(relay.port),
+      POSTERN_UPSTREAM__SMTP_IDENTITY: 'none',
+    },
+  });
+  await gw.addUser('alice@example.test', PW);
+}, 60_000);
+afterAll(async () => {
+  await gw?.stop();
+  await relay?.close();
+});
+
+async function inboxCount(): Promise<number> {
+  const c = new ImapFlow({ host: '127.0.0.1', port: gw.ports.imap, secure: false, tls: { rejectUnauthorized: false }, auth: { user: 'alice@example.test', pass: PW }, logger: false });
+  await c.connect();
+  try {
+    const status = await c.status('INBOX', { messages: true });
+    return status ? (status.messages ?? 0) : 0;
+  } finally {
+    await c.logout();
+  }
+}
+
+/** One LMTP transaction over a raw socket: every reply after DATA, until the server is quiet. */
+async function lmtp(rcpts: string[], body: string): Promise<{ rcpt: string[]; data: string[] }> {
+  const c = await RawClient.open(gw.ports.lmtp);
+  try {
+    await c.until(/^220 /);
+    c.write('LHLO mta.example\r\n');
+    await c.until(/^250 /);
+    c.write('MAIL FROM:<sender@example.org>\r\n');
+    await c.until(/^250 /);
+    const rcpt: string[] = [];
+    for (const r of rcpts) {
+      c.write(`RCPT TO:<${r}>\r\n`);
+      rcpt.push((await c.until(/^\d{3} /)).split('\r\n').at(-1)!);
+    }
+    c.write('DATA\r\n');
+    await c.until(/^354 /);
+    c.write(`Subject: test\r\n\r\n${body}\r\n.\r\n`);
+    const data: string[] = [];
+    for (let i = 0; i < rcpt.filter((r) => r.startsWith('250')).length; i++) data.push((await c.until(/^\d{3} /)).split('\r\n').at(-1)!);
+    // Nothing more may follow: the next command's answer is the next line.
+    c.write('NOOP\r\n');
+    expect((await c.until(/^\d{3} /)).split('\r\n').at(-1)).toMatch(/^250 /);
+    return { rcpt, data };
+  } finally {
+    c.close();
+  }
+}
+
+describe('LMTP delivery', () => {
+  it('answers once per accepted RCPT, duplicates included, and stores the message once', async () => {
+    const before = await inboxCount();
+    const r = await lmtp(['alice@example.test', 'Alice@Example.test', 'alice@example.test', 'nobody@example.test'], 'hello once');
+    expect(r.rcpt.map((x) => x.slice(0, 3))).toEqual(['250', '250', '250', '550']);
+    expect(r.data).toHaveLength(3);
+    for (const d of r.data) expect(d).toMatch(/^250 /);
+    expect(await inboxCount()).toBe(before + 1);
+  });
+
+  it('refuses a message over the size limit once per accepted RCPT, and stores nothing of it', async () => {
+    const before = await inboxCount();
+    const r = await lmtp(['alice@example.test', 'ALICE@example.test'], 'x'.repeat(LIMIT * 2));
+    expect(r.data).toHaveLength(2);
+    for (const d of r.data) expect(d).toMatch(/^552 5\.3\.4 Message too big/);
+    expect(await inboxCount()).toBe(before);
+  });
+});
+
+describe('submission', () => {
+  it('never relays a message over the size limit, and relays one within it', async () => {
+    const { password } = await gw.app.accounts.createAsp({ name: 'test' }, 'alice@example.test', { description: '', scopes: ['smtp'] });
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port: gw.ports.submission, secure: false, tls: { rejectUnauthorized: false }, auth: { user: 'alice@example.test', pass: password } });
+    await expect(t.sendMail({ from: 'alice@example.test', to: 'bob@example.org', text: 'y'.repeat(LIMIT * 3) })).rejects.toMatchObject({ responseCode: 552 });
+    expect(relay.inbox).toHaveLength(0);
+    await t.sendMail({ from: 'alice@example.test', to: 'bob@example.org', subject: 'small', text: 'fits' });
+    expect(relay.inbox).toHaveLength(1);
+    expect(relay.inbox[0]!.text).toContain('fits');
+  });
+});
