@@ -98,3 +98,30 @@ describe('submission', () => {
     expect(relay.inbox[0]!.text).toContain('fits');
   });
 });
+
+describe('submission login', () => {
+  it('refuses a PLAIN login for another user (authzid not the login), as IMAP and POP3 do', async () => {
+    await gw.addUser('bob@example.test', PW);
+    const c = await RawClient.open(gw.ports.submission);
+    try {
+      await c.until(/^220 /);
+      c.write('EHLO client.example\r\n');
+      await c.until(/^250 /);
+      c.write(`AUTH PLAIN ${Buffer.from(`bob@example.test\0alice@example.test\0${PW}`).toString('base64')}\r\n`);
+      expect(await c.until(/^\d{3} /)).toMatch(/^535 .*for another user/m);
+      c.write(`AUTH PLAIN ${Buffer.from(`alice@example.test\0alice@example.test\0${PW}`).toString('base64')}\r\n`);
+      expect(await c.until(/^\d{3} /)).toMatch(/^235 /m);
+    } finally {
+      c.close();
+    }
+    const imap = await RawClient.open(gw.ports.imap);
+    try {
+      await imap.until(/^\* OK/);
+      imap.write(`a AUTHENTICATE PLAIN ${Buffer.from(`bob@example.test\0alice@example.test\0${PW}`).toString('base64')}\r\n`);
+      expect(await imap.until(/^a /)).toMatch(/^a (NO|BAD)/m);
+    } finally {
+      imap.close();
+    }
+  });
+});
+

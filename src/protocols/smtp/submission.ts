@@ -62,6 +62,12 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
       if (!preauth.authAllowed(session)) {
         return cb(smtpError(538, '5.7.11 Encryption required for requested authentication mechanism'));
       }
+      // As on IMAP and POP3: acting for another user (a PLAIN authzid naming someone else) is
+      // not offered, rather than relaying quietly as the one who logged in.
+      if (auth.method === 'PLAIN' && auth.authzid && auth.authzid !== auth.username) {
+        preauth.failed(session);
+        return cb(smtpError(535, '5.7.8 Logging in for another user is not allowed: leave the authorization identity empty'));
+      }
       ctx.auth
         .authenticate({ username: auth.username ?? '', secret: auth.password ?? '', scope: 'smtp', ip, protocol: 'smtp', sessionId: session.id })
         .then(
