@@ -71,16 +71,20 @@ export function startTls(socket: Socket, tls: TlsManager): TLSSocket {
 }
 
 /**
- * Carries bytes both ways between client and upstream with backpressure (pipe), and closes
- * both sides together.
+ * Carries bytes both ways between client and upstream with backpressure (pipe). A side that
+ * half-closes is passed on as a half-close (pipe ends the other way), so the last answers
+ * still arrive; both close together once either side is gone.
  */
 export function splice(client: Socket, up: UpstreamSession, clientPending: Buffer, onClose: () => void): void {
   let closed = false;
   const close = () => {
     if (closed) return;
     closed = true;
-    client.destroy();
     up.socket.destroy();
+    // What is queued for the client (the upstream's last answer) still goes out, then the
+    // connection closes; a client that stops reading gets 2 s.
+    client.end(() => client.destroy());
+    setTimeout(() => client.destroy(), 2000).unref();
     onClose();
   };
   client.setTimeout(0);
@@ -91,7 +95,6 @@ export function splice(client: Socket, up: UpstreamSession, clientPending: Buffe
   for (const s of [client, up.socket]) {
     s.on('error', close);
     s.on('close', close);
-    s.on('end', close);
   }
 }
 
@@ -195,7 +198,7 @@ async function listenBehindProxy(
     raw.resume();
   };
   for (const [port, secure] of [[ports.plain, false], [ports.tls, true]] as const) {
-    if (port >= 0) await bound.bind(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => void accept(s, secure)), port);
+    if (port >= 0) await bound.bind(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK, allowHalfOpen: true }, (s) => void accept(s, secure)), port);
   }
   return bound.listening();
 }
@@ -224,9 +227,10 @@ export async function listen(
   };
   if (proxyFrom) return listenBehindProxy(host, ports, tls, proxyFrom, track, open);
   const bound = new BoundServers(host, open);
-  if (ports.plain >= 0) await bound.bind(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => track(s, false)), ports.plain);
+  // Half-open sockets allowed: a client's FIN after its last command must not cut off the answers.
+  if (ports.plain >= 0) await bound.bind(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK, allowHalfOpen: true }, (s) => track(s, false)), ports.plain);
   if (ports.tls >= 0) {
-    const server = createTlsServer({ ...tls.serverOptions(), highWaterMark: PIPE_HIGH_WATER_MARK }, (s) => track(s, true));
+    const server = createTlsServer({ ...tls.serverOptions(), highWaterMark: PIPE_HIGH_WATER_MARK, allowHalfOpen: true }, (s) => track(s, true));
     // A failed handshake is the client's problem, not the process's.
     server.on('tlsClientError', () => {});
     tls.onReload((pem) => server.setSecureContext({ ...pem, minVersion: 'TLSv1.2' }));

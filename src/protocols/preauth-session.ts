@@ -44,6 +44,8 @@ export abstract class PreauthSession {
   private busy = false;
   private handedOver = false;
   private holdsPreauth = false;
+  /** The client half-closed: no more commands will come. */
+  private clientEnded = false;
   private deadline: NodeJS.Timeout | null = null;
   private failures = 0;
   /** What the client says it is (IMAP ID name/version), for the audit trail. */
@@ -97,12 +99,19 @@ export abstract class PreauthSession {
       this.reader.push(chunk);
       this.pump();
     });
+    // A client that half-closes after its last command (printf … | nc -N) still gets the
+    // answers to what it sent: the listeners allow half-open sockets, and the connection ends
+    // once those commands are answered.
+    socket.on('end', () => {
+      this.clientEnded = true;
+      this.pump();
+    });
     socket.on('error', () => this.finish());
     socket.on('close', () => this.finish());
   }
 
   private detach(socket: Socket): void {
-    for (const ev of ['data', 'timeout', 'close', 'error']) socket.removeAllListeners(ev);
+    for (const ev of ['data', 'timeout', 'end', 'close', 'error']) socket.removeAllListeners(ev);
   }
 
   protected get plaintextOk(): boolean {
@@ -114,10 +123,24 @@ export abstract class PreauthSession {
   }
 
   /** Sends a last line and closes. */
+  /**
+   * Sends a last line and closes, after the line is out: a TLS connection ends with its
+   * close_notify, so that the client reads the line instead of an unexpected EOF.
+   */
   protected close(line: string): void {
     this.send(line);
-    this.socket.end();
-    this.finish();
+    this.endGracefully();
+  }
+
+  private endGracefully(): void {
+    if (this.done) return;
+    this.done = true;
+    this.releasePreauth();
+    const socket = this.socket;
+    const destroy = () => socket.destroy();
+    // A client that never reads its last bytes cannot hold the connection.
+    setTimeout(destroy, 2000).unref();
+    socket.end(destroy);
   }
 
   private finish(): void {
@@ -149,7 +172,11 @@ export abstract class PreauthSession {
         if (err instanceof LineTooLong) return this.close(this.words.lineTooLong);
         throw err;
       }
-      if (!handler) return;
+      if (!handler) {
+        // Everything the client sent before it half-closed has been answered.
+        if (this.clientEnded) this.endGracefully();
+        return;
+      }
       this.run(handler);
     }
   }
@@ -238,6 +265,8 @@ export abstract class PreauthSession {
         unregister();
         release();
       });
+      // The client half-closed already: the upstream is told once it has what was sent.
+      if (this.clientEnded) up.socket.end();
       this.socket.resume();
     } catch (err) {
       release();
