@@ -165,7 +165,7 @@ except imaplib.IMAP4.error as e:
     await c.until(/^\* OK/);
     c.write('a LOGIN {999999}\r\n');
     expect(await c.until(/^a /)).toMatch(/^a BAD literal too large/m);
-    c.write(`${'x'.repeat(10_000)}\r\n`);
+    c.write(`${'x'.repeat(70_000)}\r\n`);
     expect(await c.closedWithin()).toContain('* BYE Line too long.');
   });
 
@@ -213,6 +213,19 @@ except imaplib.IMAP4.error as e:
       await strict.stop();
     }
   }, 60_000);
+
+  it('accepts the largest ID RFC 2971 allows before login, and refuses a line past the bound', async () => {
+    const c = await RawClient.open(gw.ports.imap);
+    await c.until(/^\* OK/);
+    // 30 fields, each name 30 octets and each value 1024 octets, every one a quote sent escaped.
+    const fields = Array.from({ length: 30 }, (_, i) => `"${`field${i}`.padEnd(30, 'x')}" "${'\\"'.repeat(1024)}"`).join(' ');
+    const id = `a ID (${fields})\r\n`;
+    expect(id.length).toBeGreaterThan(60_000);
+    c.write(id);
+    expect(await c.until(/^a /)).toMatch(/^a OK/m);
+    c.write(`b NOOP ${'x'.repeat(70_000)}\r\n`);
+    expect(await c.closedWithin()).toContain('* BYE Line too long.');
+  });
 
   it("records the client's IMAP ID name and version with the login", async () => {
     const c = await RawClient.open(gw.ports.imap);
