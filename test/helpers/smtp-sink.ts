@@ -9,7 +9,7 @@ export interface SmtpSink {
 }
 
 /** A real SMTP receiver (smtp-server) standing in for the site's mail relay. */
-export async function startSmtpSink(opts: { tls?: { key: string; cert: string } } = {}): Promise<SmtpSink> {
+export async function startSmtpSink(opts: { tls?: { key: string; cert: string }; refuse?: (address: string) => boolean } = {}): Promise<SmtpSink> {
   const port = await freePort();
   const inbox: SmtpSink['inbox'] = [];
   const server = new SMTPServer({
@@ -17,6 +17,10 @@ export async function startSmtpSink(opts: { tls?: { key: string; cert: string } 
     // With a certificate it offers STARTTLS, as a real relay does.
     ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : { disabledCommands: ['STARTTLS'] }),
     logger: false,
+    onRcptTo(addr, _session, cb) {
+      if (opts.refuse?.(addr.address)) return cb(Object.assign(new Error('5.1.1 No such mailbox here'), { responseCode: 550 }));
+      cb();
+    },
     onData(stream, session, cb) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));

@@ -13,7 +13,7 @@ let gw: Gateway;
 let relay: SmtpSink;
 
 beforeAll(async () => {
-  relay = await startSmtpSink();
+  relay = await startSmtpSink({ refuse: (a) => a.startsWith('refused@') });
   gw = await startGateway({
     env: {
       POSTERN_LMTP__MAX_MESSAGE_SIZE: String(LIMIT),
@@ -96,6 +96,25 @@ describe('submission', () => {
     await t.sendMail({ from: 'alice@example.test', to: 'bob@example.org', subject: 'small', text: 'fits' });
     expect(relay.inbox).toHaveLength(1);
     expect(relay.inbox[0]!.text).toContain('fits');
+  });
+});
+
+describe('submission recipients', () => {
+  it("settles each recipient with the relay at RCPT time: one refused, the others get the mail and DATA's 250 is true", async () => {
+    const { password } = await gw.app.accounts.createAsp({ name: 'test' }, 'alice@example.test', { description: '', scopes: ['smtp'] });
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port: gw.ports.submission, secure: false, tls: { rejectUnauthorized: false }, auth: { user: 'alice@example.test', pass: password } });
+    const before = relay.inbox.length;
+    const info = await t.sendMail({ from: 'alice@example.test', to: ['carol@example.org', 'refused@example.org', 'dan@example.org'], subject: 'partly', text: 'three minus one' });
+    expect(info.rejected).toEqual(['refused@example.org']);
+    expect(info.accepted).toEqual(['carol@example.org', 'dan@example.org']);
+    expect(info.rejectedErrors?.[0]).toMatchObject({ responseCode: 550 });
+    expect(relay.inbox).toHaveLength(before + 1);
+    expect(relay.inbox.at(-1)!.to).toEqual(['carol@example.org', 'dan@example.org']);
+    // Several messages on one connection, each its own transaction on the relay.
+    const pooled = nodemailer.createTransport({ pool: true, maxMessages: 5, host: '127.0.0.1', port: gw.ports.submission, secure: false, tls: { rejectUnauthorized: false }, auth: { user: 'alice@example.test', pass: password } });
+    await Promise.all([1, 2, 3].map((n) => pooled.sendMail({ from: 'alice@example.test', to: `n${n}@example.org`, subject: `n${n}`, text: 'pooled' })));
+    pooled.close();
+    expect(relay.inbox.slice(-3).map((m) => m.to[0]).sort()).toEqual(['n1@example.org', 'n2@example.org', 'n3@example.org']);
   });
 });
 

@@ -3,10 +3,10 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { readProxyHeader } from '../proxy-protocol.js';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
-import { isTemporary } from '../../core/errors.js';
 import type { FrontendContext } from '../frontend.js';
 import { peerIp } from '../limits.js';
-import { SmtpClient } from '../upstream/smtp-client.js';
+import type { Reply } from '../upstream/smtp-client.js';
+import { RelaySession } from './relay-session.js';
 import { MessageTooBig, bounded, readBounded, tooBigText } from './message.js';
 import { replyError, smtpError, smtpRefusal, type SmtpError } from './replies.js';
 import { SubmissionPreauth } from './submission-preauth.js';
@@ -29,6 +29,29 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
   const preauth = new SubmissionPreauth(ctx, () => server);
   /** Logged-in connections, each with the function that takes it off the live sessions. */
   const live = new Map<string, () => void>();
+  /** Each logged-in connection's own connection to the relay. */
+  const relays = new Map<string, RelaySession>();
+  const relayOf = (session: SMTPServerSession): RelaySession => {
+    let r = relays.get(session.id);
+    if (!r) {
+      r = new RelaySession(ctx, s.smtpPort, s.identity, () => ({ username: userOf(session).username, ip: peerIp(session.remoteAddress), helo: session.hostNameAppearsAs }));
+      relays.set(session.id, r);
+    }
+    return r;
+  };
+  /** A command to the relay; a relay that cannot be reached is a temporary failure, never a refusal. */
+  const toRelay = (session: SMTPServerSession, step: (r: RelaySession) => Promise<Reply>, cb: (err?: Error | null) => void) => {
+    const relay = relayOf(session);
+    step(relay).then(
+      (reply) => cb(reply.code < 300 ? null : replyError(reply)),
+      (err: Error) => {
+        relay.close();
+        ctx.onUpstreamError?.('smtp');
+        ctx.log.error({ err: err.message, session: session.id }, 'submission upstream unavailable');
+        cb(smtpError(451, '4.4.1 Mail server is unavailable, try again later'));
+      },
+    );
+  };
   const server: SMTPServer = new SMTPServer({
     secure,
     name: ctx.settings.hostname,
@@ -56,6 +79,8 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
       preauth.closed(session);
       live.get(session.id)?.();
       live.delete(session.id);
+      void relays.get(session.id)?.quit();
+      relays.delete(session.id);
     },
     onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb) {
       const ip = peerIp(session.remoteAddress);
@@ -88,14 +113,16 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
           (err: Error) => cb(smtpError(454, `4.7.0 ${err.message}`)),
         );
     },
-    onMailFrom(_addr, session, cb) {
-      cb(preauth.requireLogin(session));
+    onMailFrom(addr, session, cb) {
+      const refused = preauth.requireLogin(session);
+      if (refused) return cb(refused);
+      toRelay(session, (r) => r.mail(addr), cb);
     },
-    onRcptTo(_addr, session, cb) {
+    onRcptTo(addr, session, cb) {
       const refused = preauth.requireLogin(session);
       if (refused) return cb(refused);
       if (session.envelope.rcptTo.length >= s.maxRecipients) return cb(smtpError(452, `4.5.3 Too many recipients (at most ${s.maxRecipients})`));
-      cb();
+      toRelay(session, (r) => r.rcpt(addr), cb);
     },
     onData(stream: Readable, session: SMTPServerSession, cb) {
       const refused = preauth.requireLogin(session);
@@ -103,7 +130,7 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
         stream.resume();
         return cb(refused);
       }
-      relay(ctx, s, session, stream).then(
+      sendData(ctx, s, session, relayOf(session), stream).then(
         () => cb(null, 'Message accepted'),
         (err: SmtpError) => {
           stream.resume();
@@ -142,46 +169,30 @@ function acceptProxyHeaders(server: SMTPServer, proxyFrom: (ip: string) => boole
   };
 }
 
-async function relay(ctx: FrontendContext, s: SubmissionSettings, session: SMTPServerSession, input: Readable): Promise<void> {
+/** The message through the session's relay connection, after its recipients were taken one by one. */
+async function sendData(ctx: FrontendContext, s: SubmissionSettings, session: SMTPServerSession, relay: RelaySession, input: Readable): Promise<void> {
   // A copy is stored only after the message went out, so the whole message is kept for it.
   // Either way nothing past the size limit goes out, whole or cut.
   let raw: Buffer | null = null;
   try {
     raw = s.saveSent ? await readBounded(input, s.maxMessageSize) : null;
   } catch (err) {
-    if (err instanceof MessageTooBig) throw smtpError(552, tooBigText(err.limit));
+    if (err instanceof MessageTooBig) {
+      relay.close();
+      throw smtpError(552, tooBigText(err.limit));
+    }
     throw err;
   }
-  const stream = raw ? Readable.from([raw]) : bounded(input, s.maxMessageSize);
-  const ep = ctx.upstream.endpoint(s.smtpPort);
-  let client: SmtpClient;
+  let r;
   try {
-    client = await SmtpClient.open(ep, { lmtp: false, heloName: ctx.settings.hostname });
-    if (s.identity === 'xclient') {
-      await client.xclient(
-        { LOGIN: userOf(session).username, ADDR: peerIp(session.remoteAddress), NAME: '[UNAVAILABLE]', PROTO: 'ESMTP', HELO: session.hostNameAppearsAs || 'unknown' },
-        ctx.settings.hostname,
-      );
-    }
-  } catch (err) {
-    ctx.onUpstreamError?.('smtp');
-    ctx.log.error({ err: (err as Error).message, session: session.id }, 'submission upstream unavailable');
-    throw smtpError(451, '4.4.1 Mail server is unavailable, try again later');
-  }
-  try {
-    const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-    const to = session.envelope.rcptTo.map((r) => r.address);
-    const { perRecipient } = await client.send({ from, to }, stream);
-    const failed = perRecipient.find((r) => r.code >= 300);
-    if (failed) throw replyError(failed);
-    await client.quit();
+    r = await relay.data(raw ? Readable.from([raw]) : bounded(input, s.maxMessageSize));
   } catch (err) {
     // Closing without the final dot: the relay sends nothing of it.
-    client.close();
+    relay.close();
     if (err instanceof MessageTooBig) throw smtpError(552, tooBigText(err.limit));
-    if (isTemporary(err)) throw smtpError(451, '4.4.1 Mail server connection lost, try again later');
-    throw err;
+    throw smtpError(451, '4.4.1 Mail server connection lost, try again later');
   }
+  if (r.code >= 300) throw replyError(r);
   if (raw) await saveCopy(ctx, s.saveSent, session, raw);
 }
 

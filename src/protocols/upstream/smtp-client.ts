@@ -135,6 +135,17 @@ export class SmtpClient {
     return { perRecipient: env.to.map((rcpt) => ({ rcpt, ...(refused.get(rcpt) ?? results.get(rcpt)!) })) };
   }
 
+  /** Sends the message after a 354 to DATA, dot-stuffed; the answer is the caller's to read. */
+  async data(message: Readable): Promise<Reply> {
+    const go = await this.command('DATA');
+    if (go.code !== 354) {
+      message.resume();
+      return go;
+    }
+    await this.stream(message);
+    return this.reply();
+  }
+
   private async stream(message: Readable): Promise<void> {
     const socket = this.conn.socket;
     let atLineStart = true;

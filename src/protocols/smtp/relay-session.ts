@@ -1,0 +1,107 @@
+import type { Readable } from 'node:stream';
+import type { SMTPServerAddress } from 'smtp-server';
+import type { FrontendContext } from '../frontend.js';
+import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
+
+export interface RelayIdentity {
+  /** The logged-in user, for XCLIENT LOGIN=. */
+  username: string;
+  ip: string;
+  helo: string;
+}
+
+/** ESMTP parameters of MAIL FROM passed on when the relay offers their extension (RFC 5321 4.1.2). */
+const MAIL_PARAMS: Array<[param: string, extension: string]> = [
+  ['BODY', '8BITMIME'],
+  ['SMTPUTF8', 'SMTPUTF8'],
+  ['SIZE', 'SIZE'],
+  ['RET', 'DSN'],
+  ['ENVID', 'DSN'],
+];
+const RCPT_PARAMS: Array<[param: string, extension: string]> = [
+  ['NOTIFY', 'DSN'],
+  ['ORCPT', 'DSN'],
+];
+
+/**
+ * One submission session's connection to the relay, carried command by command: MAIL FROM
+ * and each RCPT TO go to the relay as the client sends them and its answer is the client's
+ * answer, so that DATA is only ever answered for recipients the relay took, and a 250 after
+ * DATA means the mail went out to all of them (a partial refusal is seen at RCPT time, not
+ * as a 550 for mail that was in fact sent).
+ */
+export class RelaySession {
+  private client: SmtpClient | null = null;
+  /** Whether the relay holds a transaction begun by MAIL FROM and not yet ended by DATA. */
+  private open = false;
+
+  constructor(
+    private readonly ctx: FrontendContext,
+    private readonly port: number,
+    private readonly identity: 'xclient' | 'none',
+    private readonly who: () => RelayIdentity,
+  ) {}
+
+  private async connection(): Promise<SmtpClient> {
+    if (this.client) return this.client;
+    const client = await SmtpClient.open(this.ctx.upstream.endpoint(this.port), { lmtp: false, heloName: this.ctx.settings.hostname });
+    try {
+      if (this.identity === 'xclient') {
+        const w = this.who();
+        await client.xclient({ LOGIN: w.username, ADDR: w.ip, NAME: '[UNAVAILABLE]', PROTO: 'ESMTP', HELO: w.helo || 'unknown' }, this.ctx.settings.hostname);
+      }
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+    this.client = client;
+    return client;
+  }
+
+  private params(args: SMTPServerAddress['args'], table: Array<[string, string]>, client: SmtpClient): string {
+    if (!args || typeof args !== 'object') return '';
+    const out: string[] = [];
+    for (const [param, ext] of table) {
+      const v = (args as Record<string, string | boolean>)[param];
+      if (v === undefined || v === false || !client.supports(ext)) continue;
+      out.push(v === true ? param : `${param}=${v}`);
+    }
+    return out.length ? ` ${out.join(' ')}` : '';
+  }
+
+  /** Begins a transaction on the relay (ending one the client left with RSET first). */
+  async mail(from: SMTPServerAddress | false): Promise<Reply> {
+    const client = await this.connection();
+    if (this.open) await client.command('RSET');
+    const r = await client.command(`MAIL FROM:<${from ? from.address : ''}>${from ? this.params(from.args, MAIL_PARAMS, client) : ''}`);
+    this.open = r.code < 300;
+    return r;
+  }
+
+  async rcpt(to: SMTPServerAddress): Promise<Reply> {
+    const client = await this.connection();
+    return client.command(`RCPT TO:<${to.address}>${this.params(to.args, RCPT_PARAMS, client)}`);
+  }
+
+  async data(message: Readable): Promise<Reply> {
+    const client = await this.connection();
+    try {
+      return await client.data(message);
+    } finally {
+      this.open = false;
+    }
+  }
+
+  /** Drops the connection (a broken transaction, or the session is over). */
+  close(): void {
+    this.client?.close();
+    this.client = null;
+    this.open = false;
+  }
+
+  async quit(): Promise<void> {
+    const c = this.client;
+    this.client = null;
+    await c?.quit();
+  }
+}
