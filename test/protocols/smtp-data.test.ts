@@ -118,6 +118,23 @@ describe('submission recipients', () => {
   });
 });
 
+describe('submission extensions', () => {
+  it('offers SMTPUTF8 and DSN only when the relay does', async () => {
+    // The relay here (smtp-server's defaults) offers 8BITMIME and SMTPUTF8 but not DSN.
+    const c = await RawClient.open(gw.ports.submission);
+    try {
+      await c.until(/^220 /);
+      c.write('EHLO client.example\r\n');
+      const ehlo = await c.until(/^250 /);
+      expect(ehlo).toMatch(/^250-8BITMIME/m);
+      expect(ehlo).toMatch(/SMTPUTF8/);
+      expect(ehlo).not.toMatch(/DSN/);
+    } finally {
+      c.close();
+    }
+  });
+});
+
 describe('submission login', () => {
   it('refuses a PLAIN login for another user (authzid not the login), as IMAP and POP3 do', async () => {
     await gw.addUser('bob@example.test', PW);

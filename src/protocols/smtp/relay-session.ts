@@ -40,11 +40,14 @@ export class RelaySession {
     private readonly port: number,
     private readonly identity: 'xclient' | 'none',
     private readonly who: () => RelayIdentity,
+    /** Told what the relay offers, each time a connection to it opens. */
+    private readonly onCapabilities: (supports: (ext: string) => boolean) => void = () => undefined,
   ) {}
 
   private async connection(): Promise<SmtpClient> {
     if (this.client) return this.client;
     const client = await SmtpClient.open(this.ctx.upstream.endpoint(this.port), { lmtp: false, heloName: this.ctx.settings.hostname });
+    this.onCapabilities((ext) => client.supports(ext));
     try {
       if (this.identity === 'xclient') {
         const w = this.who();
