@@ -41,8 +41,8 @@ async function inboxCount(): Promise<number> {
 }
 
 /** One LMTP transaction over a raw socket: every reply after DATA, until the server is quiet. */
-async function lmtp(rcpts: string[], body: string): Promise<{ rcpt: string[]; data: string[] }> {
-  const c = await RawClient.open(gw.ports.lmtp);
+async function lmtp(rcpts: string[], body: string, from?: string): Promise<{ rcpt: string[]; data: string[] }> {
+  const c = await RawClient.open(gw.ports.lmtp, false, from);
   try {
     await c.until(/^220 /);
     c.write('LHLO mta.example\r\n');
@@ -84,6 +84,23 @@ describe('LMTP delivery', () => {
     expect(r.data).toHaveLength(2);
     for (const d of r.data) expect(d).toMatch(/^552 5\.3\.4 Message too big/);
     expect(await inboxCount()).toBe(before);
+  });
+});
+
+describe('LMTP, who delivered', () => {
+  it("names the MTA that delivered in the mailbox server's Received header, not postern", async () => {
+    await lmtp(['alice@example.test'], 'from afar', '127.0.0.3');
+    const c = new ImapFlow({ host: '127.0.0.1', port: gw.ports.imap, secure: false, tls: { rejectUnauthorized: false }, auth: { user: 'alice@example.test', pass: PW }, logger: false });
+    await c.connect();
+    try {
+      await c.mailboxOpen('INBOX');
+      const msg = await c.fetchOne('*', { source: true });
+      const source = msg && msg.source ? msg.source.toString() : '';
+      expect(source).toContain('from afar');
+      expect(source).toMatch(/^Received: from mta\.example \(\[127\.0\.0\.3\]\)/m);
+    } finally {
+      await c.logout();
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import type { Store } from '../../core/ports.js';
 import type { User } from '../../core/types.js';
 import { normalizeUsername } from '../../core/username.js';
 import type { FrontendContext } from '../frontend.js';
+import { peerIp } from '../limits.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
 import { MessageTooBig, bounded, readBounded, tooBigText } from './message.js';
 import { replyError, smtpError, type SmtpError } from './replies.js';
@@ -69,7 +70,8 @@ export function createLmtpServer(ctx: FrontendContext, store: Pick<Store, 'users
       const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
       // smtp-server takes one entry per recipient (text or Error) for LMTP; its types say string.
       const answer = (perUser: Map<string, string | Error>) => cb(null, rcpts.map((r) => perUser.get(r.user)!) as never);
-      deliver(ctx, store, s, { from, to: [...firstAddress.values()] }, stream).then(
+      const mta = { ip: peerIp(session.remoteAddress), helo: session.hostNameAppearsAs || 'unknown' };
+      deliver(ctx, store, s, { from, to: [...firstAddress.values()] }, stream, mta).then(
         (replies) => answer(new Map(users.map((u, i) => [u, replies[i]!.code < 300 ? replies[i]!.text : replyError(replies[i]!)]))),
         (err: SmtpError) => {
           stream.resume();
@@ -88,6 +90,7 @@ async function deliver(
   s: LmtpSettings,
   env: { from: string; to: string[] },
   stream: Readable,
+  mta: { ip: string; helo: string },
 ): Promise<Reply[]> {
   let keys: Array<string | null>;
   try {
@@ -98,6 +101,8 @@ async function deliver(
   let client: SmtpClient;
   try {
     client = await SmtpClient.open(ctx.upstream.endpoint(s.lmtpPort), { lmtp: true, heloName: ctx.settings.hostname });
+    // The mailbox server's Received header then names the MTA that delivered, not postern.
+    if (client.supports('XCLIENT')) await client.xclient({ ADDR: mta.ip, HELO: mta.helo }, mta.helo);
   } catch (err) {
     ctx.log.error({ err: (err as Error).message }, 'lmtp upstream unavailable');
     throw smtpError(451, '4.4.1 Mailbox server is unavailable, try again later');
