@@ -17,7 +17,7 @@ function postern(args: string[], input = '', extraEnv: Record<string, string> = 
 }
 
 async function authenticate(username: string, secret: string, scope: 'imap' | 'smtp' | 'master') {
-  const app = await createApp(loadConfig({ env }));
+  const app = await createApp(loadConfig({ env: { ...env, POSTERN_LOG__LEVEL: 'silent' } }));
   try {
     return await app.auth.authenticate({ username, secret, scope, ip: '127.0.0.1', protocol: scope === 'master' ? 'http' : scope });
   } finally {
@@ -98,7 +98,7 @@ describe('postern CLI', () => {
     const token = /token: (pat_\S+)/.exec(made.out)?.[1];
     const id = /id:\s+([0-9a-f]{24})/.exec(made.out)?.[1];
     expect(token && id).toBeTruthy();
-    const app = await createApp(loadConfig({ env }));
+    const app = await createApp(loadConfig({ env: { ...env, POSTERN_LOG__LEVEL: 'silent' } }));
     try {
       expect(await app.sessions.principal(token!)).toMatchObject({ kind: 'token', role: 'auditor' });
     } finally {
