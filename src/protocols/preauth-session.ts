@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { fail } from '../core/authenticate.js';
+import { PosternError } from '../core/errors.js';
 import type { AuthResult, ProtocolScope } from '../core/types.js';
 import { clientInfo, newSessionId, splice, startTls, type FrontendContext } from './frontend.js';
 import { LineReader, LineTooLong } from './line-reader.js';
@@ -26,6 +27,8 @@ export interface SessionWords {
   internalError: string;
   tooManySessions: string;
   upstreamDown: string;
+  /** The mail server itself refused the account (no mailbox for it there): permanent. */
+  noMailbox: string;
   refusal(r: Refusal): string;
 }
 
@@ -272,7 +275,8 @@ export abstract class PreauthSession {
       release();
       this.ctx.onUpstreamError?.(this.scope);
       this.ctx.log.error({ err: (err as Error).message, session: this.id, user: result.username, protocol: this.scope }, 'upstream login failed');
-      this.send(`${prefix}${this.words.upstreamDown}`);
+      const noMailbox = err instanceof PosternError && err.code === 'no_mailbox';
+      this.send(`${prefix}${noMailbox ? this.words.noMailbox : this.words.upstreamDown}`);
     }
   }
 }

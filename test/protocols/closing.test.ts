@@ -59,3 +59,18 @@ describe('closing connections', () => {
     expect(pop.trim().split('\r\n').at(-1)).toMatch(/^\+OK/);
   });
 });
+
+describe('an account the mail server refuses', () => {
+  it('is answered as permanent (AUTHORIZATIONFAILED), not as an outage to retry for ever', async () => {
+    await gw.app.accounts.createUser({ name: 'test' }, { username: 'ghost', password: PW });
+    const c = await RawClient.open(gw.ports.imap);
+    try {
+      await c.until(/^\* OK/);
+      c.write(`a LOGIN ghost ${PW}\r\n`);
+      expect(await c.until(/^a /)).toMatch(/^a NO \[AUTHORIZATIONFAILED\] The mail server has no mailbox for this account/m);
+    } finally {
+      c.close();
+    }
+  });
+});
+

@@ -29,6 +29,7 @@ const WORDS: SessionWords = {
   internalError: '* BYE Internal error.',
   tooManySessions: 'NO [IN-USE] Too many simultaneous IMAP sessions for this account, close one first.',
   upstreamDown: 'NO [UNAVAILABLE] Mail server is unavailable, try again later',
+  noMailbox: 'NO [AUTHORIZATIONFAILED] The mail server has no mailbox for this account: ask your administrator',
   refusal: imapRefusal,
 };
 

@@ -26,6 +26,7 @@ const WORDS: SessionWords = {
   internalError: '-ERR Internal error.',
   tooManySessions: '-ERR [IN-USE] Too many simultaneous POP3 sessions for this account',
   upstreamDown: '-ERR [SYS/TEMP] Mail server is unavailable, try again later',
+  noMailbox: '-ERR [AUTH] The mail server has no mailbox for this account: ask your administrator',
   refusal: pop3Refusal,
 };
 

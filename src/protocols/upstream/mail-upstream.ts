@@ -1,3 +1,4 @@
+import { PosternError } from '../../core/errors.js';
 import type { Socket } from 'node:net';
 import { b64 } from '../sasl.js';
 import { UpstreamConnection, upstreamDown, type Endpoint, type UpstreamTls } from './connection.js';
@@ -75,6 +76,10 @@ export class MailUpstream {
       await this.imapTagged(conn, 'P1');
       conn.write(`P2 AUTHENTICATE PLAIN ${this.plain(username)}\r\n`);
       const { tagged, untagged } = await this.imapTagged(conn, 'P2');
+      // Dovecot says AUTHORIZATIONFAILED when the master login is right but the account is not
+      // one it may open (unknown to it, or a name it refuses): that is no outage, and a client
+      // told "try again later" would retry for ever. Anything else stays a temporary failure.
+      if (/^P2 NO \[AUTHORIZATIONFAILED\]/i.test(tagged)) throw new PosternError('no_mailbox', `the mail server refused the account ${username}: ${tagged.slice(3, 120)}`);
       if (!/^P2 OK/i.test(tagged)) throw upstreamDown(`IMAP login for ${username} refused: ${tagged.slice(3, 120)}`);
       let caps = /\[CAPABILITY ([^\]]*)\]/i.exec(tagged)?.[1] ?? capabilityLine(untagged);
       if (!caps) {
