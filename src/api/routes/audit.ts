@@ -1,17 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { parseAuditFilter } from '../../core/audit-filter.js';
+import { parseAuditFilter, type AuditFilterInput } from '../../core/audit-filter.js';
 import type { AuditEvent } from '../../core/types.js';
 import { auditPage, errors } from '../schemas.js';
 import { requireRole, type ApiDeps } from '../server.js';
 
-interface AuditQs {
-  user?: string;
-  action?: string;
-  result?: string;
-  ip?: string;
-  protocol?: string;
-  since?: string;
-  until?: string;
+interface AuditQs extends AuditFilterInput {
   limit?: number;
   cursor?: string;
   format?: 'json' | 'csv';
@@ -63,8 +56,10 @@ export async function auditRoutes(api: FastifyInstance, d: ApiDeps) {
     async (req, reply) => {
       const q = req.query;
       const now = d.clock.now();
-      const filter = parseAuditFilter({ user: q.user, action: q.action, result: q.result, ip: q.ip, protocol: q.protocol, since: q.since, until: q.until }, now);
-      const page = await d.store.audit.query({ ...filter, limit: q.limit ?? 100, cursor: q.cursor }, now);
+      const { limit, cursor, format, ...filterInput } = q;
+      void format;
+      const filter = parseAuditFilter(filterInput, now);
+      const page = await d.store.audit.query({ ...filter, limit: limit ?? 100, cursor }, now);
       if (q.format === 'csv') {
         if (page.nextCursor) void reply.header('X-Next-Cursor', page.nextCursor);
         return reply.type('text/csv; charset=utf-8').serializer((x: unknown) => x as string).send(toCsv(page.events));
