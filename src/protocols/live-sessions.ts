@@ -4,6 +4,9 @@ import type { Logger } from '../log.js';
 
 export type EndReason = 'credentials' | 'shutdown';
 
+/** Accounts checked together in a periodic sweep (one store lookup each). */
+const SWEEP_BATCH = 100;
+
 interface Live {
   grant: Grant;
   sessionId: string;
@@ -25,6 +28,7 @@ interface Live {
 export class LiveSessions {
   private readonly byUser = new Map<string, Set<Live>>();
   private readonly timer: NodeJS.Timeout;
+  private sweeping = false;
 
   constructor(
     private readonly auth: Authenticator,
@@ -56,9 +60,23 @@ export class LiveSessions {
     if (set?.size) await this.check([...set]);
   }
 
+  /**
+   * Every session, a batch of accounts at a time, so that the periodic check puts a bounded
+   * number of lookups on the store at once however many sessions there are. A sweep still
+   * running when the next is due lets that one pass.
+   */
   async recheckAll(): Promise<void> {
-    const all = [...this.byUser.values()].flatMap((s) => [...s]);
-    if (all.length) await this.check(all);
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      const users = [...this.byUser.keys()];
+      for (let i = 0; i < users.length; i += SWEEP_BATCH) {
+        const batch = users.slice(i, i + SWEEP_BATCH).flatMap((u) => [...(this.byUser.get(u) ?? [])]);
+        if (batch.length) await this.check(batch);
+      }
+    } finally {
+      this.sweeping = false;
+    }
   }
 
   /** Ends every session (postern is shutting down). */
