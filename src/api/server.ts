@@ -110,6 +110,7 @@ const STATUS: Record<string, number> = {
   totp_not_pending: 409,
   no_email: 409,
   step_up_required: 403,
+  password_change_required: 403,
 };
 
 /** A refused authentication as an HTTP error: 401, 403, 429 with Retry-After, or 503. */

@@ -229,7 +229,7 @@ export class Accounts {
    */
   async setEmail(actor: Actor, username: string, email: string | null): Promise<User> {
     const user = await this.get(username);
-    await this.d.stepUp.require(actor, user.username);
+    await this.d.stepUp.require(actor, user);
     const address = email?.trim() || null;
     if (address !== null && (address.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(address))) throw invalid(`"${address}" is not an email address`);
     const updated = await this.patch(user, { email: address }, false);
@@ -255,7 +255,7 @@ export class Accounts {
     input: { description: string; scopes: ProtocolScope[]; expiresInMs?: number | null; networks?: string[] },
   ): Promise<NewAspResult> {
     const user = await this.get(username);
-    await this.d.stepUp.require(actor, user.username);
+    await this.d.stepUp.require(actor, user);
     const description = input.description.trim();
     if (description.length > 200) throw invalid('ASP description must be at most 200 characters');
     if (input.scopes.length === 0) throw invalid('an ASP needs at least one scope');
@@ -298,7 +298,7 @@ export class Accounts {
   /** Step one of enrolment: a new seed to show; 2FA stays off until confirmTotp. */
   async setupTotp(actor: Actor, username: string): Promise<{ secret: string; uri: string }> {
     const user = await this.get(username);
-    await this.d.stepUp.require(actor, user.username);
+    await this.d.stepUp.require(actor, user);
     // Replacing a working authenticator must go through disabling it (password + factor).
     if (user.totp) throw new PosternError('conflict', 'TOTP is already on: turn it off first to enrol a new authenticator');
     const secret = newTotpSecret();
@@ -310,7 +310,7 @@ export class Accounts {
   /** Step two: a valid code turns TOTP on and returns fresh recovery codes (shown once). */
   async confirmTotp(actor: Actor, username: string, code: string): Promise<{ recoveryCodes: string[] }> {
     const user = await this.get(username);
-    await this.d.stepUp.require(actor, user.username);
+    await this.d.stepUp.require(actor, user);
     if (!user.totpPending) throw new PosternError('totp_not_pending', 'start TOTP setup first');
     const seed = this.d.box.open(user.totpPending, user.id);
     const step = await checkTotp(seed, code, this.now(), this.d.settings.totpWindowSteps, null);
@@ -332,7 +332,7 @@ export class Accounts {
 
   async regenerateRecoveryCodes(actor: Actor, username: string): Promise<string[]> {
     const user = await this.get(username);
-    await this.d.stepUp.require(actor, user.username);
+    await this.d.stepUp.require(actor, user);
     const codes = Array.from({ length: this.d.settings.recoveryCodeCount }, generateRecoveryCode);
     const hashes = codes.map((c) => hashRecoveryCode(this.d.serverKey, user.id, c));
     await this.d.store.recoveryCodes.replace(user.id, hashes, this.now());
@@ -361,7 +361,7 @@ export class Accounts {
   /** The user turns their own second factors off (the caller checked password and factor). */
   async disableSecondFactor(actor: Actor, username: string): Promise<User> {
     const user = await this.get(username);
-    await this.d.stepUp.require(actor, user.username);
+    await this.d.stepUp.require(actor, user);
     const updated = await this.patch(user, { twoFactor: false, totp: null, totpPending: null }, true);
     await this.d.store.recoveryCodes.replace(user.id, [], this.now());
     await this.d.store.securityKeys.deleteAllOfUser(user.id);
@@ -373,7 +373,7 @@ export class Accounts {
   /** Step one of adding a security key: options (with a fresh challenge) for the browser. */
   async securityKeyOptions(actor: Actor, username: string): Promise<Record<string, unknown>> {
     const user = await this.get(username);
-    await this.d.stepUp.require(actor, user.username);
+    await this.d.stepUp.require(actor, user);
     return this.d.securityKeys.registrationOptions(user);
   }
 
@@ -383,7 +383,7 @@ export class Accounts {
    */
   async addSecurityKey(actor: Actor, username: string, response: Record<string, unknown>, label: string): Promise<{ key: WebAuthnCredential; recoveryCodes: string[] | null }> {
     const user = await this.get(username);
-    await this.d.stepUp.require(actor, user.username);
+    await this.d.stepUp.require(actor, user);
     const checked = await this.d.securityKeys.verifyRegistration(user, response, label);
     if (!checked) {
       await this.audit(actor, user, { action: 'security_key.add', result: 'failure', reason: 'invalid_response' });
@@ -403,7 +403,7 @@ export class Accounts {
    */
   async removeSecurityKey(actor: Actor, username: string, id: string): Promise<void> {
     const user = await this.get(username);
-    await this.d.stepUp.require(actor, user.username);
+    await this.d.stepUp.require(actor, user);
     if (!(await this.d.store.securityKeys.delete(user.id, id))) throw notFound(`security key "${id}"`);
     await this.patch(user, {}, true);
     await this.endTrust(actor, user);
@@ -416,7 +416,7 @@ export class Accounts {
    */
   async setPgpKey(actor: Actor, username: string, armoredKey: string | null, encrypt: boolean): Promise<User> {
     const user = await this.get(username);
-    await this.d.stepUp.require(actor, user.username);
+    await this.d.stepUp.require(actor, user);
     let pgp: User['pgp'] = null;
     if (armoredKey !== null) {
       const key = await readKey({ armoredKey }).catch(() => null);

@@ -33,8 +33,12 @@ export class StepUp {
    * proved itself recently. The command line and automation tokens act for the operator, and
    * an administrator working on someone else's account is guarded by the role.
    */
-  async require(actor: { name: string; sessionId?: string }, owner: string = actor.name): Promise<void> {
-    if (!actor.sessionId || owner !== actor.name) return;
+  async require(actor: { name: string; sessionId?: string }, owner?: { username: string; mustChangePassword: boolean }): Promise<void> {
+    if (!actor.sessionId || (owner && owner.username !== actor.name)) return;
+    // A temporary password (admin reset, new account) opens nothing but its own change.
+    if (owner?.mustChangePassword) {
+      throw new PosternError('password_change_required', 'This is a temporary password: change it first (PUT /api/v1/me/password)');
+    }
     if (await this.challenges.get(this.key(actor.sessionId), this.clock.now())) return;
     throw new PosternError('step_up_required', 'Confirm it is you: enter your password (and second factor) again with POST /api/v1/session/confirm, then retry');
   }

@@ -154,3 +154,17 @@ describe('ASPs bound to networks', () => {
     await expect(c.accounts.createAsp(actor, 'alice', { description: '', scopes: ['imap'], networks: ['not-an-ip'] })).rejects.toMatchObject({ code: 'invalid_input' });
   });
 });
+
+describe('a temporary password', () => {
+  it('opens nothing but its own change, in the core as at the API', async () => {
+    const { temporaryPassword, recoveryCodes } = await c.accounts.resetSecondFactor(actor, 'alice');
+    const s = await ok({ password: temporaryPassword, secondFactor: { kind: 'recovery', code: recoveryCodes[0]! } });
+    expect(s.mustChangePassword).toBe(true);
+    const me = { name: 'alice', sessionId: s.session.id };
+    await expect(c.accounts.createAsp(me, 'alice', { description: '', scopes: ['imap'] })).rejects.toMatchObject({ code: 'password_change_required' });
+    await expect(c.accounts.setupTotp(me, 'alice')).rejects.toMatchObject({ code: 'password_change_required' });
+    await c.accounts.setPassword(me, 'alice', 'Brand-new-pass-2');
+    await c.accounts.createAsp(me, 'alice', { description: '', scopes: ['imap'] });
+  });
+});
+
