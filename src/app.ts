@@ -57,7 +57,13 @@ async function openStore(cfg: Config): Promise<Store> {
     cfg.store.kind === 'mongodb'
       ? await MongoStore.connect(cfg.store.mongodb_url)
       : new EmbeddedStore(dataPath(cfg, cfg.store.path), { sync: cfg.store.sync });
-  await store.init();
+  try {
+    await store.init();
+  } catch (err) {
+    // An open client would keep the process alive after the failure it reports.
+    await store.close().catch(() => undefined);
+    throw err;
+  }
   return store;
 }
 

@@ -499,12 +499,29 @@ export class MongoStore implements Store {
   }
 
   static async connect(url: string, dbName?: string): Promise<MongoStore> {
-    // A 5 s server selection bound unless the URL sets its own: a login must not wait 30 s
-    // (the driver's default) to learn that MongoDB is down.
-    const timeout = /[?&]serverSelectionTimeoutMS=/i.test(url) ? {} : { serverSelectionTimeoutMS: 5000 };
-    const client = new MongoClient(url, { ...timeout, appName: 'postern' });
+    // Defaults for what the URL does not set itself. A login must not wait the driver's 30 s
+    // to learn MongoDB is down, nor hang on a stalled server (socket and pool waits bounded).
+    // A spent recovery code or TOTP step must survive a failover: writes acknowledged by a
+    // majority, reads from the primary, retried once on a transient error.
+    // [the option, its name in a connection string, the default]
+    const defaults: Array<[string, string, unknown]> = [
+      ['serverSelectionTimeoutMS', 'serverSelectionTimeoutMS', 5000],
+      ['connectTimeoutMS', 'connectTimeoutMS', 5000],
+      ['socketTimeoutMS', 'socketTimeoutMS', 10_000],
+      ['waitQueueTimeoutMS', 'waitQueueTimeoutMS', 5000],
+      ['writeConcern', 'w', { w: 'majority' }],
+      ['readPreference', 'readPreference', 'primary'],
+      ['retryWrites', 'retryWrites', true],
+      ['retryReads', 'retryReads', true],
+    ];
+    const query = url.includes('?') ? url.slice(url.indexOf('?') + 1).toLowerCase() : '';
+    const given = new Set(query.split('&').map((kv) => kv.split('=')[0]));
+    const options = Object.fromEntries(defaults.filter(([, inUrl]) => !given.has(inUrl.toLowerCase())).map(([key, , value]) => [key, value]));
+    const client = new MongoClient(url, { ...options, appName: 'postern' });
     await guard('MongoDB', () => client.connect());
-    return new MongoStore(client, dbName);
+    // A URL that names no database would put everything in the driver's "test".
+    const named = /^mongodb(\+srv)?:\/\/[^/]*\/([^?]+)/.exec(url)?.[2];
+    return new MongoStore(client, dbName ?? (named ? decodeURIComponent(named) : 'postern'));
   }
 
   /** Indexes for the whole data model, including features that build on them later. */
