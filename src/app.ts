@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { PosternError } from './core/errors.js';
 import type { Accounts } from './core/accounts.js';
 import type { AuditLog } from './core/audit-log.js';
 import type { Authenticator } from './core/authenticate.js';
@@ -10,7 +8,7 @@ import type { Policy } from './core/policy.js';
 import type { WebSessions } from './core/web-sessions.js';
 import { systemClock, type Clock } from './core/clock.js';
 import type { AuditStore, CredentialCache, RateLimiter, SessionSlots, Store } from './core/ports.js';
-import { dataPath, type Config } from './config/load.js';
+import { dataPath, readPem, type Config } from './config/load.js';
 import { loadSecrets } from './config/secrets.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -65,14 +63,6 @@ async function openStore(cfg: Config): Promise<Store> {
     throw err;
   }
   return store;
-}
-
-function readPem(key: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new PosternError('config_invalid', `invalid configuration:\n  ${key}: cannot read ${path}: ${(err as Error).message}`);
-  }
 }
 
 function redisClient(url: string): Redis {

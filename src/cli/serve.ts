@@ -2,7 +2,7 @@ import { connect } from 'node:net';
 import type { NginxSettings } from '../api/routes/nginx.js';
 import { PosternError } from '../core/errors.js';
 import { buildApi } from '../api/server.js';
-import { networkMatcher } from '../protocols/limits.js';
+import { networkMatcher } from '../core/rate-windows.js';
 import { createApp, type App } from '../app.js';
 import type { Config } from '../config/load.js';
 import { startListeners } from '../protocols/servers.js';

@@ -220,3 +220,12 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
 export function dataPath(cfg: Config, p: string): string {
   return isAbsolute(p) ? p : join(cfg.server.data_dir, p);
 }
+
+/** Reads a PEM file a configuration key names; a missing or unreadable one stops the start with the key named. */
+export function readPem(key: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new PosternError('config_invalid', `invalid configuration:\n  ${key}: cannot read ${path}: ${(err as Error).message}`);
+  }
+}

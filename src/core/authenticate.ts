@@ -4,7 +4,7 @@ import type { Clock } from './clock.js';
 import { isTemporary } from './errors.js';
 import { keyedHash } from './keyed-hash.js';
 import type { CredentialCache, Hasher, Store } from './ports.js';
-import { inNetworks, type Attempt, type RateWindows } from './rate-windows.js';
+import { networkMatcher, type Attempt, type RateWindows } from './rate-windows.js';
 import { needsRehash, parseStoredHash } from './password-schemes.js';
 import type { Policy } from './policy.js';
 import { hashRecoveryCode } from './recovery-codes.js';
@@ -373,7 +373,7 @@ export class Authenticator {
     if (match.kind === 'asp') {
       const asp = match.asp;
       if (asp.expiresAt && asp.expiresAt.getTime() <= now.getTime()) return fail('asp_expired');
-      if (asp.networks.length && !(req.ip && inNetworks(asp.networks, req.ip))) return fail('address_denied');
+      if (asp.networks.length && !(req.ip && networkMatcher(asp.networks)(req.ip))) return fail('address_denied');
       if (req.scope === 'master') return fail('asp_not_for_master');
       if (!asp.scopes.includes(req.scope) || !user.scopes.includes(req.scope)) return fail('scope_denied');
       return ok();

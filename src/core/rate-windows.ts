@@ -24,10 +24,13 @@ export function buildAllowList(entries: string[]): BlockList {
   return list;
 }
 
-/** Whether an address lies in a list of addresses and CIDRs. */
-export function inNetworks(networks: string[], ip: string): boolean {
-  const v = isIP(ip);
-  return v !== 0 && buildAllowList(networks).check(ip, v === 6 ? 'ipv6' : 'ipv4');
+/** Whether an address is in a list of addresses and CIDRs (plaintext networks, nginx hosts, an ASP's networks). */
+export function networkMatcher(networks: string[]): (ip: string) => boolean {
+  const list = buildAllowList(networks);
+  return (ip) => {
+    const v = isIP(ip);
+    return v !== 0 && list.check(ip, v === 6 ? 'ipv6' : 'ipv4');
+  };
 }
 
 /** A list of addresses and CIDRs from user input, in normal form; throws on a bad entry. */

@@ -1,5 +1,4 @@
-import { BlockList, isIP } from 'node:net';
-import { buildAllowList } from '../core/rate-windows.js';
+import { isIP } from 'node:net';
 
 /** In-process counters for connections not yet logged in (per IP) and live sessions (per user). */
 export class ConnectionCounter {
@@ -45,15 +44,6 @@ export class ByteBudget {
   give(n: number): void {
     this.used = Math.max(0, this.used - n);
   }
-}
-
-/** Whether an address is in a list of addresses and CIDRs (plaintext networks, nginx hosts). */
-export function networkMatcher(networks: string[]): (ip: string) => boolean {
-  const list: BlockList = buildAllowList(networks);
-  return (ip) => {
-    const v = isIP(ip);
-    return v !== 0 && list.check(ip, v === 6 ? 'ipv6' : 'ipv4');
-  };
 }
 
 /** A socket's peer address with IPv4-mapped IPv6 (::ffff:1.2.3.4) reduced to IPv4. */

@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { readPem } from '../config/load.js';
 import type { SMTPServer } from 'smtp-server';
-import { PosternError } from '../core/errors.js';
 import { sealMessage } from '../core/pgp-mime.js';
 import type { App } from '../app.js';
 import { listen, type FrontendContext, type Listening } from './frontend.js';
 import { imapSessionFactory } from './imap/imap-session.js';
-import { ByteBudget, ConnectionCounter, networkMatcher } from './limits.js';
+import { networkMatcher } from '../core/rate-windows.js';
+import { ByteBudget, ConnectionCounter } from './limits.js';
 import { LiveSessions } from './live-sessions.js';
 import { pop3SessionFactory } from './pop3/pop3-session.js';
 import { createLmtpServer } from './smtp/lmtp.js';
@@ -21,14 +21,6 @@ export interface RunningListeners {
   live: LiveSessions;
   /** Stops accepting, tells every session to go, and closes what is left after `graceMs`. */
   close(graceMs?: number): Promise<void>;
-}
-
-function readPem(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new PosternError('config_invalid', `upstream.tls_ca: cannot read ${path}: ${(err as Error).message}`);
-  }
 }
 
 /** Config port 0 means "off"; the listener helper takes -1 for that. */
@@ -89,7 +81,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       masterUser: up.master_user,
       masterPassword: up.master_password,
       separator: up.master_separator,
-      tls: { mode: up.tls, ca: up.tls_ca ? readPem(up.tls_ca) : null, verify: up.tls_verify },
+      tls: { mode: up.tls, ca: up.tls_ca ? readPem('upstream.tls_ca', up.tls_ca) : null, verify: up.tls_verify },
     }),
     settings: {
       plaintextAllowed: networkMatcher(cfg.frontend.plaintext_auth_networks),
