@@ -9,6 +9,7 @@ import { ByteBudget, ConnectionCounter } from './limits.js';
 import { LiveSessions } from './live-sessions.js';
 import { pop3SessionFactory } from './pop3/pop3-session.js';
 import { createLmtpServer } from './smtp/lmtp.js';
+import { RelayOffer } from './smtp/relay-session.js';
 import { createSubmissionServer } from './smtp/submission.js';
 import { TlsManager } from './tls.js';
 import { MailUpstream } from './upstream/mail-upstream.js';
@@ -110,9 +111,12 @@ export async function startListeners(app: App): Promise<RunningListeners> {
     }
     if (cfg.submission.enabled) {
       const s = { maxMessageSize: cfg.submission.max_message_size, maxRecipients: cfg.submission.max_recipients, smtpPort: up.smtp_port, identity: up.smtp_identity, saveSent: cfg.submission.save_sent };
+      // One look at the relay for both listeners; each session's relay connection keeps it current.
+      const offer = new RelayOffer();
+      offer.probe(ctx, up.smtp_port);
       for (const [p, secure] of [[cfg.submission.port, false], [cfg.submission.tls_port, true]] as const) {
         if (p === 0) continue;
-        const l = await smtpListen(createSubmissionServer(ctx, s, secure), p, cfg.submission.host);
+        const l = await smtpListen(createSubmissionServer(ctx, s, secure, offer), p, cfg.submission.host);
         running.push(l);
         ports.submission.push(...l.ports);
       }

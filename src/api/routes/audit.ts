@@ -57,10 +57,9 @@ export async function auditRoutes(api: FastifyInstance, d: ApiDeps) {
       const q = req.query;
       const now = d.clock.now();
       const { limit, cursor, format, ...filterInput } = q;
-      void format;
       const filter = parseAuditFilter(filterInput, now);
       const page = await d.store.audit.query({ ...filter, limit: limit ?? 100, cursor }, now);
-      if (q.format === 'csv') {
+      if (format === 'csv') {
         if (page.nextCursor) void reply.header('X-Next-Cursor', page.nextCursor);
         return reply.type('text/csv; charset=utf-8').serializer((x: unknown) => x as string).send(toCsv(page.events));
       }

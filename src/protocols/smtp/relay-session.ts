@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { SMTPServerAddress } from 'smtp-server';
+import type { SMTPServer, SMTPServerAddress } from 'smtp-server';
 import type { FrontendContext } from '../frontend.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
 
@@ -22,6 +22,39 @@ const RCPT_PARAMS: Array<[param: string, extension: string]> = [
   ['NOTIFY', 'DSN'],
   ['ORCPT', 'DSN'],
 ];
+
+/**
+ * What the relay offers, as last seen, shared by every submission listener: EHLO then offers
+ * only that (a client is not invited to use SMTPUTF8 or DSN the relay would refuse). Until
+ * the relay was first reached, SMTPUTF8 and DSN are not offered.
+ */
+export class RelayOffer {
+  private supports: ((ext: string) => boolean) | null = null;
+
+  seen(supports: (ext: string) => boolean): void {
+    this.supports = supports;
+  }
+
+  /** smtp-server reads its hide* options at each EHLO. */
+  applyTo(server: SMTPServer): void {
+    const o = server.options as unknown as Record<string, unknown>;
+    const has = this.supports ?? ((ext: string) => ext === '8BITMIME');
+    o.hideSMTPUTF8 = !has('SMTPUTF8');
+    o.hide8BITMIME = !has('8BITMIME');
+    o.hideDSN = !has('DSN');
+  }
+
+  /** A first look at the relay, so that even the first EHLO offers what it offers. */
+  probe(ctx: FrontendContext, port: number): void {
+    void SmtpClient.open(ctx.upstream.endpoint(port), { lmtp: false, heloName: ctx.settings.hostname }).then(
+      (c) => {
+        this.seen((ext) => c.supports(ext));
+        void c.quit();
+      },
+      () => undefined,
+    );
+  }
+}
 
 /**
  * One submission session's connection to the relay, carried command by command: MAIL FROM

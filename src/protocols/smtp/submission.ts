@@ -5,8 +5,8 @@ import { readProxyHeader } from '../proxy-protocol.js';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import type { FrontendContext } from '../frontend.js';
 import { peerIp } from '../limits.js';
-import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
-import { RelaySession } from './relay-session.js';
+import type { Reply } from '../upstream/smtp-client.js';
+import { RelaySession, type RelayOffer } from './relay-session.js';
 import { MessageTooBig, bounded, readBounded, tooBigText } from './message.js';
 import { replyError, smtpError, smtpRefusal, type SmtpError } from './replies.js';
 import { SubmissionPreauth } from './submission-preauth.js';
@@ -25,27 +25,18 @@ type SubmitUser = { username: string; encryptTo: string | null };
 const userOf = (session: SMTPServerSession) => session.user as unknown as SubmitUser;
 
 /** Submission (RFC 6409) on smtp-server: AUTH through the core, then relay to the upstream. */
-export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettings, secure: boolean): SMTPServer {
+export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettings, secure: boolean, offer: RelayOffer): SMTPServer {
   const preauth = new SubmissionPreauth(ctx, () => server);
   /** Logged-in connections, each with the function that takes it off the live sessions. */
   const live = new Map<string, () => void>();
-  /**
-   * EHLO offers what the relay offers, as it was last seen (smtp-server reads its hide*
-   * options at each EHLO): a client is not invited to use SMTPUTF8 or DSN the relay would
-   * refuse. Until the relay was first reached, SMTPUTF8 and DSN are not offered.
-   */
-  const advertise = (supports: (ext: string) => boolean) => {
-    const o = server.options as unknown as Record<string, unknown>;
-    o.hideSMTPUTF8 = !supports('SMTPUTF8');
-    o.hide8BITMIME = !supports('8BITMIME');
-    o.hideDSN = !supports('DSN');
-  };
   /** Each logged-in connection's own connection to the relay. */
   const relays = new Map<string, RelaySession>();
   const relayOf = (session: SMTPServerSession): RelaySession => {
     let r = relays.get(session.id);
     if (!r) {
-      r = new RelaySession(ctx, s.smtpPort, s.identity, () => ({ username: userOf(session).username, ip: peerIp(session.remoteAddress), helo: session.hostNameAppearsAs }), advertise);
+      r = new RelaySession(ctx, s.smtpPort, s.identity, () => ({ username: userOf(session).username, ip: peerIp(session.remoteAddress), helo: session.hostNameAppearsAs }), (supports) =>
+        offer.seen(supports),
+      );
       relays.set(session.id, r);
     }
     return r;
@@ -69,8 +60,6 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
     banner: 'postern submission',
     size: s.maxMessageSize,
     rejectOversized: true,
-    hideSMTPUTF8: true,
-    hideDSN: true,
     authMethods: ['PLAIN', 'LOGIN'],
     authOptional: false,
     // smtp-server refuses AUTH before STARTTLS unless allowed; postern allows it only on
@@ -82,6 +71,7 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
     ...ctx.tls.serverOptions(),
     logger: false,
     onConnect(session, cb) {
+      offer.applyTo(server);
       cb(preauth.connected(session));
     },
     onSecure(_socket, session, cb) {
@@ -153,14 +143,6 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
     },
   });
   if (ctx.settings.proxyFrom) acceptProxyHeaders(server, ctx.settings.proxyFrom);
-  // A first look at the relay, so that even the first EHLO offers what it offers.
-  void SmtpClient.open(ctx.upstream.endpoint(s.smtpPort), { lmtp: false, heloName: ctx.settings.hostname }).then(
-    (c) => {
-      advertise((ext) => c.supports(ext));
-      void c.quit();
-    },
-    () => undefined,
-  );
   server.on('error', (err) => ctx.log.warn({ err: err.message }, 'submission connection error'));
   ctx.tls.onReload((pem) => server.updateSecureContext(pem));
   return server;
