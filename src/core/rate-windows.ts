@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { invalid } from './errors.js';
-import type { RateLimiter, Reservation } from './ports.js';
+import type { RateLimiter } from './ports.js';
 
 export interface LimitSettings {
   passwordFailures: number;
@@ -126,7 +126,7 @@ export class RateWindows {
     if (fault || held.length < windows.length) {
       await settleAll('refunded', held);
       if (fault) throw fault.reason;
-      const wait = Math.max(...settled.map((r) => (r.status === 'fulfilled' && !r.value.granted ? (r.value as Reservation).resetInMs : 0)));
+      const wait = Math.max(...settled.map((r) => (r.status === 'fulfilled' && !r.value.granted ? r.value.resetInMs : 0)));
       return { granted: false, retryAfterSec: Math.max(1, Math.ceil(wait / 1000)) };
     }
     let done = false;
