@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Clock } from './clock.js';
 import type { AuditStore } from './ports.js';
 import type { AuditEvent } from './types.js';
@@ -27,6 +28,9 @@ export class AuditLog {
 
   async record(input: AuditInput): Promise<void> {
     const event: AuditEvent = {
+      // Made here, before the first write, so a write that is tried again (after a timeout
+      // that may have stored it after all) is recognised and kept once.
+      id: randomBytes(12).toString('hex'),
       time: this.clock.now(),
       reason: null,
       userId: null,

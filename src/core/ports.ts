@@ -32,7 +32,7 @@ export interface AspStore {
 }
 
 export interface RecoveryCodeStore {
-  /** Replaces the user's whole set. */
+  /** Replaces the user's whole set in one step: racing replacements leave one whole set. */
   replace(userId: string, hashes: string[], now: Date): Promise<void>;
   /** Marks the code used; false if it does not exist or was used already. Atomic. */
   consume(userId: string, hash: string, now: Date): Promise<boolean>;
@@ -40,6 +40,7 @@ export interface RecoveryCodeStore {
 }
 
 export interface AuditStore {
+  /** Stores the event; an event whose id is stored already is not stored again. */
   append(event: AuditEvent, expiresAt: Date): Promise<void>;
   /** Newest first; entries past their expiry are never returned. */
   query(q: AuditQuery, now: Date): Promise<AuditPage>;

@@ -194,6 +194,7 @@ export const AUDIT_RESULTS = ['success', 'failure', 'error'] as const;
 export const PROTOCOLS = ['imap', 'pop3', 'smtp', 'lmtp', 'http', 'cli'] as const;
 
 export interface AuditEvent {
+  /** Unique, given when the event is recorded: a store keeps one copy per id. */
   id?: string;
   time: Date;
   action: AuditAction;

@@ -24,7 +24,8 @@ import { decodeCursor, encodeCursor, fromJson, newId, toJson } from './documents
 
 // The data model of the whole product. Documents are JSON so the shape matches the MongoDB
 // store; columns exist only for what is looked up, made unique, or changed atomically.
-const SCHEMA = `
+// Version 1 of the schema: later versions are the numbered MIGRATIONS below.
+const SCHEMA_V1 = `
 CREATE TABLE IF NOT EXISTS users (
   id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, doc TEXT NOT NULL,
   credential_version INTEGER NOT NULL DEFAULT 0, totp_last_step INTEGER);
@@ -52,6 +53,24 @@ CREATE TABLE IF NOT EXISTS challenges (key TEXT PRIMARY KEY, expires_at INTEGER 
 CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 `;
+
+/**
+ * Numbered schema changes, applied in order once each; the database's user_version is the
+ * number of the last one applied. Append only: a released migration never changes.
+ */
+const MIGRATIONS: string[] = [
+  SCHEMA_V1,
+  // 2: audit events keep the id they were recorded with, so an event written again after a
+  // timed-out write (the spool's replay) is stored once; the per-user history index carries
+  // the id tiebreaker its query sorts by.
+  `ALTER TABLE audit ADD COLUMN event_id TEXT;
+   CREATE UNIQUE INDEX audit_event_id ON audit (event_id);
+   DROP INDEX IF EXISTS audit_user_time;
+   CREATE INDEX audit_user_time_id ON audit (username, time DESC, id DESC);`,
+];
+
+/** The schema version this code writes; a newer file was written by a newer postern. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
 
 type Row = Record<string, unknown>;
 
@@ -247,12 +266,14 @@ class EmbeddedAudit implements AuditStore {
     this.pending = [];
     guard('audit', () =>
       this.db.transaction(() => {
+        // An id already stored is this very event written before: keep the one copy.
         const insert = this.db.prepare(
-          'INSERT INTO audit (time, expires_at, action, result, username, ip, protocol, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+          `INSERT INTO audit (event_id, time, expires_at, action, result, username, ip, protocol, doc)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
         );
         for (const { event, expiresAt } of batch) {
-          const { id: _id, ...doc } = event;
-          insert.run(event.time.getTime(), expiresAt.getTime(), event.action, event.result, event.username, event.ip, event.protocol, toJson(doc));
+          const { id, ...doc } = event;
+          insert.run(id ?? null, event.time.getTime(), expiresAt.getTime(), event.action, event.result, event.username, event.ip, event.protocol, toJson(doc));
         }
       })(),
     ).then(
@@ -285,11 +306,13 @@ class EmbeddedAudit implements AuditStore {
         args.push(c.time, c.time, Number(c.id));
       }
       const rows = this.db
-        .prepare(`SELECT id, doc FROM audit WHERE ${where.join(' AND ')} ORDER BY time DESC, id DESC LIMIT ?`)
+        .prepare(`SELECT id, event_id, time, doc FROM audit WHERE ${where.join(' AND ')} ORDER BY time DESC, id DESC LIMIT ?`)
         .all(...args, q.limit + 1) as Row[];
-      const events = rows.slice(0, q.limit).map((r) => ({ ...fromJson<AuditEvent>(r.doc as string), id: String(r.id) }));
-      const last = events[events.length - 1];
-      const nextCursor = rows.length > q.limit && last ? encodeCursor({ time: last.time.getTime(), id: last.id! }) : null;
+      const page = rows.slice(0, q.limit);
+      const events = page.map((r) => ({ ...fromJson<AuditEvent>(r.doc as string), id: (r.event_id as string | null) ?? String(r.id) }));
+      // The cursor is the row's own sequence number, which orders events of one millisecond.
+      const last = page[page.length - 1];
+      const nextCursor = rows.length > q.limit && last ? encodeCursor({ time: last.time as number, id: String(last.id) }) : null;
       return { events, nextCursor };
     });
   }
@@ -575,8 +598,18 @@ export class EmbeddedStore implements Store {
     this.securityKeys = new EmbeddedSecurityKeys(this.db);
   }
 
+  /** Brings the file to SCHEMA_VERSION, each migration in its own transaction. */
   async init(): Promise<void> {
-    this.db.exec(SCHEMA);
+    const at = this.db.pragma('user_version', { simple: true }) as number;
+    if (at > SCHEMA_VERSION) {
+      throw new PosternError('store_misconfigured', `the database is at schema version ${at}, newer than this postern (${SCHEMA_VERSION}): run a newer postern`);
+    }
+    for (let v = at; v < SCHEMA_VERSION; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
   }
 
   async close(): Promise<void> {

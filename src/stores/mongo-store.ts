@@ -1,4 +1,17 @@
-import { MongoClient, MongoServerError, ObjectId, type Collection, type Db, type Filter, type UpdateFilter } from 'mongodb';
+import {
+  MongoClient,
+  MongoCompatibilityError,
+  MongoError,
+  MongoMissingCredentialsError,
+  MongoParseError,
+  MongoServerError,
+  ObjectId,
+  type Collection,
+  type Db,
+  type Filter,
+  type MongoClientOptions,
+  type UpdateFilter,
+} from 'mongodb';
 import { PosternError, conflict, invalid, temporary } from '../core/errors.js';
 import type {
   ApiTokenStore,
@@ -23,16 +36,43 @@ import { decodeCursor, encodeCursor } from './documents.js';
 type UserDoc = Omit<User, 'id'> & { _id: ObjectId };
 type AspDoc = Omit<Asp, 'id' | 'userId'> & { _id: ObjectId; userId: ObjectId };
 type RecoveryDoc = { userId: ObjectId; hash: string; createdAt: Date; usedAt: Date | null };
+type RecoverySetDoc = { _id: ObjectId; codes: Array<{ hash: string; createdAt: Date; usedAt: Date | null }> };
 type AuditDoc = Omit<AuditEvent, 'id'> & { _id?: ObjectId; expiresAt: Date };
 
-/** Maps driver errors: duplicate key → conflict; anything else (network, election) → temporary. */
+// Server codes that mean postern itself is refused (bad credentials, missing rights, a
+// server or feature it cannot use): no retry helps, the operator must fix store.mongodb_url.
+// 13 Unauthorized, 18 AuthenticationFailed, 73 InvalidNamespace (a bad database name),
+// 8000 Atlas's authentication error.
+const REFUSED_CODES = new Set([13, 18, 73, 8000]);
+
+/**
+ * Maps driver errors onto postern's: a duplicate key is a conflict; postern's login or rights
+ * refused is a misconfiguration (still "try again later" for a client, but said as such to
+ * the operator); a network fault, an election or a timeout is temporary. Anything else is a
+ * bug and is thrown as it is, stack and all.
+ */
+export function storeError(err: unknown, what: string): unknown {
+  if (err instanceof PosternError) return err;
+  if (err instanceof MongoServerError && err.code === 11000) return conflict(`${what}: already exists`);
+  const refused =
+    err instanceof MongoParseError ||
+    err instanceof MongoMissingCredentialsError ||
+    err instanceof MongoCompatibilityError ||
+    (err instanceof MongoServerError && typeof err.code === 'number' && REFUSED_CODES.has(err.code));
+  if (refused) {
+    const e = new PosternError('store_misconfigured', `MongoDB refused postern (${(err as Error).message}): check the user, password, database and rights in store.mongodb_url`, true);
+    e.cause = err;
+    return e;
+  }
+  if (err instanceof MongoError) return temporary(err, 'MongoDB');
+  return err;
+}
+
 async function guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof PosternError) throw err;
-    if (err instanceof MongoServerError && err.code === 11000) throw conflict(`${what}: already exists`);
-    throw temporary(err, 'MongoDB');
+    throw storeError(err, what);
   }
 }
 
@@ -157,15 +197,20 @@ class MongoAsps implements AspStore {
   }
 }
 
+/**
+ * A user's recovery codes live in one document: MongoDB changes one document atomically, so
+ * replacing the set is one write (racing regenerations leave one whole set, a failure leaves
+ * the old one) and consuming a code is one conditional update, without transactions (which a
+ * standalone server does not have).
+ */
 class MongoRecoveryCodes implements RecoveryCodeStore {
-  constructor(private readonly c: Collection<RecoveryDoc>) {}
+  constructor(private readonly c: Collection<RecoverySetDoc>) {}
 
   replace(userId: string, hashes: string[], now: Date): Promise<void> {
     const u = oid(userId);
     if (!u) return Promise.resolve();
     return guard('recovery codes', async () => {
-      await this.c.deleteMany({ userId: u });
-      if (hashes.length) await this.c.insertMany(hashes.map((hash) => ({ userId: u, hash, createdAt: now, usedAt: null })));
+      await this.c.replaceOne({ _id: u }, { codes: hashes.map((hash) => ({ hash, createdAt: now, usedAt: null })) }, { upsert: true });
     });
   }
 
@@ -173,14 +218,18 @@ class MongoRecoveryCodes implements RecoveryCodeStore {
     const u = oid(userId);
     if (!u) return Promise.resolve(false);
     return guard('recovery codes', async () => {
-      const res = await this.c.updateOne({ userId: u, hash, usedAt: null }, { $set: { usedAt: now } });
+      const res = await this.c.updateOne({ _id: u, codes: { $elemMatch: { hash, usedAt: null } } }, { $set: { 'codes.$.usedAt': now } });
       return res.modifiedCount === 1;
     });
   }
 
   countUnused(userId: string): Promise<number> {
     const u = oid(userId);
-    return u ? guard('recovery codes', () => this.c.countDocuments({ userId: u, usedAt: null })) : Promise.resolve(0);
+    if (!u) return Promise.resolve(0);
+    return guard('recovery codes', async () => {
+      const doc = await this.c.findOne({ _id: u });
+      return doc ? doc.codes.filter((c) => c.usedAt === null).length : 0;
+    });
   }
 }
 
@@ -188,8 +237,17 @@ class MongoAudit implements AuditStore {
   constructor(private readonly c: Collection<AuditDoc>) {}
 
   append(event: AuditEvent, expiresAt: Date): Promise<void> {
-    const { id: _id, ...doc } = event;
-    return guard('audit', async () => void (await this.c.insertOne({ ...doc, expiresAt })));
+    const { id, ...doc } = event;
+    // The event's own id as _id: written again after a timeout that stored it after all, it
+    // meets itself (duplicate key) and the one copy stands.
+    const _id = (id && oid(id)) || new ObjectId();
+    return guard('audit', async () => {
+      try {
+        await this.c.insertOne({ ...doc, _id, expiresAt });
+      } catch (err) {
+        if (!(err instanceof MongoServerError && err.code === 11000)) throw err;
+      }
+    });
   }
 
   query(q: AuditQuery, now: Date): Promise<AuditPage> {
@@ -371,7 +429,8 @@ class MongoPolicy implements PolicyStore {
       const doc = await this.domains.findOne({ name });
       if (!doc) return null;
       const { _id, ...rest } = doc;
-      return rest;
+      // Unsetting a domain's last feature can leave a document without the field.
+      return { ...rest, features: rest.features ?? {} };
     });
   }
 
@@ -470,6 +529,73 @@ class MongoSecurityKeys implements SecurityKeyStore {
   }
 }
 
+/** Numbered schema steps; append only. The `meta` collection's "schema" document holds the last applied. */
+const MONGO_MIGRATIONS: Array<(db: Db) => Promise<void>> = [
+  // 1: indexes for the whole data model.
+  async (db) => {
+    await db.collection('users').createIndex({ username: 1 }, { unique: true });
+    await db.collection('users').createIndex({ domain: 1 });
+    await db.collection('asps').createIndex({ userId: 1, prefixHash: 1 });
+    // expireAfterSeconds 0 on expiresAt: each entry carries its own end, so the retention
+    // can change without rebuilding the index.
+    await db.collection('audit').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
+    await db.collection('audit').createIndex({ time: -1, _id: -1 });
+    await db.collection('sessions').createIndex({ tokenHash: 1 }, { unique: true });
+    await db.collection('sessions').createIndex({ userId: 1 });
+    await db.collection('sessions').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
+    await db.collection('trusted_devices').createIndex({ tokenHash: 1 }, { unique: true });
+    await db.collection('trusted_devices').createIndex({ userId: 1 });
+    await db.collection('trusted_devices').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
+    await db.collection('webauthn_credentials').createIndex({ credentialId: 1 }, { unique: true });
+    await db.collection('webauthn_credentials').createIndex({ userId: 1 });
+    await db.collection('api_tokens').createIndex({ tokenHash: 1 }, { unique: true });
+    await db.collection('challenges').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
+    await db.collection('domains').createIndex({ name: 1 }, { unique: true });
+  },
+  // 2: a user's history sorted by time then _id (what its query asks) from the index alone;
+  // recovery codes from one document per code into one document per user.
+  async (db) => {
+    await db.collection('audit').createIndex({ username: 1, time: -1, _id: -1 });
+    await db.collection('audit').dropIndex('username_1_time_-1').catch(() => undefined);
+    const old = db.collection<RecoveryDoc>('recovery_codes');
+    const sets = db.collection<RecoverySetDoc>('recovery_code_sets');
+    for await (const group of old.aggregate<{ _id: ObjectId; codes: RecoverySetDoc['codes'] }>([
+      { $group: { _id: '$userId', codes: { $push: { hash: '$hash', createdAt: '$createdAt', usedAt: '$usedAt' } } } },
+    ])) {
+      await sets.updateOne({ _id: group._id }, { $setOnInsert: { codes: group.codes } }, { upsert: true });
+    }
+    await old.drop().catch(() => undefined);
+  },
+];
+
+export const MONGO_SCHEMA_VERSION = MONGO_MIGRATIONS.length;
+
+/**
+ * The client options postern uses for a connection string: its defaults for what the URL does
+ * not set itself, and the database (the URL's, else "postern", never the driver's "test").
+ * A login must not wait the driver's 30 s to learn MongoDB is down, nor hang on a stalled
+ * server (socket and pool waits bounded). A spent recovery code or TOTP step must survive a
+ * failover: writes acknowledged by a majority, reads from the primary, retried once.
+ */
+export function clientSettings(url: string): { options: MongoClientOptions; dbName: string } {
+  // [the option, its name in a connection string, the default]
+  const defaults: Array<[keyof MongoClientOptions, string, unknown]> = [
+    ['serverSelectionTimeoutMS', 'serverSelectionTimeoutMS', 5000],
+    ['connectTimeoutMS', 'connectTimeoutMS', 5000],
+    ['socketTimeoutMS', 'socketTimeoutMS', 10_000],
+    ['waitQueueTimeoutMS', 'waitQueueTimeoutMS', 5000],
+    ['writeConcern', 'w', { w: 'majority' }],
+    ['readPreference', 'readPreference', 'primary'],
+    ['retryWrites', 'retryWrites', true],
+    ['retryReads', 'retryReads', true],
+  ];
+  const query = url.includes('?') ? url.slice(url.indexOf('?') + 1).toLowerCase() : '';
+  const given = new Set(query.split('&').map((kv) => kv.split('=')[0]));
+  const options = Object.fromEntries(defaults.filter(([, inUrl]) => !given.has(inUrl.toLowerCase())).map(([key, , value]) => [key, value]));
+  const named = /^mongodb(\+srv)?:\/\/[^/]*\/([^?]+)/.exec(url)?.[2];
+  return { options: { ...options, appName: 'postern' }, dbName: named ? decodeURIComponent(named) : 'postern' };
+}
+
 /** Production store on the official driver, used directly (no ODM). */
 export class MongoStore implements Store {
   readonly users: MongoUsers;
@@ -488,7 +614,7 @@ export class MongoStore implements Store {
     this.db = client.db(dbName);
     this.users = new MongoUsers(this.db.collection('users'));
     this.asps = new MongoAsps(this.db.collection('asps'));
-    this.recoveryCodes = new MongoRecoveryCodes(this.db.collection('recovery_codes'));
+    this.recoveryCodes = new MongoRecoveryCodes(this.db.collection('recovery_code_sets'));
     this.audit = new MongoAudit(this.db.collection('audit'));
     this.sessions = new MongoSessions(this.db.collection('sessions'));
     this.devices = new MongoDevices(this.db.collection('trusted_devices'));
@@ -499,55 +625,35 @@ export class MongoStore implements Store {
   }
 
   static async connect(url: string, dbName?: string): Promise<MongoStore> {
-    // Defaults for what the URL does not set itself. A login must not wait the driver's 30 s
-    // to learn MongoDB is down, nor hang on a stalled server (socket and pool waits bounded).
-    // A spent recovery code or TOTP step must survive a failover: writes acknowledged by a
-    // majority, reads from the primary, retried once on a transient error.
-    // [the option, its name in a connection string, the default]
-    const defaults: Array<[string, string, unknown]> = [
-      ['serverSelectionTimeoutMS', 'serverSelectionTimeoutMS', 5000],
-      ['connectTimeoutMS', 'connectTimeoutMS', 5000],
-      ['socketTimeoutMS', 'socketTimeoutMS', 10_000],
-      ['waitQueueTimeoutMS', 'waitQueueTimeoutMS', 5000],
-      ['writeConcern', 'w', { w: 'majority' }],
-      ['readPreference', 'readPreference', 'primary'],
-      ['retryWrites', 'retryWrites', true],
-      ['retryReads', 'retryReads', true],
-    ];
-    const query = url.includes('?') ? url.slice(url.indexOf('?') + 1).toLowerCase() : '';
-    const given = new Set(query.split('&').map((kv) => kv.split('=')[0]));
-    const options = Object.fromEntries(defaults.filter(([, inUrl]) => !given.has(inUrl.toLowerCase())).map(([key, , value]) => [key, value]));
-    const client = new MongoClient(url, { ...options, appName: 'postern' });
-    await guard('MongoDB', () => client.connect());
-    // A URL that names no database would put everything in the driver's "test".
-    const named = /^mongodb(\+srv)?:\/\/[^/]*\/([^?]+)/.exec(url)?.[2];
-    return new MongoStore(client, dbName ?? (named ? decodeURIComponent(named) : 'postern'));
+    const { options, dbName: named } = clientSettings(url);
+    // The constructor parses the URL: a malformed one is the operator's to fix, said so.
+    const client = await guard('MongoDB', async () => new MongoClient(url, options));
+    try {
+      await guard('MongoDB', () => client.connect());
+    } catch (err) {
+      await client.close().catch(() => undefined);
+      throw err;
+    }
+    return new MongoStore(client, dbName ?? named);
   }
 
-  /** Indexes for the whole data model, including features that build on them later. */
+  /**
+   * Brings the database to MONGO_SCHEMA_VERSION. Every step is idempotent (index creation,
+   * moving documents with upserts), so two processes starting together are harmless; the
+   * version is recorded only after its step finished.
+   */
   async init(): Promise<void> {
     const db = this.db;
+    const meta = db.collection<{ _id: string; version: number }>('meta');
     await guard('MongoDB', async () => {
-      await db.collection('users').createIndex({ username: 1 }, { unique: true });
-      await db.collection('users').createIndex({ domain: 1 });
-      await db.collection('asps').createIndex({ userId: 1, prefixHash: 1 });
-      await db.collection('recovery_codes').createIndex({ userId: 1, hash: 1 }, { unique: true });
-      // expireAfterSeconds 0 on expiresAt: each entry carries its own end, so the retention
-      // can change without rebuilding the index.
-      await db.collection('audit').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
-      await db.collection('audit').createIndex({ time: -1, _id: -1 });
-      await db.collection('audit').createIndex({ username: 1, time: -1 });
-      await db.collection('sessions').createIndex({ tokenHash: 1 }, { unique: true });
-      await db.collection('sessions').createIndex({ userId: 1 });
-      await db.collection('sessions').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
-      await db.collection('trusted_devices').createIndex({ tokenHash: 1 }, { unique: true });
-      await db.collection('trusted_devices').createIndex({ userId: 1 });
-      await db.collection('trusted_devices').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
-      await db.collection('webauthn_credentials').createIndex({ credentialId: 1 }, { unique: true });
-      await db.collection('webauthn_credentials').createIndex({ userId: 1 });
-      await db.collection('api_tokens').createIndex({ tokenHash: 1 }, { unique: true });
-      await db.collection('challenges').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
-      await db.collection('domains').createIndex({ name: 1 }, { unique: true });
+      const at = (await meta.findOne({ _id: 'schema' }))?.version ?? 0;
+      if (at > MONGO_SCHEMA_VERSION) {
+        throw new PosternError('store_misconfigured', `the database is at schema version ${at}, newer than this postern (${MONGO_SCHEMA_VERSION}): run a newer postern`, true);
+      }
+      for (let v = at; v < MONGO_SCHEMA_VERSION; v++) {
+        await MONGO_MIGRATIONS[v]!(db);
+        await meta.updateOne({ _id: 'schema' }, { $max: { version: v + 1 } }, { upsert: true });
+      }
     });
   }
 

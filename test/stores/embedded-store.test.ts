@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EmbeddedStore } from '../../src/stores/embedded-store.js';
+import Database from 'better-sqlite3';
+import { EmbeddedStore, SCHEMA_VERSION } from '../../src/stores/embedded-store.js';
 import { newUser, storeContract } from './store-contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'postern-store-'));
@@ -29,5 +30,42 @@ describe('embedded store durability', () => {
     await s.init();
     await s.close();
     await expect(s.users.findByName('alice')).rejects.toMatchObject({ code: 'temporary_failure', temporary: true });
+  });
+
+  it('upgrades a file written by the first schema, keeping its audit trail', async () => {
+    const path = join(dir, 'v1.sqlite');
+    // The audit table as the first release wrote it, user_version still 0.
+    const old = new Database(path);
+    old.exec(`CREATE TABLE audit (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+      action TEXT NOT NULL, result TEXT NOT NULL, username TEXT, ip TEXT, protocol TEXT, doc TEXT NOT NULL);
+      CREATE INDEX audit_user_time ON audit (username, time DESC);`);
+    const t = Date.now();
+    old.prepare('INSERT INTO audit (time, expires_at, action, result, username, doc) VALUES (?, ?, ?, ?, ?, ?)').run(
+      t, t + 86_400_000, 'auth', 'success', 'alice', JSON.stringify({ time: new Date(t), action: 'auth', result: 'success', username: 'alice' }),
+    );
+    old.close();
+    const s = new EmbeddedStore(path);
+    await s.init();
+    const { events } = await s.audit.query({ username: 'alice', limit: 10 }, new Date(t));
+    expect(events).toHaveLength(1);
+    await s.audit.append({ ...events[0]!, id: 'bbbbbbbbbbbbbbbbbbbbbbb1' }, new Date(t + 86_400_000));
+    await s.audit.append({ ...events[0]!, id: 'bbbbbbbbbbbbbbbbbbbbbbb1' }, new Date(t + 86_400_000));
+    expect((await s.audit.query({ username: 'alice', limit: 10 }, new Date(t))).events).toHaveLength(2);
+    await s.close();
+    const check = new Database(path);
+    expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect((check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit'").all() as Array<{ name: string }>).map((r) => r.name)).not.toContain('audit_user_time');
+    check.close();
+  });
+
+  it('refuses a file written by a newer postern instead of guessing at it', async () => {
+    const path = join(dir, 'newer.sqlite');
+    const newer = new Database(path);
+    newer.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    newer.close();
+    const s = new EmbeddedStore(path);
+    await expect(s.init()).rejects.toMatchObject({ code: 'store_misconfigured', message: expect.stringContaining('newer postern') });
+    await s.close();
   });
 });

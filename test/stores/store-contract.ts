@@ -2,7 +2,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NewUser, Store } from '../../src/core/ports.js';
 import type { AuditEvent } from '../../src/core/types.js';
 
-const T0 = new Date('2026-03-01T10:00:00Z');
+// A year ahead, on a whole second: a real MongoDB's TTL monitor compares expiry dates with
+// its own clock, and would delete fixtures dated in the past while a test runs.
+const T0 = new Date(Math.floor(Date.now() / 1000) * 1000 + 365 * 86_400_000);
 
 export function newUser(username: string): NewUser {
   return {
@@ -126,6 +128,32 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       await s.recoveryCodes.replace(u.id, ['d1'], T0);
       expect(await s.recoveryCodes.consume(u.id, 'c2', T0)).toBe(false);
       expect(await s.recoveryCodes.consume(u.id, 'd1', T0)).toBe(true);
+    });
+
+    it('keeps one whole set when recovery code replacements race', async () => {
+      const u = await s.users.create(newUser('alice'), T0);
+      const sets = Array.from({ length: 6 }, (_, i) => Array.from({ length: 10 }, (_, j) => `set${i}-code${j}`));
+      await Promise.all(sets.map((codes) => s.recoveryCodes.replace(u.id, codes, T0)));
+      expect(await s.recoveryCodes.countUnused(u.id)).toBe(10);
+      const usable = await Promise.all(sets.map(async (codes) => (await Promise.all(codes.map((c) => s.recoveryCodes.consume(u.id, c, T0)))).filter(Boolean).length));
+      // One set works whole; every code of every other set is refused.
+      expect(usable.sort((a, b) => a - b)).toEqual([0, 0, 0, 0, 0, 10]);
+      expect(await s.recoveryCodes.countUnused(u.id)).toBe(0);
+    });
+
+    it('stores an audit event written twice (a retried write) once', async () => {
+      const e = { ...event(1), id: 'aaaaaaaaaaaaaaaaaaaaaaa1' };
+      const expires = new Date(T0.getTime() + 86_400_000);
+      await s.audit.append(e, expires);
+      await Promise.all([s.audit.append(e, expires), s.audit.append(e, expires), s.audit.append({ ...event(2), id: 'aaaaaaaaaaaaaaaaaaaaaaa2' }, expires)]);
+      const { events } = await s.audit.query({ limit: 10 }, T0);
+      expect(events.map((x) => x.id).sort()).toEqual(['aaaaaaaaaaaaaaaaaaaaaaa1', 'aaaaaaaaaaaaaaaaaaaaaaa2']);
+    });
+
+    it('is ready again after a second start, with its data', async () => {
+      const u = await s.users.create(newUser('alice'), T0);
+      await s.init();
+      expect((await s.users.findById(u.id))?.username).toBe('alice');
     });
 
     it('queries audit events newest first with filters and cursor paging', async () => {
@@ -260,6 +288,8 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       const cleared = await s.policy.setDomainFeature('example.org', 'two_factor_required', null, T0);
       expect(cleared.features).toEqual({ two_factor_recommended: 'disabled' });
       expect((await s.policy.domain('example.org'))?.createdAt).toEqual(T0);
+      await s.policy.setDomainFeature('example.org', 'two_factor_recommended', null, T0);
+      expect((await s.policy.domain('example.org'))?.features).toEqual({});
     });
 
     it('keeps one-time challenges with tries that run down, until they expire', async () => {
