@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import type { Accounts } from './core/accounts.js';
 import type { AuditLog } from './core/audit-log.js';
 import type { Authenticator } from './core/authenticate.js';
@@ -21,6 +20,7 @@ import { MemoryLimiter } from './stores/memory-limiter.js';
 import type { SecurityKeys } from './core/security-keys.js';
 import { loadPlugins, observedAudit } from './plugins.js';
 import { MongoStore } from './stores/mongo-store.js';
+import { configuredRedis, connectRedis, persistenceRisks, type RedisSettings } from './stores/redis-client.js';
 import { RedisLimiter } from './stores/redis-limiter.js';
 import { MemorySessionSlots, RedisSessionSlots } from './stores/session-slots.js';
 import { WorkerPool } from './workers/worker-pool.js';
@@ -65,10 +65,19 @@ async function openStore(cfg: Config): Promise<Store> {
   return store;
 }
 
-function redisClient(url: string): Redis {
-  // Fail fast while Redis is down (one reconnect try, 2 s per command) so logins answer
-  // "try again later" instead of hanging.
-  return new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 2000, connectTimeout: 2000 });
+/** The [redis] section as the connection's settings. */
+export function redisSettings(cfg: Config): RedisSettings {
+  const r = cfg.redis;
+  return {
+    url: r.url,
+    sentinels: r.sentinels,
+    sentinelName: r.sentinel_name,
+    clusterNodes: r.cluster_nodes,
+    username: r.username,
+    password: r.password,
+    sentinelPassword: r.sentinel_password,
+    tls: r.tls,
+  };
 }
 
 /** Maps the configuration file's sections onto the core's settings. */
@@ -126,8 +135,15 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   const plugins = await loadPlugins(cfg, log);
   const secrets = loadSecrets(dataPath(cfg, cfg.secrets.keys_file));
   const store = await openStore(cfg);
-  const redis = cfg.redis.url ? redisClient(cfg.redis.url) : null;
-  redis?.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
+  const rs = redisSettings(cfg);
+  const redis = configuredRedis(rs) ? connectRedis(rs) : null;
+  redis?.on('error', (err: Error) => log.warn({ err: err.message }, 'redis error'));
+  if (redis) {
+    void persistenceRisks(redis).then(
+      (risks) => risks.forEach((risk) => log.warn(risk)),
+      () => undefined,
+    );
+  }
   const limiter: RateLimiter = redis ? new RedisLimiter(redis) : new MemoryLimiter(clock);
   const cache: CredentialCache = redis ? new RedisCredentialCache(redis) : new MemoryCredentialCache(clock);
   const slots: SessionSlots = redis ? new RedisSessionSlots(redis) : new MemorySessionSlots();

@@ -55,6 +55,8 @@ export function redactedConfig(cfg: Config): Readonly<Config> {
   copy.upstream.master_password = copy.upstream.master_password ? REDACTED : '';
   copy.store.mongodb_url = withoutPassword(copy.store.mongodb_url);
   copy.redis.url = withoutPassword(copy.redis.url);
+  copy.redis.password = copy.redis.password ? REDACTED : '';
+  copy.redis.sentinel_password = copy.redis.sentinel_password ? REDACTED : '';
   const freeze = (o: object): void => {
     Object.freeze(o);
     for (const v of Object.values(o)) if (v && typeof v === 'object' && !Object.isFrozen(v)) freeze(v);

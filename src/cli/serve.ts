@@ -3,7 +3,8 @@ import type { NginxSettings } from '../api/routes/nginx.js';
 import { PosternError } from '../core/errors.js';
 import { buildApi } from '../api/server.js';
 import { networkMatcher } from '../core/rate-windows.js';
-import { createApp, type App } from '../app.js';
+import { createApp, redisSettings, type App } from '../app.js';
+import { configuredRedis } from '../stores/redis-client.js';
 import type { Config } from '../config/load.js';
 import { startListeners } from '../protocols/servers.js';
 
@@ -46,7 +47,7 @@ function readinessChecks(app: App, state: { serving: () => boolean }): Record<st
       if (!state.serving()) throw new Error('not serving (starting or shutting down)');
     },
   };
-  if (app.config.redis.url) checks.redis = async () => void (await app.cache.get('readiness'));
+  if (configuredRedis(redisSettings(app.config))) checks.redis = async () => void (await app.cache.get('readiness'));
   return checks;
 }
 
@@ -130,7 +131,7 @@ export async function serve(config: Config): Promise<void> {
       api: api ? `http://${config.api.host}:${api.port}/ (docs at /docs)` : 'off',
       upstream: `imap ${up.host}:${up.imap_port}, pop3 ${up.host}:${up.pop3_port}, smtp ${up.host}:${up.smtp_port}, lmtp ${up.host}:${up.lmtp_port}`,
       store: config.store.kind,
-      redis: config.redis.url ? 'configured' : 'in-memory',
+      redis: !configuredRedis(redisSettings(config)) ? 'in-memory' : config.redis.cluster_nodes.length ? 'cluster' : config.redis.sentinels.length ? 'sentinel' : 'server',
       certificate: listeners.tls.certFile,
     },
     'postern listening',

@@ -15,6 +15,7 @@ const duration = z.string().transform((s, ctx) => {
   return ms;
 });
 const count = z.number().int().min(1);
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'expected host:port');
 const cidr = z.string().refine((s) => /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(s), 'expected an IP address or CIDR');
 
 const port = z.number().int().min(0).max(65535);
@@ -30,7 +31,19 @@ const schema = z.strictObject({
     sync: z.enum(['normal', 'full']),
     mongodb_url: z.string().regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// or mongodb+srv:// URL'),
   }),
-  redis: z.strictObject({ url: z.union([z.literal(''), z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss://')]) }),
+  redis: z
+    .strictObject({
+      url: z.union([z.literal(''), z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss://')]),
+      sentinels: z.array(hostPort),
+      sentinel_name: z.string(),
+      cluster_nodes: z.array(hostPort),
+      username: z.string(),
+      password: z.string(),
+      sentinel_password: z.string(),
+      tls: z.boolean(),
+    })
+    .refine((r) => [r.url !== '', r.sentinels.length > 0, r.cluster_nodes.length > 0].filter(Boolean).length <= 1, 'set one of url, sentinels or cluster_nodes')
+    .refine((r) => !r.sentinels.length || r.sentinel_name !== '', 'sentinel_name is needed with sentinels'),
   secrets: z.strictObject({ keys_file: z.string().min(1) }),
   auth: z.strictObject({
     bcrypt_rounds: z.number().int().min(10).max(15),

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis-client.js';
 import type { Clock } from '../core/clock.js';
 import { temporary } from '../core/errors.js';
 import type { CredentialCache } from '../core/ports.js';
@@ -38,7 +38,7 @@ export class MemoryCredentialCache implements CredentialCache {
 /** Shared by every postern process; keys are HMACs, so Redis never sees a secret. */
 export class RedisCredentialCache implements CredentialCache {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly prefix = 'postern:vc:',
   ) {}
 

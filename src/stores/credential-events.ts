@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
+import type { RedisConnection } from './redis-client.js';
 import { temporary } from '../core/errors.js';
 import type { CredentialEvents } from '../core/ports.js';
 
@@ -38,10 +39,10 @@ export class LocalCredentialEvents implements CredentialFeed {
  * away is made up for by the periodic re-check of live sessions.
  */
 export class RedisCredentialEvents extends LocalCredentialEvents {
-  private subscriber: Redis | null = null;
+  private subscriber: RedisConnection | null = null;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly channel = 'postern:credentials',
   ) {
     super();
@@ -60,7 +61,7 @@ export class RedisCredentialEvents extends LocalCredentialEvents {
     if (!this.subscriber) {
       // A connection in subscriber mode takes no other commands: one of its own, only in
       // processes that hold sessions.
-      const sub = this.redis.duplicate();
+      const sub: RedisConnection = this.redis instanceof Cluster ? this.redis.duplicate() : this.redis.duplicate();
       sub.on('error', () => undefined);
       sub.on('message', (channel: string, userId: string) => {
         if (channel === this.channel) this.deliver(userId);

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis-client.js';
 import { temporary } from '../core/errors.js';
 import type { RateLimiter, Reservation } from '../core/ports.js';
 
@@ -42,7 +42,7 @@ end
 return 1
 `;
 
-type RedisWithScripts = Redis & {
+type RedisWithScripts = RedisConnection & {
   posternReserve(key: string, fingerprint: string, limit: number, windowMs: number): Promise<[number, number]>;
   posternSettle(key: string, fingerprint: string, outcome: string, windowMs: number): Promise<number>;
 };
@@ -51,7 +51,7 @@ type RedisWithScripts = Redis & {
 export class RedisLimiter implements RateLimiter {
   private readonly redis: RedisWithScripts;
 
-  constructor(redis: Redis, private readonly prefix = 'postern:rl:') {
+  constructor(redis: RedisConnection, private readonly prefix = 'postern:rl:') {
     redis.defineCommand('posternReserve', { numberOfKeys: 1, lua: RESERVE_SCRIPT });
     redis.defineCommand('posternSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT });
     this.redis = redis as RedisWithScripts;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis-client.js';
 import { temporary } from '../core/errors.js';
 import type { SessionSlots } from '../core/ports.js';
 
@@ -46,7 +46,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `;
 
-type RedisWithSlots = Redis & {
+type RedisWithSlots = RedisConnection & {
   posternSlotAcquire(key: string, max: number, member: string, leaseMs: number): Promise<number>;
   posternSlotRenew(key: string, member: string, leaseMs: number): Promise<number>;
 };
@@ -61,7 +61,7 @@ export class RedisSessionSlots implements SessionSlots {
   private readonly timer: NodeJS.Timeout;
 
   constructor(
-    redis: Redis,
+    redis: RedisConnection,
     private readonly leaseMs = 90_000,
     private readonly prefix = 'postern:slots:',
   ) {

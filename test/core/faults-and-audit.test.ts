@@ -98,4 +98,25 @@ describe('audit trail (A8)', () => {
     expect(events[0]?.time).toBeInstanceOf(Date);
     expect(await log.flushFallback()).toBe(0);
   });
+
+  it('stores once an event whose write timed out after it was stored, when the spool replays it', async () => {
+    const store = new EmbeddedStore(':memory:');
+    await store.init();
+    // The write reaches the store, but its answer is lost (a socket timeout after the commit).
+    const lost: AuditStore = {
+      append: async (e, exp) => {
+        await store.audit.append(e, exp);
+        throw new Error('socket timeout');
+      },
+      query: (q, now) => store.audit.query(q, now),
+      purgeExpired: (now) => store.audit.purgeExpired(now),
+    };
+    const spool = new AuditSpool(join(mkdtempSync(join(tmpdir(), 'postern-spool-')), 'spool.jsonl'));
+    const log = new AuditLog(lost, { now: () => new Date() }, 86_400_000, spool);
+    await log.record({ action: 'auth', result: 'failure', username: 'alice', reason: 'once' });
+    const replay = new AuditLog(store.audit, { now: () => new Date() }, 86_400_000, spool);
+    expect(await replay.flushFallback()).toBe(1);
+    const { events } = await store.audit.query({ limit: 10 }, new Date());
+    expect(events.map((e) => e.reason)).toEqual(['once']);
+  });
 });

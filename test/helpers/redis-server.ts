@@ -9,20 +9,14 @@ export interface RedisServer {
   url: string;
   port: number;
   client(): Redis;
+  /** SIGKILL: no goodbye to clients, nothing flushed beyond what persistence wrote already. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and directory (so with `persist`, with its data). */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** Debian's redis-server on a free port with a private directory, no persistence. */
-export async function startRedis(): Promise<RedisServer> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'postern-redis-'));
-  const proc: ChildProcess = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  const url = `redis://127.0.0.1:${port}`;
-  const clients: Redis[] = [];
+async function reachable(url: string): Promise<void> {
   await waitFor('redis-server', async () => {
     const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     r.on('error', () => {});
@@ -33,6 +27,36 @@ export async function startRedis(): Promise<RedisServer> {
       r.disconnect();
     }
   });
+}
+
+/**
+ * Debian's redis-server on a free port with a private directory. No persistence unless
+ * `persist`: then every write is in the append-only file before Redis answers it, as a
+ * deployment that must not forget guessing counts runs it.
+ */
+export async function startRedis(opts: { persist?: boolean; extraArgs?: string[] } = {}): Promise<RedisServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'postern-redis-'));
+  const args = [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir,
+    ...(opts.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+    ...(opts.extraArgs ?? []),
+  ];
+  let proc: ChildProcess;
+  const launch = async () => {
+    proc = spawn('redis-server', args, { stdio: 'ignore' });
+    await reachable(url);
+  };
+  const url = `redis://127.0.0.1:${port}`;
+  const clients: Redis[] = [];
+  const kill = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGKILL');
+      await exited;
+    }
+  };
+  await launch();
   return {
     url,
     port,
@@ -42,13 +66,11 @@ export async function startRedis(): Promise<RedisServer> {
       clients.push(c);
       return c;
     },
+    kill,
+    restart: launch,
     async stop() {
       for (const c of clients) c.disconnect();
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGKILL');
-        await exited;
-      }
+      await kill();
       rmSync(dir, { recursive: true, force: true });
     },
   };
