@@ -1,4 +1,6 @@
-import { mkdtempSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -6,6 +8,7 @@ import { AuditLog } from '../../src/core/audit-log.js';
 import { temporary } from '../../src/core/errors.js';
 import type { AuditStore } from '../../src/core/ports.js';
 import { AuditSpool } from '../../src/stores/audit-spool.js';
+import { toJson } from '../../src/stores/documents.js';
 import { EmbeddedStore } from '../../src/stores/embedded-store.js';
 import { RedisLimiter } from '../../src/stores/redis-limiter.js';
 import { PASSWORD, actor, req, testCore } from '../helpers/core.js';
@@ -118,5 +121,19 @@ describe('audit trail (A8)', () => {
     expect(await replay.flushFallback()).toBe(1);
     const { events } = await store.audit.query({ limit: 10 }, new Date());
     expect(events.map((e) => e.reason)).toEqual(['once']);
+  });
+
+  it('adopts the half-drained batch of a process that died, and leaves a live one\'s alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'postern-spool-'));
+    const path = join(dir, 'spool.jsonl');
+    const line = (reason: string) => `${toJson({ event: { id: randomBytes(12).toString('hex'), time: new Date(), action: 'auth', result: 'failure', reason }, expiresAt: new Date(Date.now() + 86_400_000) })}\n`;
+    const dead = spawnSync('true').pid;
+    writeFileSync(`${path}.${dead}.draining`, line('from a dead process'));
+    writeFileSync(`${path}.${process.ppid}.draining`, line('being drained by a live process'));
+    const store = new EmbeddedStore(':memory:');
+    await store.init();
+    const log = new AuditLog(store.audit, { now: () => new Date() }, 86_400_000, new AuditSpool(path));
+    expect(await log.flushFallback()).toBe(1);
+    expect((await store.audit.query({ limit: 10 }, new Date())).events.map((e) => e.reason)).toEqual(['from a dead process']);
   });
 });
