@@ -142,6 +142,7 @@ const schema = z.strictObject({
     tls: z.enum(['none', 'starttls', 'implicit']),
     tls_ca: z.string(),
     tls_verify: z.boolean(),
+    proxy_protocol: z.enum(['off', 'v1', 'v2']),
   }),
 });
 

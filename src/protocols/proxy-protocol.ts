@@ -83,7 +83,7 @@ function v1(line: string): ProxiedPeer {
 }
 
 /** The address in one normal form (IPv6 compressed, IPv4-mapped reduced), as rate windows key it. */
-function canonical(peer: ProxiedPeer): ProxiedPeer {
+export function canonical(peer: ProxiedPeer): ProxiedPeer {
   if (!peer.ip) return peer;
   const family = isIP(peer.ip) === 6 ? 'ipv6' : 'ipv4';
   const ip = new SocketAddress({ address: peer.ip, family }).address;
@@ -129,4 +129,65 @@ export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<Prox
     socket.once('end', onGone);
     socket.once('error', onGone);
   });
+}
+
+/** The two ends of a client's connection, as a PROXY header towards the upstream names them. */
+export interface ProxiedConnection {
+  ip: string;
+  port: number;
+  localIp: string;
+  localPort: number;
+}
+
+const unmapped = (ip: string) => (/^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(ip) ? ip.slice(7) : ip);
+const mapped = (ip: string) => (isIP(ip) === 4 ? `::ffff:${ip}` : ip);
+
+/** The 16 bytes of a valid IPv6 address (with an embedded IPv4 tail where it has one). */
+function v6Bytes(ip: string): Buffer {
+  let text = ip;
+  const tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)?.[1];
+  if (tail) {
+    const [a, b, c, d] = tail.split('.').map(Number) as [number, number, number, number];
+    text = `${text.slice(0, -tail.length)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', rest] = text.split('::');
+  const groups = (s: string) => (s ? s.split(':') : []);
+  const h = groups(head);
+  const r = rest === undefined ? [] : groups(rest);
+  const all = rest === undefined ? h : [...h, ...Array<string>(8 - h.length - r.length).fill('0'), ...r];
+  return Buffer.from(
+    all.flatMap((g) => {
+      const n = parseInt(g, 16);
+      return [n >> 8, n & 0xff];
+    }),
+  );
+}
+
+/**
+ * The header postern sends first on a connection to an upstream listener that expects one
+ * (Dovecot's `haproxy = yes`): the client's address and port, and the address it reached.
+ * Both ends in one family: an IPv4 end beside an IPv6 one is written IPv4-mapped. Without a
+ * client (a connection postern makes for itself), the header says so (LOCAL, UNKNOWN).
+ */
+export function proxyHeader(version: 1 | 2, conn: ProxiedConnection | null): Buffer {
+  const src = conn ? unmapped(conn.ip) : '';
+  const dst = conn ? unmapped(conn.localIp) : '';
+  const known = conn !== null && isIP(src) !== 0 && isIP(dst) !== 0;
+  const v4 = known && isIP(src) === 4 && isIP(dst) === 4;
+  if (version === 1) {
+    if (!known) return Buffer.from('PROXY UNKNOWN\r\n');
+    const [s, d] = v4 ? [src, dst] : [mapped(src), mapped(dst)];
+    return Buffer.from(`PROXY ${v4 ? 'TCP4' : 'TCP6'} ${s} ${d} ${conn.port} ${conn.localPort}\r\n`);
+  }
+  if (!known) return Buffer.concat([V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])]);
+  const addresses = v4
+    ? Buffer.from([...src.split('.').map(Number), ...dst.split('.').map(Number)])
+    : Buffer.concat([v6Bytes(mapped(src)), v6Bytes(mapped(dst))]);
+  const ports = Buffer.alloc(4);
+  ports.writeUInt16BE(conn.port, 0);
+  ports.writeUInt16BE(conn.localPort, 2);
+  const body = Buffer.concat([addresses, ports]);
+  const head = Buffer.from([0x21, v4 ? 0x11 : 0x21, 0, 0]);
+  head.writeUInt16BE(body.length, 2);
+  return Buffer.concat([V2_SIGNATURE, head, body]);
 }

@@ -83,6 +83,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       masterPassword: up.master_password,
       separator: up.master_separator,
       tls: { mode: up.tls, ca: up.tls_ca ? readPem('upstream.tls_ca', up.tls_ca) : null, verify: up.tls_verify },
+      proxyProtocol: up.proxy_protocol,
     }),
     settings: {
       plaintextAllowed: networkMatcher(cfg.frontend.plaintext_auth_networks),

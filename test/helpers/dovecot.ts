@@ -10,6 +10,9 @@ export interface Dovecot {
   dir: string;
   imapPort: number;
   pop3Port: number;
+  /** IMAP and POP3 listeners that expect a PROXY protocol header first (haproxy = yes). */
+  imapProxyPort: number;
+  pop3ProxyPort: number;
   lmtpPort: number;
   authPort: number;
   masterUser: string;
@@ -42,6 +45,7 @@ export async function startDovecot(opts: { tls?: { cert: string; key: string } }
   const dir = mkdtempSync('/tmp/postern-dovecot-');
   chmodSync(dir, 0o755);
   const [imapPort, pop3Port, lmtpPort, authPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [imapProxyPort, pop3ProxyPort] = [await freePort(), await freePort()];
   const masterUser = 'postern';
   const masterPassword = randomBytes(12).toString('hex');
   const conf = readFileSync(TEMPLATE, 'utf8')
@@ -49,6 +53,8 @@ export async function startDovecot(opts: { tls?: { cert: string; key: string } }
     .replaceAll('{{id}}', randomBytes(4).toString('hex'))
     .replaceAll('{{imapPort}}', String(imapPort))
     .replaceAll('{{pop3Port}}', String(pop3Port))
+    .replaceAll('{{imapProxyPort}}', String(imapProxyPort))
+    .replaceAll('{{pop3ProxyPort}}', String(pop3ProxyPort))
     .replaceAll('{{lmtpPort}}', String(lmtpPort))
     .replaceAll('{{authPort}}', String(authPort))
     .replaceAll('{{ssl}}', opts.tls ? `ssl = yes\nssl_cert = <${opts.tls.cert}\nssl_key = <${opts.tls.key}` : 'ssl = no');
@@ -65,6 +71,8 @@ export async function startDovecot(opts: { tls?: { cert: string; key: string } }
     dir,
     imapPort,
     pop3Port,
+    imapProxyPort,
+    pop3ProxyPort,
     lmtpPort,
     authPort,
     masterUser,

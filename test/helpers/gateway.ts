@@ -21,7 +21,13 @@ export interface Gateway {
 
 /** postern in front of a real Dovecot (and Postfix for submission), all on free ports. */
 export async function startGateway(
-  opts: { postfix?: boolean; env?: Record<string, string>; upstreamTls?: { cert: string; key: string } } = {},
+  opts: {
+    postfix?: boolean;
+    env?: Record<string, string>;
+    upstreamTls?: { cert: string; key: string };
+    /** Reach Dovecot's haproxy listeners, a PROXY header of this version first. */
+    upstreamProxy?: 'v1' | 'v2';
+  } = {},
 ): Promise<Gateway> {
   const dovecot = await startDovecot({ tls: opts.upstreamTls });
   let postfix: Postfix | null = null;
@@ -59,6 +65,13 @@ export async function startGateway(
     POSTERN_UPSTREAM__MASTER_USER: dovecot.masterUser,
     POSTERN_UPSTREAM__MASTER_PASSWORD: dovecot.masterPassword,
     POSTERN_UPSTREAM__CONNECT_TIMEOUT: '"3s"',
+    ...(opts.upstreamProxy
+      ? {
+          POSTERN_UPSTREAM__PROXY_PROTOCOL: `"${opts.upstreamProxy}"`,
+          POSTERN_UPSTREAM__IMAP_PORT: String(dovecot.imapProxyPort),
+          POSTERN_UPSTREAM__POP3_PORT: String(dovecot.pop3ProxyPort),
+        }
+      : {}),
     ...opts.env,
   };
   const app = await createApp(loadConfig({ env }));

@@ -17,6 +17,8 @@ export interface Endpoint {
   port: number;
   timeoutMs: number;
   tls?: UpstreamTls;
+  /** Bytes to send before anything else (a PROXY protocol header), even before TLS. */
+  preamble?: Buffer;
 }
 
 export function upstreamDown(message: string, cause?: unknown): PosternError {
@@ -98,6 +100,7 @@ export class UpstreamConnection {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.setNoDelay(true);
+        if (ep.preamble) socket.write(ep.preamble);
         resolve(socket);
       });
       socket.once('error', (err) => {

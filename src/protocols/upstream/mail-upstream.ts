@@ -1,5 +1,6 @@
 import { PosternError } from '../../core/errors.js';
 import type { Socket } from 'node:net';
+import { proxyHeader } from '../proxy-protocol.js';
 import { b64 } from '../sasl.js';
 import { UpstreamConnection, upstreamDown, type Endpoint, type UpstreamTls } from './connection.js';
 
@@ -14,6 +15,8 @@ export interface UpstreamSettings {
   masterPassword: string;
   separator: string;
   tls: UpstreamTls;
+  /** A PROXY protocol header first on every IMAP and POP3 connection (Dovecot's haproxy listeners). */
+  proxyProtocol: 'off' | 'v1' | 'v2';
 }
 
 export interface ClientInfo {
@@ -45,14 +48,20 @@ export class MailUpstream {
       : b64(`\0${username}${separator}${masterUser}\0${masterPassword}`);
   }
 
-  /** Host, timeout and TLS for one of the upstream's ports. */
+  /** Host, timeout and TLS for one of the upstream's ports (SMTP and LMTP name the client with XCLIENT). */
   endpoint(port: number): Endpoint {
     return { host: this.s.host, port, timeoutMs: this.s.timeoutMs, tls: this.s.tls };
   }
 
+  /** An IMAP or POP3 port's endpoint, with the PROXY header that names this client when configured. */
+  private mailEndpoint(port: number, client: ClientInfo): Endpoint {
+    if (this.s.proxyProtocol === 'off') return this.endpoint(port);
+    return { ...this.endpoint(port), preamble: proxyHeader(this.s.proxyProtocol === 'v1' ? 1 : 2, client) };
+  }
+
   /** An IMAP connection logged in as the user, still read line by line, and its capabilities. */
   private async imapLogin(username: string, client: ClientInfo): Promise<{ conn: UpstreamConnection; capabilities: string }> {
-    const conn = await UpstreamConnection.open(this.endpoint(this.s.imapPort));
+    const conn = await UpstreamConnection.open(this.mailEndpoint(this.s.imapPort, client));
     try {
       const greeting = await conn.line();
       if (!greeting.startsWith('* OK')) throw upstreamDown(`IMAP greeting "${greeting.slice(0, 80)}"`);
@@ -148,7 +157,7 @@ export class MailUpstream {
   }
 
   async pop3(username: string, client: ClientInfo): Promise<UpstreamSession> {
-    const conn = await UpstreamConnection.open(this.endpoint(this.s.pop3Port));
+    const conn = await UpstreamConnection.open(this.mailEndpoint(this.s.pop3Port, client));
     try {
       const greeting = await conn.line();
       if (!greeting.startsWith('+OK')) throw upstreamDown(`POP3 greeting "${greeting.slice(0, 80)}"`);
