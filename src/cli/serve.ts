@@ -16,6 +16,7 @@ function nginxSettings(cfg: Config): NginxSettings | undefined {
   return {
     allowed: networkMatcher(cfg.nginx.allow),
     upstreamHost: up.host,
+    smtpHost: up.smtp_host || up.host,
     ports: { imap: up.imap_port, pop3: up.pop3_port, smtp: up.smtp_port },
     upstreamLogin: (username) => ({ user: `${username}${up.master_separator}${up.master_user}`, pass: up.master_password }),
   };
@@ -129,7 +130,7 @@ export async function serve(config: Config): Promise<void> {
       submission: h(config.submission.host, listeners.ports.submission),
       lmtp: h(config.lmtp.host, listeners.ports.lmtp),
       api: api ? `http://${config.api.host}:${api.port}/ (docs at /docs)` : 'off',
-      upstream: `imap ${up.host}:${up.imap_port}, pop3 ${up.host}:${up.pop3_port}, smtp ${up.host}:${up.smtp_port}, lmtp ${up.host}:${up.lmtp_port}`,
+      upstream: `imap ${up.host}:${up.imap_port}, pop3 ${up.host}:${up.pop3_port}, smtp ${up.smtp_host || up.host}:${up.smtp_port}, lmtp ${up.host}:${up.lmtp_port}`,
       store: config.store.kind,
       redis: !configuredRedis(redisSettings(config)) ? 'in-memory' : config.redis.cluster_nodes.length ? 'cluster' : config.redis.sentinels.length ? 'sentinel' : 'server',
       certificate: listeners.tls.certFile,

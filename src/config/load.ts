@@ -131,6 +131,7 @@ const schema = z.strictObject({
     host: z.string().min(1),
     imap_port: port,
     pop3_port: port,
+    smtp_host: z.string(),
     smtp_port: port,
     lmtp_port: port,
     login: z.enum(['authzid', 'separator']),

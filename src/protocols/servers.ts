@@ -75,6 +75,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       ),
     upstream: new MailUpstream({
       host: up.host,
+      smtpHost: up.smtp_host || up.host,
       imapPort: up.imap_port,
       pop3Port: up.pop3_port,
       timeoutMs: up.connect_timeout,

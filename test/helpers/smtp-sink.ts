@@ -9,7 +9,9 @@ export interface SmtpSink {
 }
 
 /** A real SMTP receiver (smtp-server) standing in for the site's mail relay. */
-export async function startSmtpSink(opts: { tls?: { key: string; cert: string }; refuse?: (address: string) => boolean } = {}): Promise<SmtpSink> {
+export async function startSmtpSink(
+  opts: { tls?: { key: string; cert: string }; refuse?: (address: string) => boolean; host?: string } = {},
+): Promise<SmtpSink> {
   const port = await freePort();
   const inbox: SmtpSink['inbox'] = [];
   const server = new SMTPServer({
@@ -30,6 +32,6 @@ export async function startSmtpSink(opts: { tls?: { key: string; cert: string };
       });
     },
   });
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => server.listen(port, opts.host ?? '127.0.0.1', () => r()));
   return { port, inbox, close: () => new Promise<void>((r) => server.close(() => r())) };
 }

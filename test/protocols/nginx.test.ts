@@ -88,7 +88,7 @@ except poplib.error_proto as e:
       emailCodes: gw.app.emailCodes,
       securityKeys: gw.app.securityKeys,
       clock: gw.app.clock,
-      nginx: { allowed: () => false, upstreamHost: '127.0.0.1', ports: { imap: 1, pop3: 1, smtp: 1 }, upstreamLogin: () => ({ user: 'x', pass: 'y' }) },
+      nginx: { allowed: () => false, upstreamHost: '127.0.0.1', smtpHost: '127.0.0.1', ports: { imap: 1, pop3: 1, smtp: 1 }, upstreamLogin: () => ({ user: 'x', pass: 'y' }) },
     });
     const refused = await elsewhere.inject({ url: '/auth/nginx', headers });
     expect(refused.statusCode).toBe(403);

@@ -13,11 +13,13 @@ let gw: Gateway;
 let relay: SmtpSink;
 
 beforeAll(async () => {
-  relay = await startSmtpSink({ refuse: (a) => a.startsWith('refused@') });
+  // The relay on an address of its own: submission must go to smtp_host, not to Dovecot's host.
+  relay = await startSmtpSink({ refuse: (a) => a.startsWith('refused@'), host: '127.0.0.5' });
   gw = await startGateway({
     env: {
       POSTERN_LMTP__MAX_MESSAGE_SIZE: String(LIMIT),
       POSTERN_SUBMISSION__MAX_MESSAGE_SIZE: String(LIMIT),
+      POSTERN_UPSTREAM__SMTP_HOST: '"127.0.0.5"',
       POSTERN_UPSTREAM__SMTP_PORT: String(relay.port),
       POSTERN_UPSTREAM__SMTP_IDENTITY: 'none',
     },

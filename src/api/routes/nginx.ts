@@ -7,7 +7,9 @@ import type { ApiDeps } from '../server.js';
 export interface NginxSettings {
   /** Whether an address may ask (nginx hosts only: this endpoint checks passwords). */
   allowed(ip: string): boolean;
+  /** Where nginx carries IMAP and POP3 (Dovecot), and SMTP (the relay). */
   upstreamHost: string;
+  smtpHost: string;
   ports: { imap: number; pop3: number; smtp: number };
   /** What nginx should log in to the upstream with: `user*master` and the master password. */
   upstreamLogin(username: string): { user: string; pass: string };
@@ -32,7 +34,13 @@ function refusal(reply: FastifyReply, r: Extract<AuthResult, { ok: false }>, pro
 
 /** nginx mail proxy `auth_http`: postern decides, nginx carries the session (MISSION C4). */
 export async function nginxRoutes(api: FastifyInstance, d: ApiDeps, s: NginxSettings) {
-  let server: string | null = isIP(s.upstreamHost) ? s.upstreamHost : null;
+  // nginx wants an address, not a name: each name is looked up once.
+  const addresses = new Map<string, string>();
+  const address = async (host: string) => {
+    let a = addresses.get(host) ?? (isIP(host) ? host : undefined);
+    if (!a) addresses.set(host, (a = (await lookup(host)).address));
+    return a;
+  };
   api.get('/auth/nginx', { schema: { hide: true } }, async (req: FastifyRequest, reply) => {
     if (!s.allowed(req.ip)) return reply.status(403).send({ code: 'forbidden', message: 'Not an nginx host of this gateway' });
     const h = (name: string) => {
@@ -64,8 +72,7 @@ export async function nginxRoutes(api: FastifyInstance, d: ApiDeps, s: NginxSett
       userAgent: 'nginx',
     });
     if (!result.ok) return refusal(reply, result, protocol);
-    // nginx wants an address, not a name.
-    server ??= (await lookup(s.upstreamHost)).address;
+    const server = await address(protocol === 'smtp' ? s.smtpHost : s.upstreamHost);
     const login = s.upstreamLogin(result.username);
     void reply.header('Auth-Status', 'OK');
     void reply.header('Auth-Server', server);

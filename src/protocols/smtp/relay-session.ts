@@ -46,7 +46,7 @@ export class RelayOffer {
 
   /** A first look at the relay, so that even the first EHLO offers what it offers. */
   probe(ctx: FrontendContext, port: number): void {
-    void SmtpClient.open(ctx.upstream.endpoint(port), { lmtp: false, heloName: ctx.settings.hostname }).then(
+    void SmtpClient.open(ctx.upstream.relayEndpoint(port), { lmtp: false, heloName: ctx.settings.hostname }).then(
       (c) => {
         this.seen((ext) => c.supports(ext));
         void c.quit();
@@ -79,7 +79,7 @@ export class RelaySession {
 
   private async connection(): Promise<SmtpClient> {
     if (this.client) return this.client;
-    const client = await SmtpClient.open(this.ctx.upstream.endpoint(this.port), { lmtp: false, heloName: this.ctx.settings.hostname });
+    const client = await SmtpClient.open(this.ctx.upstream.relayEndpoint(this.port), { lmtp: false, heloName: this.ctx.settings.hostname });
     this.onCapabilities((ext) => client.supports(ext));
     try {
       if (this.identity === 'xclient') {

@@ -5,7 +5,10 @@ import { b64 } from '../sasl.js';
 import { UpstreamConnection, upstreamDown, type Endpoint, type UpstreamTls } from './connection.js';
 
 export interface UpstreamSettings {
+  /** Dovecot: IMAP, POP3 and LMTP. */
   host: string;
+  /** The relay for submitted mail. */
+  smtpHost: string;
   imapPort: number;
   pop3Port: number;
   timeoutMs: number;
@@ -48,9 +51,14 @@ export class MailUpstream {
       : b64(`\0${username}${separator}${masterUser}\0${masterPassword}`);
   }
 
-  /** Host, timeout and TLS for one of the upstream's ports (SMTP and LMTP name the client with XCLIENT). */
+  /** Host, timeout and TLS for one of Dovecot's ports (LMTP names the client with XCLIENT). */
   endpoint(port: number): Endpoint {
     return { host: this.s.host, port, timeoutMs: this.s.timeoutMs, tls: this.s.tls };
+  }
+
+  /** The submission relay's endpoint (it is told the client with XCLIENT). */
+  relayEndpoint(port: number): Endpoint {
+    return { ...this.endpoint(port), host: this.s.smtpHost };
   }
 
   /** An IMAP or POP3 port's endpoint, with the PROXY header that names this client when configured. */
