@@ -47,8 +47,16 @@ export interface App {
   /** Credential changes announced by this process and (through Redis) by every other. */
   events: CredentialFeed;
   clock: Clock;
+  /**
+   * Takes on what can change while running (log level, [limits]); returns the sections that
+   * differ from the running configuration but need a restart to take effect.
+   */
+  applyLive(next: Config): string[];
   close(): Promise<void>;
 }
+
+/** Sections SIGHUP applies to a running process (the TLS certificate is reloaded besides). */
+const LIVE_SECTIONS = ['log', 'limits'] as const;
 
 async function openStore(cfg: Config): Promise<Store> {
   const store =
@@ -181,7 +189,8 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
       metrics.decided(d);
     },
   });
-  const { audit, auth, accounts, sessions, policy, emailCodes, securityKeys } = core;
+  const { audit, auth, accounts, sessions, policy, emailCodes, securityKeys, windows } = core;
+  let running = cfg;
   return {
     config: cfg,
     log,
@@ -200,6 +209,18 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     slots,
     events,
     clock,
+    applyLive(next) {
+      const live = new Set<string>(LIVE_SECTIONS);
+      const changed = (Object.keys(next) as Array<keyof Config>).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(running[k]));
+      const restart = changed.filter((k) => !live.has(k));
+      windows.update(coreSettings(next).limits);
+      // What was not applied stays as it runs, so a later reload reports it again.
+      running = { ...running, log: next.log, limits: next.limits };
+      // Said before the new level applies: a quieter level must not hide that it did.
+      log.info({ applied: [...LIVE_SECTIONS], ...(restart.length ? { needRestart: restart } : {}) }, 'configuration reloaded');
+      log.level = next.log.level;
+      return restart;
+    },
     async close() {
       await events.close();
       await slots.close();

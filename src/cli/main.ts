@@ -60,7 +60,10 @@ export function buildCli(): Command {
   program
     .command('serve')
     .description('run postern on the configured listeners')
-    .action((_o, cmd: Command) => serve(loadConfig({ file: cmd.optsWithGlobals<{ config?: string }>().config })));
+    .action((_o, cmd: Command) => {
+      const file = cmd.optsWithGlobals<{ config?: string }>().config;
+      return serve(loadConfig({ file }), () => loadConfig({ file }));
+    });
 
   const user = program.command('user').description('manage accounts');
   user

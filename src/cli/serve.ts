@@ -77,9 +77,10 @@ export async function startApi(app: App, state: { serving: () => boolean } = { s
 /**
  * Runs postern until SIGINT/SIGTERM, then drains: stops accepting, tells every session to go
  * (`* BYE`, `-ERR`, `421`) and closes what is left after `[server] shutdown_grace`. A listener
- * that cannot bind stops the start (exit 1). SIGHUP reloads the TLS certificate.
+ * that cannot bind stops the start (exit 1). SIGHUP reloads the TLS certificate, and reads the
+ * configuration again (`reload`) to apply what can change live.
  */
-export async function serve(config: Config): Promise<void> {
+export async function serve(config: Config, reload: () => Config = () => config): Promise<void> {
   const app = await createApp(config);
   const { log } = app;
   let serving = false;
@@ -144,6 +145,11 @@ export async function serve(config: Config): Promise<void> {
       log.info('TLS certificate reloaded');
     } catch (err) {
       log.error({ err: (err as Error).message }, 'TLS reload failed; keeping the old certificate');
+    }
+    try {
+      app.applyLive(reload());
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'configuration not reloaded: keeping the running one');
     }
   };
   process.on('SIGHUP', onHup);

@@ -73,13 +73,19 @@ interface Window {
  * stranger.
  */
 export class RateWindows {
-  private readonly allow: BlockList;
+  private allow: BlockList;
 
   constructor(
     private readonly limiter: RateLimiter,
-    private readonly s: LimitSettings,
+    private s: LimitSettings,
   ) {
     this.allow = buildAllowList(s.allowList);
+  }
+
+  /** New limits for the attempts from now on; windows already open keep what they counted. */
+  update(s: LimitSettings): void {
+    this.allow = buildAllowList(s.allowList);
+    this.s = s;
   }
 
   private ipKey(ip: string | null): string | null {

@@ -1,7 +1,7 @@
 // `postern serve` as the process a supervisor (systemd, Docker, Kubernetes) runs: it fails
 // fast when it cannot listen, answers health and readiness, and drains on SIGTERM.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -127,6 +127,57 @@ describe('postern serve under a supervisor', () => {
     // Told at once, gone well within the 2 s grace plus the process's own stop.
     expect(Date.now() - t0).toBeLessThan(6000);
     expect(s.out()).toContain('postern stopped');
+  });
+});
+
+describe('SIGHUP', () => {
+  it('applies new limits and log level at once, names what needs a restart, and keeps running on a bad file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'postern-hup-'));
+    const file = join(dir, 'postern.toml');
+    writeFileSync(file, '[limits]\npassword_failures = 5\n');
+    const { env, ports } = await envFor({ POSTERN_CONFIG: file });
+    spawnSync(BIN, ['user', 'add', 'bob'], { env, input: `${PW}\n`, encoding: 'utf8' });
+    spawnSync(BIN, ['user', 'add', 'carol'], { env, input: `${PW}\n`, encoding: 'utf8' });
+    const s = start(env);
+    await listening(s);
+    const login = async (pass: string, user = 'bob') => {
+      const c = await RawClient.open(ports.imap);
+      await c.until(/^\* OK/);
+      c.write(`a LOGIN ${user} "${pass}"\r\n`);
+      const answer = (await c.until(/^a /)).split('\r\n').at(-1)!;
+      c.close();
+      return answer;
+    };
+    try {
+      for (let i = 0; i < 2; i++) expect(await login(`Wrong-${i}-pw`)).toMatch(/^a NO \[AUTHENTICATIONFAILED\]/);
+      // Two failures are counted already: a limit of 2 closes the window for the third.
+      writeFileSync(file, '[limits]\npassword_failures = 2\n[log]\nlevel = "warn"\n[imap]\nmax_sessions_per_user = 3\n');
+      s.proc.kill('SIGHUP');
+      await waitFor('reload', async () => {
+        if (!s.out().includes('configuration reloaded')) throw new Error(s.out());
+      });
+      const line = JSON.parse(s.out().split('\n').find((l) => l.includes('configuration reloaded'))!) as { needRestart?: string[] };
+      expect(line.needRestart).toEqual(['imap']);
+      expect(await login('Wrong-2-pw')).toMatch(/^a NO \[LIMIT\]/);
+      // At warn, a failed login's decision line (warn) is still written; a success (info) is not.
+      const before = s.out().length;
+      await login(PW, 'carol');
+      await login('Wrong-pw-1', 'carol');
+      await waitFor('failure line', async () => {
+        if (!s.out().slice(before).includes('"result":"failure"')) throw new Error('not yet');
+      });
+      expect(s.out().slice(before)).not.toContain('"result":"success"');
+
+      writeFileSync(file, '[limits]\npassword_failures = "many"\n');
+      s.proc.kill('SIGHUP');
+      await waitFor('refusal', async () => {
+        if (!s.out().includes('configuration not reloaded')) throw new Error(s.out());
+      });
+      expect(s.out()).toContain('limits.password_failures');
+      expect(await login('Wrong-3-pw')).toMatch(/^a NO \[LIMIT\]/);
+    } finally {
+      s.proc.kill('SIGKILL');
+    }
   });
 });
 
