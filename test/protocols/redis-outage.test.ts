@@ -79,10 +79,14 @@ describe('Redis killed during a login storm', () => {
     // Then a burst at the account: whatever budget is left, and not one guess more.
     await Promise.all(Array.from({ length: 10 }, guessOnce));
 
-    // No wrong password was ever let in, and exactly the account's 5 were checked in all:
-    // the failures counted before the outage were not forgotten.
+    // No wrong password was ever let in, and at most the account's 5 were checked in all:
+    // the 2 counted before the outage were not forgotten (a Redis that forgot would let 2 + 5
+    // through). Fewer than 5 when the kill caught a guess reserved but not yet checked: that
+    // reservation stays counted, and the guess was answered "try again later".
     expect(wrong.filter((a) => !/^a NO \[(AUTHENTICATIONFAILED|LIMIT|UNAVAILABLE)\]/.test(a))).toEqual([]);
-    expect(wrong.filter((a) => a.startsWith('a NO [AUTHENTICATIONFAILED]'))).toHaveLength(5);
+    const checked = wrong.filter((a) => a.startsWith('a NO [AUTHENTICATIONFAILED]')).length;
+    expect(checked).toBeGreaterThanOrEqual(2);
+    expect(checked).toBeLessThanOrEqual(5);
     // While Redis was down the owner heard "try again later", never "wrong password".
     const outage = owner.filter((o) => !o.redisUp);
     expect(outage.length).toBeGreaterThan(0);
