@@ -3,7 +3,8 @@
 // service it names exists, its ports are the image's, and Dovecot and Postfix accept their
 // configuration files (their own parsers, from Debian's packages).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -96,5 +97,29 @@ describe('the compose example', () => {
     expect(services.status).toBe(0);
     expect(services.stderr).not.toMatch(/warning/i);
     expect(services.stdout).toMatch(new RegExp(`^${cfg.upstream.smtp_port}\\s+inet\\b.*smtpd[\\s\\S]*smtpd_authorized_xclient_hosts`, 'm'));
+  });
+});
+
+describe('the deployment walkthrough (docs/deployment.md)', () => {
+  const doc = readFileSync(join(ROOT, 'docs/deployment.md'), 'utf8');
+  const block = (lang: string) => [...doc.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
+
+  it('gives a postern.toml that loads as written, on the standard ports', () => {
+    const [toml] = block('toml');
+    const file = join(mkdtempSync(join(tmpdir(), 'postern-doc-')), 'postern.toml');
+    writeFileSync(file, toml!);
+    const cfg = loadConfig({ file, env: { POSTERN_UPSTREAM__MASTER_PASSWORD: 'from-the-environment-file' } });
+    expect([cfg.imap.port, cfg.imap.tls_port, cfg.pop3.port, cfg.pop3.tls_port, cfg.submission.port, cfg.submission.tls_port]).toEqual([143, 993, 110, 995, 587, 465]);
+    expect(cfg.redis.url).toMatch(/^redis:/);
+    expect(cfg.api.trusted_proxies).toEqual(['127.0.0.1/32']);
+  });
+
+  it('names in its systemd unit only commands and paths that exist in the package', () => {
+    const [unit] = block('ini').filter((b) => b.includes('[Service]'));
+    expect(unit).toMatch(/ExecStart=\/opt\/postern\/bin\/postern serve/);
+    expect(existsSync(join(ROOT, 'bin/postern'))).toBe(true);
+    // The unit's stop timeout leaves room for the drain.
+    const stop = Number(/TimeoutStopSec=(\d+)/.exec(unit!)![1]);
+    expect(stop * 1000).toBeGreaterThan(loadConfig({ env: {} }).server.shutdown_grace);
   });
 });
