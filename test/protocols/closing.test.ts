@@ -72,5 +72,17 @@ describe('an account the mail server refuses', () => {
       c.close();
     }
   });
+
+  it('is answered as permanent over POP3 too (-ERR [AUTH]), not [SYS/TEMP]', async () => {
+    await gw.app.accounts.createUser({ name: 'test' }, { username: 'phantom', password: PW });
+    const c = await RawClient.open(gw.ports.pop3);
+    try {
+      await c.until(/^\+OK/);
+      c.write(`USER phantom\r\nPASS ${PW}\r\n`);
+      expect(await c.until(/^-ERR/)).toMatch(/^-ERR \[AUTH\] The mail server has no mailbox for this account/m);
+    } finally {
+      c.close();
+    }
+  });
 });
 

@@ -184,6 +184,9 @@ export class MailUpstream {
       }
       conn.write(`AUTH PLAIN ${this.plain(username)}\r\n`);
       const r = await conn.line();
+      // As over IMAP: the master login passed but this account may not be opened. Dovecot says
+      // "Authorization" here and "Authentication" when the master password itself is wrong.
+      if (/^-ERR \[AUTH\] Authorization failed/i.test(r)) throw new PosternError('no_mailbox', `the mail server refused the account ${username}: ${r.slice(5, 120)}`);
       if (!r.startsWith('+OK')) throw upstreamDown(`POP3 login for ${username} refused: ${r.slice(0, 120)}`);
       return { ...conn.handOver(), capabilities: '' };
     } catch (err) {
