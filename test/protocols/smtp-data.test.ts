@@ -154,6 +154,55 @@ describe('submission extensions', () => {
   });
 });
 
+describe('enhanced status codes', () => {
+  // One RFC 2034 code per reply: postern's own, the relay's passed on, or smtp-server's.
+  const once = /^\d{3}[ -][245]\.\d{1,3}\.\d{1,3} (?![245]\.\d{1,3}\.\d{1,3}\b)/;
+  const reply = async (c: RawClient, line: string) => {
+    c.write(`${line}\r\n`);
+    return (await c.until(/^\d{3} /)).split('\r\n').at(-1)!;
+  };
+
+  it('are offered by submission, and every reply after EHLO carries exactly one', async () => {
+    const c = await RawClient.open(gw.ports.submission);
+    try {
+      await c.until(/^220 /);
+      c.write('EHLO client.example\r\n');
+      expect(await c.until(/^250 /)).toMatch(/^250[ -]ENHANCEDSTATUSCODES$/m);
+      const answers = [
+        await reply(c, `AUTH PLAIN ${Buffer.from(`\0alice@example.test\0Wrong-pass-1`).toString('base64')}`),
+        await reply(c, `AUTH PLAIN ${Buffer.from(`\0alice@example.test\0${PW}`).toString('base64')}`),
+        await reply(c, 'MAIL FROM:<alice@example.test>'),
+        await reply(c, 'RCPT TO:<refused@example.org>'),
+        await reply(c, 'RCPT TO:<erin@example.org>'),
+        await reply(c, 'RSET'),
+        await reply(c, 'VRFY erin'),
+        await reply(c, 'QUIT'),
+      ];
+      for (const a of answers) expect(a).toMatch(once);
+      expect(answers[0]).toMatch(/^535 5\.7\.8 /);
+      expect(answers[1]).toMatch(/^235 2\.7\.0 /);
+      // The relay's own refusal, its code kept: not replaced by a guess from 550.
+      expect(answers[3]).toBe('550 5.1.1 No such mailbox here');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('are offered by LMTP, with one per recipient refused', async () => {
+    const c = await RawClient.open(gw.ports.lmtp);
+    try {
+      await c.until(/^220 /);
+      c.write('LHLO mta.example\r\n');
+      expect(await c.until(/^250 /)).toMatch(/^250[ -]ENHANCEDSTATUSCODES$/m);
+      const answers = [await reply(c, 'MAIL FROM:<x@example.org>'), await reply(c, 'RCPT TO:<nobody-here@example.test>'), await reply(c, 'QUIT')];
+      for (const a of answers) expect(a).toMatch(once);
+      expect(answers[1]).toMatch(/^550 5\.1\.1 /);
+    } finally {
+      c.close();
+    }
+  });
+});
+
 describe('submission login', () => {
   it('refuses a PLAIN login for another user (authzid not the login), as IMAP and POP3 do', async () => {
     await gw.addUser('bob@example.test', PW);

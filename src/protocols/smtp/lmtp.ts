@@ -10,6 +10,7 @@ import { peerIp } from '../limits.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
 import { MessageTooBig, bounded, readBounded, tooBigText } from './message.js';
 import { replyError, smtpError, type SmtpError } from './replies.js';
+import { ENHANCED_STATUS_CODES } from './enhanced-status.js';
 
 export interface LmtpSettings {
   maxMessageSize: number;
@@ -46,6 +47,7 @@ export function createLmtpServer(ctx: FrontendContext, store: Pick<Store, 'users
     // answer once per distinct address).
     rejectOversized: false,
     authOptional: true,
+    ...ENHANCED_STATUS_CODES,
     disabledCommands: ['AUTH', 'STARTTLS'],
     logger: false,
     onMailFrom(_addr, session, cb) {

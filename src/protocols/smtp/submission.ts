@@ -10,6 +10,7 @@ import { RelaySession, type RelayOffer } from './relay-session.js';
 import { MessageTooBig, bounded, readBounded, tooBigText } from './message.js';
 import { replyError, smtpError, smtpRefusal, type SmtpError } from './replies.js';
 import { SubmissionPreauth } from './submission-preauth.js';
+import { ENHANCED_STATUS_CODES } from './enhanced-status.js';
 
 export interface SubmissionSettings {
   maxMessageSize: number;
@@ -65,6 +66,7 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
     // smtp-server refuses AUTH before STARTTLS unless allowed; postern allows it only on
     // the networks configured for plaintext (checked again in onAuth).
     allowInsecureAuth: true,
+    ...ENHANCED_STATUS_CODES,
     disabledCommands: [],
     maxClients: 10_000,
     socketTimeout: ctx.settings.preauthTimeoutMs,
