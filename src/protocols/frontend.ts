@@ -75,7 +75,7 @@ export function startTls(socket: Socket, tls: TlsManager): TLSSocket {
  * half-closes is passed on as a half-close (pipe ends the other way), so the last answers
  * still arrive; both close together once either side is gone.
  */
-export function splice(client: Socket, up: UpstreamSession, clientPending: Buffer, onClose: () => void): void {
+export function splice(client: Socket, up: UpstreamSession, clientPending: Buffer, onClose: () => void, clientEnded = false): void {
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -90,6 +90,8 @@ export function splice(client: Socket, up: UpstreamSession, clientPending: Buffe
   client.setTimeout(0);
   if (up.pending.length) client.write(up.pending);
   if (clientPending.length) up.socket.write(clientPending);
+  // The client half-closed already: the upstream is told once it has what was sent.
+  if (clientEnded) up.socket.end();
   client.pipe(up.socket);
   up.socket.pipe(client);
   for (const s of [client, up.socket]) {

@@ -11,7 +11,8 @@ export type Refusal = Extract<AuthResult, { ok: false }>;
 export type Granted = Extract<AuthResult, { ok: true }>;
 
 /** Carries a logged-in session between client and upstream until either side closes. */
-export type Relay = (client: Socket, up: UpstreamSession, clientPending: Buffer, onClose: () => void) => void;
+/** Carries a logged-in session; `clientEnded`: the client half-closed already, after what is pending. */
+export type Relay = (client: Socket, up: UpstreamSession, clientPending: Buffer, onClose: () => void, clientEnded: boolean) => void;
 
 /** The words a protocol uses for the moments every session goes through. */
 export interface SessionWords {
@@ -262,14 +263,18 @@ export abstract class PreauthSession {
       const unregister = this.ctx.live.add(result.grant, result.username, this.id, (why) =>
         endRelayed(client, up, why === 'shutdown' ? this.words.shuttingDown : this.words.credentialChanged),
       );
-      relay(client, up, this.reader.drain(), () => {
-        this.done = true;
-        this.ctx.onSession?.(this.scope, -1);
-        unregister();
-        release();
-      });
-      // The client half-closed already: the upstream is told once it has what was sent.
-      if (this.clientEnded) up.socket.end();
+      relay(
+        client,
+        up,
+        this.reader.drain(),
+        () => {
+          this.done = true;
+          this.ctx.onSession?.(this.scope, -1);
+          unregister();
+          release();
+        },
+        this.clientEnded,
+      );
       this.socket.resume();
     } catch (err) {
       release();

@@ -94,3 +94,17 @@ export class RawClient {
     this.socket.destroy();
   }
 }
+
+/** Sends `input`, half-closes (as `printf … | nc -N` does), and returns all the server said until it closed. */
+export function sendAndHalfClose(port: number, input: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let out = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => (out += d));
+    s.on('connect', () => s.end(input));
+    s.on('close', () => resolve(out));
+    s.on('error', reject);
+    setTimeout(() => reject(new Error(`no close; got: ${out}`)), 8000).unref();
+  });
+}

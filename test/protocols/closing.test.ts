@@ -1,9 +1,8 @@
 // The last words before a close reach the client: over TLS (with its close_notify) and when
 // the client half-closes right after its last command.
-import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type Gateway } from '../helpers/gateway.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { RawClient, sendAndHalfClose } from '../helpers/raw-client.js';
 
 const PW = 'Account-pass-1';
 let gw: Gateway;
@@ -13,20 +12,6 @@ beforeAll(async () => {
   await gw.addUser('alice', PW);
 }, 60_000);
 afterAll(async () => gw?.stop());
-
-/** Sends `input`, half-closes, and returns all the server said until it closed. */
-function sendAndHalfClose(port: number, input: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    let out = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => (out += d));
-    s.on('connect', () => s.end(input));
-    s.on('close', () => resolve(out));
-    s.on('error', reject);
-    setTimeout(() => reject(new Error(`no close; got: ${out}`)), 8000).unref();
-  });
-}
 
 describe('closing connections', () => {
   it('delivers the LOGOUT answer and the BYE after too many failures over implicit TLS', async () => {

@@ -4,7 +4,7 @@ import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type Gateway } from '../helpers/gateway.js';
 import { gpgUser, type GpgUser } from '../helpers/gnupg.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { RawClient, sendAndHalfClose } from '../helpers/raw-client.js';
 import { python } from '../helpers/python.js';
 
 const PW = 'Account-pass-1';
@@ -335,5 +335,17 @@ print(json.dumps([typ, data[0].decode()]))`);
     const stored = await newest('bob', 'Drafts');
     expect(stored).toContain('Nothing to hide.');
     expect(stored).not.toContain('multipart/encrypted');
+  });
+});
+
+describe('a read session that the client half-closes', () => {
+  it('answers every command sent before the half-close, a sealed APPEND included', async () => {
+    const msg = 'Subject: last words\r\n\r\nsent just before the client hung up its side\r\n';
+    const out = await sendAndHalfClose(
+      gw.ports.imap,
+      `a LOGIN alice ${PW}\r\nb SELECT INBOX\r\nc APPEND INBOX {${msg.length}+}\r\n${msg}\r\nd NOOP\r\ne LOGOUT\r\n`,
+    );
+    for (const tag of ['a', 'b', 'c', 'd', 'e']) expect(out).toMatch(new RegExp(`^${tag} OK`, 'm'));
+    expect(out).toMatch(/^\* BYE/m);
   });
 });

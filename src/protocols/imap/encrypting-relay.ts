@@ -218,6 +218,8 @@ class CommandStream {
   private refusing: { tag: string; answer: string; dropLeft: number } | null = null;
   private busy = false;
   private closed = false;
+  /** Set once the client has sent its last byte: run when everything it sent is passed on. */
+  private ended: (() => void) | null = null;
 
   constructor(
     private readonly s: EncryptingRelaySettings,
@@ -239,6 +241,16 @@ class CommandStream {
     if (this.append) this.release(this.append);
   }
 
+  /**
+   * The client half-closed after its last command: `done` runs once every complete command
+   * it sent has gone on to the upstream (an APPEND being sealed included). A command left
+   * incomplete can never finish and is dropped.
+   */
+  finish(done: () => void): void {
+    this.ended = done;
+    this.pump();
+  }
+
   private release(a: AppendCommand): void {
     this.s.budget.give(a.reserved);
     a.reserved = 0;
@@ -251,6 +263,15 @@ class CommandStream {
   }
 
   private pump(): void {
+    this.pumpCommands();
+    if (this.ended && !this.busy && !this.closed) {
+      const done = this.ended;
+      this.ended = null;
+      done();
+    }
+  }
+
+  private pumpCommands(): void {
     while (!this.busy && !this.closed && this.buf.length) {
       if (this.passLeft > 0) {
         const part = this.take(Math.min(this.passLeft, this.buf.length));
@@ -429,7 +450,14 @@ class CommandStream {
  * Carries an authenticated IMAP session between client and upstream, sealing uploaded
  * messages on the way; closes both sides together.
  */
-export function spliceEncrypting(client: Socket, up: UpstreamSession, clientPending: Buffer, s: EncryptingRelaySettings, onClose: () => void): void {
+export function spliceEncrypting(
+  client: Socket,
+  up: UpstreamSession,
+  clientPending: Buffer,
+  s: EncryptingRelaySettings,
+  onClose: () => void,
+  clientEnded = false,
+): void {
   let closed = false;
   const upstream = up.socket;
   // The client is read only while the upstream takes bytes and no APPEND is being sealed.
@@ -493,8 +521,24 @@ export function spliceEncrypting(client: Socket, up: UpstreamSession, clientPend
   for (const sock of [client, upstream]) {
     sock.on('error', close);
     sock.on('close', close);
-    sock.on('end', close);
   }
+  // A client that half-closes after its last commands (`printf … | nc -N`) still gets every
+  // answer: its commands go on, the upstream is half-closed in turn, and once the upstream has
+  // said all it will, that reaches the client before its side is closed.
+  const clientDone = () => commands.finish(() => upstream.end());
+  if (clientEnded) clientDone();
+  else client.on('end', clientDone);
+  upstream.on('end', () => {
+    if (closed) return;
+    closed = true;
+    commands.close();
+    responses.end();
+    upstream.destroy();
+    client.end();
+    // A client that never reads its last answers must not hold the socket for ever.
+    setTimeout(() => client.destroy(), 10_000).unref();
+    onClose();
+  });
 }
 
 /**

@@ -74,7 +74,7 @@ export class ImapSession extends PreauthSession {
       seal: (raw: Buffer) => this.ctx.seal(key, raw),
       budget: this.ctx.uploads,
     };
-    return (client, up, pending, onClose) => spliceEncrypting(client, up, pending, settings, onClose);
+    return (client, up, pending, onClose, clientEnded) => spliceEncrypting(client, up, pending, settings, onClose, clientEnded);
   }
 
   private capabilities(): string {
