@@ -10,7 +10,9 @@ process.chdir(root);
 const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 // Debian packages the benchmark runs: command → packages.
 const DEBIAN = { dovecot: ['dovecot-imapd', 'dovecot-pop3d', 'dovecot-lmtpd'], socat: ['socat'] };
-const missing = Object.entries(DEBIAN).filter(([cmd]) => !have(cmd)).flatMap(([, pkgs]) => pkgs);
+const missing = Object.entries(DEBIAN)
+  .filter(([cmd]) => !have(cmd))
+  .flatMap(([, pkgs]) => pkgs);
 if (missing.length) {
   if (process.getuid?.() !== 0) {
     console.error(`missing Debian packages: ${missing.join(' ')} (install them, or run as root)`);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The whole test suite on a fresh machine: installs what it needs (npm packages, Debian's
-// servers the suite starts), builds, runs vitest, and ends with a plain "N passed, N failed".
+// servers the suite starts), builds, lints, runs vitest, and ends with a plain "N passed, N failed".
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -31,7 +31,9 @@ function run(cmd, args) {
   execFileSync(cmd, args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 }
 
-const missing = Object.entries(DEBIAN).filter(([cmd]) => !have(cmd)).flatMap(([, pkgs]) => pkgs.split(' '));
+const missing = Object.entries(DEBIAN)
+  .filter(([cmd]) => !have(cmd))
+  .flatMap(([, pkgs]) => pkgs.split(' '));
 if (missing.length) {
   if (process.getuid?.() !== 0) {
     console.error(`missing Debian packages: ${missing.join(' ')} (install them, or run as root to have them installed)`);
@@ -43,6 +45,11 @@ if (missing.length) {
 
 if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) run('npm', ['ci', '--no-audit', '--no-fund']);
 run('npm', ['run', 'build', '--silent']);
+// Types, lint (import cycles, the core's boundary) and format: a failure counts as one failed test.
+console.log('$ npm run lint');
+const lint = spawnSync('npm', ['run', 'lint', '--silent'], { stdio: 'inherit' });
+const lintFailed = lint.status === 0 ? 0 : 1;
+if (lintFailed) console.log('lint failed: see above (npm run format fixes the formatting)');
 
 const results = join(root, '.vitest-results.json');
 rmSync(results, { force: true });
@@ -52,17 +59,11 @@ const vitest = spawnSync(
   { stdio: 'inherit' },
 );
 
-let passed = 0;
-let failed = 0;
-let skipped = 0;
-if (existsSync(results)) {
-  const r = JSON.parse(readFileSync(results, 'utf8'));
-  passed = r.numPassedTests;
-  failed = r.numFailedTests + (r.numFailedTestSuites ?? 0);
-  skipped = r.numPendingTests + (r.numTodoTests ?? 0);
-} else {
-  failed = 1;
-}
+// No results file: vitest itself failed, which counts as one failure.
+const r = existsSync(results) ? JSON.parse(readFileSync(results, 'utf8')) : { numPassedTests: 0, numFailedTests: 1, numPendingTests: 0 };
+const passed = r.numPassedTests;
+const failed = r.numFailedTests + (r.numFailedTestSuites ?? 0) + lintFailed;
+const skipped = r.numPendingTests + (r.numTodoTests ?? 0);
 if (skipped) console.log(`${skipped} skipped (MongoDB contract runs only when MONGODB_URL is set)`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed > 0 || vitest.status !== 0 ? 1 : 0);

@@ -60,9 +60,7 @@ const LIVE_SECTIONS = ['log', 'limits'] as const;
 
 async function openStore(cfg: Config): Promise<Store> {
   const store =
-    cfg.store.kind === 'mongodb'
-      ? await MongoStore.connect(cfg.store.mongodb_url)
-      : new EmbeddedStore(dataPath(cfg, cfg.store.path), { sync: cfg.store.sync });
+    cfg.store.kind === 'mongodb' ? await MongoStore.connect(cfg.store.mongodb_url) : new EmbeddedStore(dataPath(cfg, cfg.store.path), { sync: cfg.store.sync });
   try {
     await store.init();
   } catch (err) {

@@ -47,7 +47,12 @@ export class Metrics {
 
   constructor(hashQueue: () => number) {
     collectDefaultMetrics({ register: this.registry, prefix: 'postern_' });
-    new Gauge({ name: 'postern_build_info', help: 'Version of postern and Node.js running', labelNames: ['version', 'node'] as const, registers: [this.registry] })
+    new Gauge({
+      name: 'postern_build_info',
+      help: 'Version of postern and Node.js running',
+      labelNames: ['version', 'node'] as const,
+      registers: [this.registry],
+    })
       .labels(VERSION, process.versions.node)
       .set(1);
     new Gauge({
@@ -71,7 +76,12 @@ export class Metrics {
         await store.append(event, expiresAt);
         // Only the reasons of logins form a closed set; others carry ids (of ASPs, devices,
         // tokens) that would make a new series each.
-        this.events.inc({ action: event.action, result: event.result, reason: event.action === 'auth' ? (event.reason ?? '') : '', protocol: event.protocol ?? '' });
+        this.events.inc({
+          action: event.action,
+          result: event.result,
+          reason: event.action === 'auth' ? (event.reason ?? '') : '',
+          protocol: event.protocol ?? '',
+        });
       },
       query: (q, now) => store.query(q, now),
       purgeExpired: (now) => store.purgeExpired(now),

@@ -32,7 +32,8 @@ export async function loadPlugins(cfg: Config, log: Logger): Promise<AuditObserv
     } catch (err) {
       throw new PosternError('config_invalid', `invalid configuration:\n  plugins.load: cannot load ${path}: ${(err as Error).message}`);
     }
-    if (typeof plugin !== 'function') throw new PosternError('config_invalid', `invalid configuration:\n  plugins.load: ${path} has no default export function`);
+    if (typeof plugin !== 'function')
+      throw new PosternError('config_invalid', `invalid configuration:\n  plugins.load: ${path} has no default export function`);
     await (plugin as Plugin)({ config: redactedConfig(cfg), log: log.child({ plugin: path }), onAuditEvent: (fn) => observers.push(fn) });
   }
   return observers;

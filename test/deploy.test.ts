@@ -109,7 +109,9 @@ describe('the deployment walkthrough (docs/deployment.md)', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'postern-doc-')), 'postern.toml');
     writeFileSync(file, toml!);
     const cfg = loadConfig({ file, env: { POSTERN_UPSTREAM__MASTER_PASSWORD: 'from-the-environment-file' } });
-    expect([cfg.imap.port, cfg.imap.tls_port, cfg.pop3.port, cfg.pop3.tls_port, cfg.submission.port, cfg.submission.tls_port]).toEqual([143, 993, 110, 995, 587, 465]);
+    expect([cfg.imap.port, cfg.imap.tls_port, cfg.pop3.port, cfg.pop3.tls_port, cfg.submission.port, cfg.submission.tls_port]).toEqual([
+      143, 993, 110, 995, 587, 465,
+    ]);
     expect(cfg.redis.url).toMatch(/^redis:/);
     expect(cfg.api.trusted_proxies).toEqual(['127.0.0.1/32']);
   });

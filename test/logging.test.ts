@@ -19,7 +19,16 @@ describe('the log', () => {
       await app.auth.authenticate({ username: 'alice', secret: 'Wrong-secret-77', scope: 'pop3', ip: '203.0.113.66', protocol: 'pop3' });
       const decisions = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'auth decision');
       expect(decisions).toHaveLength(2);
-      expect(decisions[0]).toMatchObject({ level: 30, user: 'alice', protocol: 'imap', ip: '192.0.2.8', result: 'success', reason: 'asp', asp: rec.id, session: 's1' });
+      expect(decisions[0]).toMatchObject({
+        level: 30,
+        user: 'alice',
+        protocol: 'imap',
+        ip: '192.0.2.8',
+        result: 'success',
+        reason: 'asp',
+        asp: rec.id,
+        session: 's1',
+      });
       expect(decisions[1]).toMatchObject({ level: 40, user: 'alice', protocol: 'pop3', ip: '203.0.113.66', result: 'failure', reason: 'invalid_credentials' });
       expect(typeof decisions[1]!.ms).toBe('number');
       // The fail2ban filter in the README matches the failure and finds its address.

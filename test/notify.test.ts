@@ -34,11 +34,15 @@ afterAll(async () => {
 });
 
 const mailFor = (address: string, text: RegExp) =>
-  waitFor(`notice to ${address}`, async () => {
-    const m = sink.inbox.find((x) => x.to.includes(address) && text.test(x.text));
-    if (!m) throw new Error('not yet');
-    return m;
-  }, 10_000);
+  waitFor(
+    `notice to ${address}`,
+    async () => {
+      const m = sink.inbox.find((x) => x.to.includes(address) && text.test(x.text));
+      if (!m) throw new Error('not yet');
+      return m;
+    },
+    10_000,
+  );
 
 describe('security notices by email (B9)', () => {
   it('tells the user when an ASP is created and when a right password comes with a wrong second factor', async () => {
@@ -51,7 +55,14 @@ describe('security notices by email (B9)', () => {
     const { secret } = await app.accounts.setupTotp({ name: 'alice' }, 'alice');
     await app.accounts.confirmTotp({ name: 'alice' }, 'alice', await totpCode(secret, new Date()));
     await mailFor('alice@example.test', /Two-factor authentication was turned on/);
-    const r = await app.auth.authenticate({ username: 'alice', secret: PW, scope: 'master', ip: '203.0.113.9', protocol: 'http', secondFactor: { kind: 'totp', code: '000000' } });
+    const r = await app.auth.authenticate({
+      username: 'alice',
+      secret: PW,
+      scope: 'master',
+      ip: '203.0.113.9',
+      protocol: 'http',
+      secondFactor: { kind: 'totp', code: '000000' },
+    });
     expect(r).toMatchObject({ ok: false, reason: 'second_factor_invalid' });
     const warning = await mailFor('alice@example.test', /correct password but a wrong second factor/);
     expect(warning.text).toContain('203.0.113.9');
@@ -83,7 +94,17 @@ describe('mail to the notice relay over TLS', () => {
     const dir = mkdtempSync(join(tmpdir(), 'postern-notify-tls-'));
     writeFileSync(join(dir, 'ca.pem'), pems.cert);
     const start = (extra: Record<string, string>) =>
-      createApp(loadConfig({ env: { POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-notify-')), POSTERN_AUTH__BCRYPT_ROUNDS: '10', POSTERN_LOG__LEVEL: 'silent', POSTERN_NOTIFY__SMTP_PORT: String(relay.port), ...extra } }));
+      createApp(
+        loadConfig({
+          env: {
+            POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-notify-')),
+            POSTERN_AUTH__BCRYPT_ROUNDS: '10',
+            POSTERN_LOG__LEVEL: 'silent',
+            POSTERN_NOTIFY__SMTP_PORT: String(relay.port),
+            ...extra,
+          },
+        }),
+      );
     const strict = await start({});
     const trusting = await start({ POSTERN_NOTIFY__TLS_CA: join(dir, 'ca.pem') });
     try {
@@ -100,4 +121,3 @@ describe('mail to the notice relay over TLS', () => {
     }
   });
 });
-

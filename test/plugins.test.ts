@@ -6,7 +6,11 @@ import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config/load.js';
 import { waitFor } from './helpers/ports.js';
 
-const base = () => ({ POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-plugins-')), POSTERN_AUTH__BCRYPT_ROUNDS: '10', POSTERN_LOG__LEVEL: 'silent' });
+const base = () => ({
+  POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-plugins-')),
+  POSTERN_AUTH__BCRYPT_ROUNDS: '10',
+  POSTERN_LOG__LEVEL: 'silent',
+});
 
 describe('plugins', () => {
   it('the shipped audit-jsonl plugin writes every audit event as a JSON line, without secrets', async () => {
@@ -17,7 +21,10 @@ describe('plugins', () => {
       await app.auth.authenticate({ username: 'alice', secret: 'Wrong-pass-1!', scope: 'imap', ip: '192.0.2.4', protocol: 'imap' });
       const file = join(env.POSTERN_SERVER__DATA_DIR, 'audit.jsonl');
       const lines = await waitFor('audit lines', async () => {
-        const l = readFileSync(file, 'utf8').trim().split('\n').map((x) => JSON.parse(x) as Record<string, unknown>);
+        const l = readFileSync(file, 'utf8')
+          .trim()
+          .split('\n')
+          .map((x) => JSON.parse(x) as Record<string, unknown>);
         if (l.length < 2) throw new Error('not yet');
         return l;
       });
@@ -32,8 +39,12 @@ describe('plugins', () => {
   it('stops the start with the key named when a plugin cannot be loaded or exports no function', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'postern-bad-plugin-'));
     writeFileSync(join(dir, 'empty.mjs'), 'export const nothing = 1;\n');
-    await expect(createApp(loadConfig({ env: { ...base(), POSTERN_PLUGINS__LOAD: JSON.stringify([join(dir, 'missing.mjs')]) } }))).rejects.toThrow(/plugins\.load: cannot load/);
-    await expect(createApp(loadConfig({ env: { ...base(), POSTERN_PLUGINS__LOAD: JSON.stringify([join(dir, 'empty.mjs')]) } }))).rejects.toThrow(/has no default export function/);
+    await expect(createApp(loadConfig({ env: { ...base(), POSTERN_PLUGINS__LOAD: JSON.stringify([join(dir, 'missing.mjs')]) } }))).rejects.toThrow(
+      /plugins\.load: cannot load/,
+    );
+    await expect(createApp(loadConfig({ env: { ...base(), POSTERN_PLUGINS__LOAD: JSON.stringify([join(dir, 'empty.mjs')]) } }))).rejects.toThrow(
+      /has no default export function/,
+    );
   });
 
   it('hands plugins the configuration without its secrets, and frozen', async () => {

@@ -32,7 +32,10 @@ async function withApp<T>(cmd: Command, fn: (app: App) => Promise<T>, opts: { ma
   const config = loadConfig({ file });
   const db = dataPath(config, config.store.path);
   if (config.store.kind === 'embedded' && !opts.mayCreate && !existsSync(db)) {
-    throw new PosternError('not_found', `no postern database at ${db}: set server.data_dir (or POSTERN_SERVER__DATA_DIR, --config) to where postern keeps its data`);
+    throw new PosternError(
+      'not_found',
+      `no postern database at ${db}: set server.data_dir (or POSTERN_SERVER__DATA_DIR, --config) to where postern keeps its data`,
+    );
   }
   // The CLI prints results itself; only warnings from the core go to the log.
   config.log.level = process.env.POSTERN_LOG__LEVEL ? config.log.level : 'warn';
@@ -74,49 +77,63 @@ export function buildCli(): Command {
     .option('--temporary', 'the password must be changed at first sign-in and works only for the account page')
     .option('--hash <hash>', 'keep an existing password hash from another system instead of asking for a password')
     .action((name: string, o: { role: Role; email?: string; temporary?: boolean; hash?: string }, cmd: Command) =>
-      withApp(cmd, async (app) => {
-        const u = o.hash
-          ? await app.accounts.importUser(actor, { username: name, passwordHash: o.hash, role: o.role, email: o.email ?? null })
-          : await app.accounts.createUser(actor, { username: name, password: await newPassword(), role: o.role, email: o.email ?? null, temporary: o.temporary });
-        console.log(`created ${u.username} (${u.role}) id ${u.id}`);
-      }, { mayCreate: true }),
+      withApp(
+        cmd,
+        async (app) => {
+          const u = o.hash
+            ? await app.accounts.importUser(actor, { username: name, passwordHash: o.hash, role: o.role, email: o.email ?? null })
+            : await app.accounts.createUser(actor, {
+                username: name,
+                password: await newPassword(),
+                role: o.role,
+                email: o.email ?? null,
+                temporary: o.temporary,
+              });
+          console.log(`created ${u.username} (${u.role}) id ${u.id}`);
+        },
+        { mayCreate: true },
+      ),
     );
   user
     .command('import <file>')
     .description('import users with their password hashes from a Dovecot passwd-file (name:{SCHEME}hash[:...]); - reads stdin')
     .option('--dry-run', 'check every line and say what would be imported, changing nothing')
     .action((file: string, o: { dryRun?: boolean }, cmd: Command) =>
-      withApp(cmd, async (app) => {
-        let text: string;
-        try {
-          text = file === '-' ? await readAll() : readFileSync(file, 'utf8');
-        } catch (err) {
-          throw invalid(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
-        }
-        let imported = 0;
-        const problems: string[] = [];
-        for (const [i, line] of text.split(/\r?\n/).entries()) {
-          if (!line.trim() || line.startsWith('#')) continue;
-          const [name = '', hash = ''] = line.split(':');
+      withApp(
+        cmd,
+        async (app) => {
+          let text: string;
           try {
-            if (o.dryRun) {
-              const scheme = checkImportedHash(name, hash);
-              const username = validUsername(name);
-              if (await app.store.users.findByName(username)) throw invalid(`user "${username}" already exists`);
-              console.log(`${username}: ${scheme}`);
-            } else {
-              await app.accounts.importUser(actor, { username: name, passwordHash: hash });
-            }
-            imported++;
+            text = file === '-' ? await readAll() : readFileSync(file, 'utf8');
           } catch (err) {
-            if (!(err instanceof PosternError) || err.temporary) throw err;
-            problems.push(`line ${i + 1}: ${err.message}`);
+            throw invalid(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
           }
-        }
-        console.log(o.dryRun ? `would import ${imported} user(s); nothing changed` : `imported ${imported} user(s)`);
-        for (const p of problems) console.error(p);
-        if (problems.length) throw invalid(`${problems.length} line(s) not imported`);
-      }, { mayCreate: true }),
+          let imported = 0;
+          const problems: string[] = [];
+          for (const [i, line] of text.split(/\r?\n/).entries()) {
+            if (!line.trim() || line.startsWith('#')) continue;
+            const [name = '', hash = ''] = line.split(':');
+            try {
+              if (o.dryRun) {
+                const scheme = checkImportedHash(name, hash);
+                const username = validUsername(name);
+                if (await app.store.users.findByName(username)) throw invalid(`user "${username}" already exists`);
+                console.log(`${username}: ${scheme}`);
+              } else {
+                await app.accounts.importUser(actor, { username: name, passwordHash: hash });
+              }
+              imported++;
+            } catch (err) {
+              if (!(err instanceof PosternError) || err.temporary) throw err;
+              problems.push(`line ${i + 1}: ${err.message}`);
+            }
+          }
+          console.log(o.dryRun ? `would import ${imported} user(s); nothing changed` : `imported ${imported} user(s)`);
+          for (const p of problems) console.error(p);
+          if (problems.length) throw invalid(`${problems.length} line(s) not imported`);
+        },
+        { mayCreate: true },
+      ),
     );
   user
     .command('passwd <name>')
@@ -164,7 +181,12 @@ export function buildCli(): Command {
     .action((_o, cmd: Command) =>
       withApp(cmd, async (app) => {
         const users = await app.store.users.list(1000);
-        console.log(table(['USERNAME', 'ROLE', 'STATUS', '2FA', 'CREATED'], users.map((u) => [u.username, u.role, u.status, u.twoFactor ? 'on' : 'off', iso(u.createdAt)])));
+        console.log(
+          table(
+            ['USERNAME', 'ROLE', 'STATUS', '2FA', 'CREATED'],
+            users.map((u) => [u.username, u.role, u.status, u.twoFactor ? 'on' : 'off', iso(u.createdAt)]),
+          ),
+        );
       }),
     );
   user
@@ -190,7 +212,10 @@ export function buildCli(): Command {
         console.log(`${normalizeUsername(name)} deleted`);
       }),
     );
-  for (const [verb, status] of [['disable', 'disabled'], ['enable', 'active']] as const) {
+  for (const [verb, status] of [
+    ['disable', 'disabled'],
+    ['enable', 'active'],
+  ] as const) {
     user
       .command(`${verb} <name>`)
       .description(`${verb} an account`)
@@ -219,7 +244,9 @@ export function buildCli(): Command {
           expiresInMs: ttl,
           networks: o.from ? o.from.split(',').filter(Boolean) : [],
         });
-        console.log(`id:       ${a.id}\nscopes:   ${a.scopes.join(',')}\nexpires:  ${iso(a.expiresAt)}\nfrom:     ${a.networks.join(',') || 'anywhere'}\npassword: ${password}`);
+        console.log(
+          `id:       ${a.id}\nscopes:   ${a.scopes.join(',')}\nexpires:  ${iso(a.expiresAt)}\nfrom:     ${a.networks.join(',') || 'anywhere'}\npassword: ${password}`,
+        );
         console.error('The password is shown only now.');
       }),
     );
@@ -232,7 +259,15 @@ export function buildCli(): Command {
         console.log(
           table(
             ['ID', 'SCOPES', 'FROM', 'DESCRIPTION', 'CREATED', 'EXPIRES', 'LAST USE'],
-            asps.map((a) => [a.id, a.scopes.join(','), a.networks.join(',') || 'anywhere', a.description, iso(a.createdAt), iso(a.expiresAt), a.lastUse ? `${iso(a.lastUse.time)} ${a.lastUse.protocol ?? ''} ${a.lastUse.ip ?? ''}`.trim() : '-']),
+            asps.map((a) => [
+              a.id,
+              a.scopes.join(','),
+              a.networks.join(',') || 'anywhere',
+              a.description,
+              iso(a.createdAt),
+              iso(a.expiresAt),
+              a.lastUse ? `${iso(a.lastUse.time)} ${a.lastUse.protocol ?? ''} ${a.lastUse.ip ?? ''}`.trim() : '-',
+            ]),
           ),
         );
       }),
@@ -251,7 +286,7 @@ export function buildCli(): Command {
     .command('2fa')
     .description('second factors')
     .command('reset <name>')
-    .description("reset a user who lost their second factor: prints a temporary password and recovery codes to hand over")
+    .description('reset a user who lost their second factor: prints a temporary password and recovery codes to hand over')
     .action((name: string, _o, cmd: Command) =>
       withApp(cmd, async (app) => {
         const { temporaryPassword, recoveryCodes } = await app.accounts.resetSecondFactor(actor, name);
@@ -304,7 +339,12 @@ export function buildCli(): Command {
     .action((_o, cmd: Command) =>
       withApp(cmd, async (app) => {
         const tokens = await app.store.apiTokens.list();
-        console.log(table(['ID', 'ROLE', 'DESCRIPTION', 'CREATED BY', 'CREATED', 'EXPIRES'], tokens.map((t) => [t.id, t.role, t.description, t.createdBy, iso(t.createdAt), iso(t.expiresAt)])));
+        console.log(
+          table(
+            ['ID', 'ROLE', 'DESCRIPTION', 'CREATED BY', 'CREATED', 'EXPIRES'],
+            tokens.map((t) => [t.id, t.role, t.description, t.createdBy, iso(t.createdAt), iso(t.expiresAt)]),
+          ),
+        );
       }),
     );
   token
@@ -329,21 +369,38 @@ export function buildCli(): Command {
     .option('--until <when>', 'ISO date-time, or a duration back from now')
     .option('--limit <n>', 'rows', '50')
     .option('--json', 'print JSON lines')
-    .action((o: { user?: string; action?: string; result?: string; ip?: string; protocol?: string; since?: string; until?: string; limit: string; json?: boolean }, cmd: Command) =>
-      withApp(cmd, async (app) => {
-        const limit = Number(o.limit);
-        if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid('--limit must be 1..10000');
-        const now = app.clock.now();
-        const filter = parseAuditFilter({ user: o.user, action: o.action, result: o.result, ip: o.ip, protocol: o.protocol, since: o.since, until: o.until }, now);
-        const page = await app.store.audit.query({ ...filter, limit }, now);
-        if (o.json) return page.events.forEach((e) => console.log(JSON.stringify(e)));
-        console.log(
-          table(
-            ['TIME', 'ACTION', 'RESULT', 'REASON', 'USER', 'IP', 'PROTO', 'SCOPE', 'ASP'],
-            page.events.map((e) => [iso(e.time), e.action, e.result, e.reason ?? '-', e.username ?? '-', e.ip ?? '-', e.protocol ?? '-', e.scope ?? '-', e.aspId ?? '-']),
-          ),
-        );
-      }),
+    .action(
+      (
+        o: { user?: string; action?: string; result?: string; ip?: string; protocol?: string; since?: string; until?: string; limit: string; json?: boolean },
+        cmd: Command,
+      ) =>
+        withApp(cmd, async (app) => {
+          const limit = Number(o.limit);
+          if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid('--limit must be 1..10000');
+          const now = app.clock.now();
+          const filter = parseAuditFilter(
+            { user: o.user, action: o.action, result: o.result, ip: o.ip, protocol: o.protocol, since: o.since, until: o.until },
+            now,
+          );
+          const page = await app.store.audit.query({ ...filter, limit }, now);
+          if (o.json) return page.events.forEach((e) => console.log(JSON.stringify(e)));
+          console.log(
+            table(
+              ['TIME', 'ACTION', 'RESULT', 'REASON', 'USER', 'IP', 'PROTO', 'SCOPE', 'ASP'],
+              page.events.map((e) => [
+                iso(e.time),
+                e.action,
+                e.result,
+                e.reason ?? '-',
+                e.username ?? '-',
+                e.ip ?? '-',
+                e.protocol ?? '-',
+                e.scope ?? '-',
+                e.aspId ?? '-',
+              ]),
+            ),
+          );
+        }),
     );
   return program;
 }

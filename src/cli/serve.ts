@@ -85,7 +85,7 @@ export async function serve(config: Config, reload: () => Config = () => config)
   const { log } = app;
   let serving = false;
   let listeners: Awaited<ReturnType<typeof startListeners>> | null = null;
-  let api: Awaited<ReturnType<typeof startApi>> | null = null;
+  let api: Awaited<ReturnType<typeof startApi>> | null;
   try {
     listeners = await startListeners(app);
     api = config.api.enabled ? await startApi(app, { serving: () => serving }) : null;
@@ -133,7 +133,13 @@ export async function serve(config: Config, reload: () => Config = () => config)
       api: api ? `http://${config.api.host}:${api.port}/ (docs at /docs)` : 'off',
       upstream: `imap ${up.host}:${up.imap_port}, pop3 ${up.host}:${up.pop3_port}, smtp ${up.smtp_host || up.host}:${up.smtp_port}, lmtp ${up.host}:${up.lmtp_port}`,
       store: config.store.kind,
-      redis: !configuredRedis(redisSettings(config)) ? 'in-memory' : config.redis.cluster_nodes.length ? 'cluster' : config.redis.sentinels.length ? 'sentinel' : 'server',
+      redis: !configuredRedis(redisSettings(config))
+        ? 'in-memory'
+        : config.redis.cluster_nodes.length
+          ? 'cluster'
+          : config.redis.sentinels.length
+            ? 'sentinel'
+            : 'server',
       certificate: listeners.tls.certFile,
     },
     'postern listening',

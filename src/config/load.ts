@@ -98,7 +98,14 @@ const schema = z.strictObject({
   }),
   imap: listener.extend({ max_sessions_per_user: count, max_append_size: count, max_append_total: count }),
   pop3: listener.extend({ max_sessions_per_user: count }),
-  submission: listener.extend({ max_message_size: count, max_recipients: count, save_sent: z.string().max(200).regex(/^[^\r\n\0]*$/, 'expected a mailbox name on one line') }),
+  submission: listener.extend({
+    max_message_size: count,
+    max_recipients: count,
+    save_sent: z
+      .string()
+      .max(200)
+      .regex(/^[^\r\n\0]*$/, 'expected a mailbox name on one line'),
+  }),
   lmtp: z.strictObject({ enabled: z.boolean(), host: z.string().min(1), port: port, max_message_size: count }),
   api: z.strictObject({
     enabled: z.boolean(),

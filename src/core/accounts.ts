@@ -318,11 +318,7 @@ export class Accounts {
       await this.audit(actor, user, { action: 'totp.enable', result: 'failure', reason: 'invalid_code' });
       throw new PosternError('invalid_code', 'the code does not match: check the device clock and try the next code');
     }
-    await this.patch(
-      user,
-      { totp: { sealedSecret: user.totpPending, enabledAt: this.now() }, totpPending: null, twoFactor: true },
-      true,
-    );
+    await this.patch(user, { totp: { sealedSecret: user.totpPending, enabledAt: this.now() }, totpPending: null, twoFactor: true }, true);
     // The enrolment code counts as used, so it cannot sign in a second time.
     await this.d.store.users.advanceTotpStep(user.id, step);
     await this.endTrust(actor, user);
@@ -381,7 +377,12 @@ export class Accounts {
    * Step two: the browser's answer is checked and the key becomes a second factor, turning
    * 2FA on. Recovery codes come with it (shown once) when the account has none left.
    */
-  async addSecurityKey(actor: Actor, username: string, response: Record<string, unknown>, label: string): Promise<{ key: WebAuthnCredential; recoveryCodes: string[] | null }> {
+  async addSecurityKey(
+    actor: Actor,
+    username: string,
+    response: Record<string, unknown>,
+    label: string,
+  ): Promise<{ key: WebAuthnCredential; recoveryCodes: string[] | null }> {
     const user = await this.get(username);
     await this.d.stepUp.require(actor, user);
     const checked = await this.d.securityKeys.verifyRegistration(user, response, label);

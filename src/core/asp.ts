@@ -30,9 +30,7 @@ export function aspPrefixHash(secret: string): string {
 
 /** Parses `imap,smtp` or `*`; master is never allowed for an ASP. */
 export function parseAspScopes(input: string | string[]): ProtocolScope[] {
-  const parts = (Array.isArray(input) ? input : input.split(','))
-    .map((s) => s.trim().toLowerCase())
-    .filter(Boolean);
+  const parts = (Array.isArray(input) ? input : input.split(',')).map((s) => s.trim().toLowerCase()).filter(Boolean);
   if (parts.length === 0) throw invalid('an ASP needs at least one scope: imap, pop3, smtp or *');
   if (parts.includes('*')) return [...PROTOCOL_SCOPES];
   const out = new Set<ProtocolScope>();

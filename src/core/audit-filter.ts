@@ -23,7 +23,8 @@ export function parseTimeBound(text: string, what: string, now: Date): Date {
   const ago = parseDuration(text);
   if (ago !== null) return new Date(now.getTime() - ago);
   const at = /^\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)?)?$/.test(text) ? new Date(text) : null;
-  if (!at || Number.isNaN(at.getTime())) throw invalid(`${what} expects an ISO date-time such as 2026-11-30T08:00:00Z or a duration back from now such as 24h, not "${text}"`);
+  if (!at || Number.isNaN(at.getTime()))
+    throw invalid(`${what} expects an ISO date-time such as 2026-11-30T08:00:00Z or a duration back from now such as 24h, not "${text}"`);
   return at;
 }
 

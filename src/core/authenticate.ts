@@ -155,10 +155,7 @@ export class Authenticator {
     const fingerprint = this.fingerprint(username, req.secret);
     // The attempt is counted before anything is checked: parallel guesses cannot all slip
     // through between a look at the window and the failure being written.
-    const [found, reserved] = await Promise.allSettled([
-      this.d.store.users.findByName(username),
-      this.d.windows.password(username, req.ip, fingerprint),
-    ]);
+    const [found, reserved] = await Promise.allSettled([this.d.store.users.findByName(username), this.d.windows.password(username, req.ip, fingerprint)]);
     if (reserved.status === 'rejected') throw reserved.reason;
     const gate = reserved.value;
     if (found.status === 'rejected') {
@@ -198,7 +195,14 @@ export class Authenticator {
    * are refused before any hash is computed. The account's own clients keep working: a secret
    * verified from the same address moments ago is still accepted, from the cache alone.
    */
-  private async duringLockout(req: AuthRequest, user: User | null, username: string, cacheKey: string, fingerprint: string, retryAfter: number): Promise<Outcome> {
+  private async duringLockout(
+    req: AuthRequest,
+    user: User | null,
+    username: string,
+    cacheKey: string,
+    fingerprint: string,
+    retryAfter: number,
+  ): Promise<Outcome> {
     const locked: Outcome = { result: fail('locked', { retryAfter }), user, aspId: null, guess: true };
     if (!req.ip) return locked;
     const known = await this.d.cache.get(this.addressKey(username, req.ip));
@@ -367,7 +371,15 @@ export class Authenticator {
       encryptTo,
       notices: recommended ? [...user.notices, 'two_factor_recommended'] : user.notices,
       secondFactor: null,
-      grant: { userId: user.id, scope: req.scope, credential: match.kind, aspId: match.kind === 'asp' ? match.asp.id : null, encryptTo, passwordSetAt: match.kind === 'password' ? user.passwordChangedAt : null, ip: req.ip },
+      grant: {
+        userId: user.id,
+        scope: req.scope,
+        credential: match.kind,
+        aspId: match.kind === 'asp' ? match.asp.id : null,
+        encryptTo,
+        passwordSetAt: match.kind === 'password' ? user.passwordChangedAt : null,
+        ip: req.ip,
+      },
     });
 
     if (match.kind === 'asp') {

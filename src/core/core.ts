@@ -82,6 +82,16 @@ export async function createCore(d: CoreDeps): Promise<Core> {
   const stepUp = new StepUp(d.store.challenges, d.clock, d.settings.web.stepUpWindowMs);
   const accounts = new Accounts({ ...common, securityKeys, settings: d.settings.accounts, stepUp, events: d.events });
   const emailCodes = new EmailCodes(d.store.challenges, d.codeMailer ?? null, d.clock, d.keys.hmac, d.settings.emailCodes);
-  const sessions = new WebSessions({ store: d.store, auth, audit, clock: d.clock, serverKey: d.keys.hmac, settings: d.settings.web, policy, emailCodes, stepUp });
+  const sessions = new WebSessions({
+    store: d.store,
+    auth,
+    audit,
+    clock: d.clock,
+    serverKey: d.keys.hmac,
+    settings: d.settings.web,
+    policy,
+    emailCodes,
+    stepUp,
+  });
   return { auth, accounts, audit, windows, box, sessions, policy, emailCodes, securityKeys };
 }

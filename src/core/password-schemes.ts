@@ -3,18 +3,7 @@
 // Everything but bcrypt at the configured cost is replaced by bcrypt at the next good login.
 
 export type PasswordScheme =
-  | 'bcrypt'
-  | 'sha512-crypt'
-  | 'sha256-crypt'
-  | 'md5-crypt'
-  | 'des-crypt'
-  | 'ssha1'
-  | 'ssha256'
-  | 'ssha512'
-  | 'argon2'
-  | 'scrypt'
-  | 'pbkdf2'
-  | 'dovecot-pbkdf2';
+  'bcrypt' | 'sha512-crypt' | 'sha256-crypt' | 'md5-crypt' | 'des-crypt' | 'ssha1' | 'ssha256' | 'ssha512' | 'argon2' | 'scrypt' | 'pbkdf2' | 'dovecot-pbkdf2';
 
 /** The cleartext of a {PLAIN} (or {CLEARTEXT}) entry, which is hashed at import and never stored; else null. */
 export function plainPassword(stored: string): string | null {

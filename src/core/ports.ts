@@ -1,7 +1,22 @@
 // Interfaces the core needs from the outside world. Stores implement them; the core never
 // imports a store. Every method may reject with a temporary PosternError when its backend
 // is down.
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User, WebAuthnCredential } from './types.js';
+import type {
+  ApiToken,
+  Asp,
+  AuditEvent,
+  AuditPage,
+  AuditQuery,
+  Challenge,
+  Domain,
+  FeatureName,
+  FeatureSetting,
+  LastUse,
+  Session,
+  TrustedDevice,
+  User,
+  WebAuthnCredential,
+} from './types.js';
 
 export type NewUser = Omit<User, 'id' | 'credentialVersion' | 'createdAt' | 'updatedAt' | 'totpLastStep'>;
 export type UserPatch = Partial<Omit<User, 'id' | 'username' | 'credentialVersion' | 'createdAt' | 'updatedAt'>>;

@@ -40,6 +40,9 @@ export class StepUp {
       throw new PosternError('password_change_required', 'This is a temporary password: change it first (PUT /api/v1/me/password)');
     }
     if (await this.challenges.get(this.key(actor.sessionId), this.clock.now())) return;
-    throw new PosternError('step_up_required', 'Confirm it is you: enter your password (and second factor) again with POST /api/v1/session/confirm, then retry');
+    throw new PosternError(
+      'step_up_required',
+      'Confirm it is you: enter your password (and second factor) again with POST /api/v1/session/confirm, then retry',
+    );
   }
 }

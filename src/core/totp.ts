@@ -19,13 +19,7 @@ export function totpCode(secret: string, at: Date): Promise<string> {
  * Checks a code within ±windowSteps of `at`. Returns the matched time step, or null.
  * Codes at or before `afterStep` are refused: a code is accepted once for its whole window.
  */
-export async function checkTotp(
-  secret: string,
-  code: string,
-  at: Date,
-  windowSteps: number,
-  afterStep: number | null,
-): Promise<number | null> {
+export async function checkTotp(secret: string, code: string, at: Date, windowSteps: number, afterStep: number | null): Promise<number | null> {
   if (!/^\d{6}$/.test(code.trim())) return null;
   const result = await verify({
     secret,

@@ -37,13 +37,20 @@ export interface SignInRequest {
 }
 
 export type SignInResult =
-  | { ok: true; token: string; session: Session; user: User; deviceToken: string | null; notices: string[]; mustChangePassword: boolean; mustSetUpTwoFactor: boolean }
+  | {
+      ok: true;
+      token: string;
+      session: Session;
+      user: User;
+      deviceToken: string | null;
+      notices: string[];
+      mustChangePassword: boolean;
+      mustSetUpTwoFactor: boolean;
+    }
   | Extract<AuthResult, { ok: false }>;
 
 /** Who a bearer token speaks for. */
-export type Principal =
-  | { kind: 'session'; session: Session; user: User; role: Role }
-  | { kind: 'token'; token: ApiToken; role: ApiToken['role'] };
+export type Principal = { kind: 'session'; session: Session; user: User; role: Role } | { kind: 'token'; token: ApiToken; role: ApiToken['role'] };
 
 const SESSION_PREFIX = 'pss_';
 const API_TOKEN_PREFIX = 'pat_';
@@ -112,7 +119,15 @@ export class WebSessions {
         createdAt: this.d.clock.now(),
         expiresAt: this.after(this.d.settings.trustedDeviceTtlMs),
       });
-      await this.d.audit.record({ action: 'device.create', result: 'success', userId: fresh.id, username: fresh.username, ip: req.ip, protocol: 'http', actor: fresh.username });
+      await this.d.audit.record({
+        action: 'device.create',
+        result: 'success',
+        userId: fresh.id,
+        username: fresh.username,
+        ip: req.ip,
+        protocol: 'http',
+        actor: fresh.username,
+      });
     }
     if (device) await this.d.store.devices.recordUse(device.id, { time: this.d.clock.now(), ip: req.ip, protocol: 'http' });
     const token = this.newToken(SESSION_PREFIX);
@@ -193,13 +208,29 @@ export class WebSessions {
 
   async signOut(user: User, session: Session): Promise<boolean> {
     const gone = await this.d.store.sessions.delete(session.id);
-    await this.d.audit.record({ action: 'session.signout', result: 'success', userId: user.id, username: user.username, actor: user.username, protocol: 'http', sessionId: session.id });
+    await this.d.audit.record({
+      action: 'session.signout',
+      result: 'success',
+      userId: user.id,
+      username: user.username,
+      actor: user.username,
+      protocol: 'http',
+      sessionId: session.id,
+    });
     return gone;
   }
 
   async signOutEverywhere(user: User): Promise<number> {
     const n = await this.d.store.sessions.deleteAllOfUser(user.id);
-    await this.d.audit.record({ action: 'session.signout', result: 'success', userId: user.id, username: user.username, actor: user.username, protocol: 'http', reason: `all:${n}` });
+    await this.d.audit.record({
+      action: 'session.signout',
+      result: 'success',
+      userId: user.id,
+      username: user.username,
+      actor: user.username,
+      protocol: 'http',
+      reason: `all:${n}`,
+    });
     return n;
   }
 
@@ -216,7 +247,10 @@ export class WebSessions {
    * Proves the password (and a second factor, when the account has one) again for a signed-in
    * session, which may then make sensitive changes for a while (step-up).
    */
-  async confirm(principal: { session: Session; user: User }, req: { password: string; secondFactor?: SecondFactor; ip: string | null; userAgent: string | null }): Promise<AuthResult> {
+  async confirm(
+    principal: { session: Session; user: User },
+    req: { password: string; secondFactor?: SecondFactor; ip: string | null; userAgent: string | null },
+  ): Promise<AuthResult> {
     const result = await this.d.auth.authenticate({
       username: principal.user.username,
       secret: req.password,

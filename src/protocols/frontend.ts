@@ -199,8 +199,15 @@ async function listenBehindProxy(
     });
     raw.resume();
   };
-  for (const [port, secure] of [[ports.plain, false], [ports.tls, true]] as const) {
-    if (port >= 0) await bound.bind(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK, allowHalfOpen: true }, (s) => void accept(s, secure)), port);
+  for (const [port, secure] of [
+    [ports.plain, false],
+    [ports.tls, true],
+  ] as const) {
+    if (port >= 0)
+      await bound.bind(
+        createServer({ highWaterMark: PIPE_HIGH_WATER_MARK, allowHalfOpen: true }, (s) => void accept(s, secure)),
+        port,
+      );
   }
   return bound.listening();
 }
@@ -230,7 +237,11 @@ export async function listen(
   if (proxyFrom) return listenBehindProxy(host, ports, tls, proxyFrom, track, open);
   const bound = new BoundServers(host, open);
   // Half-open sockets allowed: a client's FIN after its last command must not cut off the answers.
-  if (ports.plain >= 0) await bound.bind(createServer({ highWaterMark: PIPE_HIGH_WATER_MARK, allowHalfOpen: true }, (s) => track(s, false)), ports.plain);
+  if (ports.plain >= 0)
+    await bound.bind(
+      createServer({ highWaterMark: PIPE_HIGH_WATER_MARK, allowHalfOpen: true }, (s) => track(s, false)),
+      ports.plain,
+    );
   if (ports.tls >= 0) {
     const server = createTlsServer({ ...tls.serverOptions(), highWaterMark: PIPE_HIGH_WATER_MARK, allowHalfOpen: true }, (s) => track(s, true));
     // A failed handshake is the client's problem, not the process's.

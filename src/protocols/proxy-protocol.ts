@@ -33,7 +33,11 @@ export class ProxyHeaderReader {
       if (b.length < 16) return null;
       return this.v2();
     }
-    if (!Buffer.from('PROXY ').subarray(0, Math.min(b.length, 6)).equals(b.subarray(0, Math.min(b.length, 6)))) {
+    if (
+      !Buffer.from('PROXY ')
+        .subarray(0, Math.min(b.length, 6))
+        .equals(b.subarray(0, Math.min(b.length, 6)))
+    ) {
       throw new ProxyHeaderError('the connection did not start with a PROXY protocol header');
     }
     const end = b.indexOf('\r\n');
@@ -76,7 +80,15 @@ function v1(line: string): ProxiedPeer {
   const [, proto, src, dst, sport, dport] = parts;
   const family = proto === 'TCP4' ? 4 : proto === 'TCP6' ? 6 : 0;
   const port = Number(sport);
-  if (parts.length !== 6 || !family || isIP(src ?? '') !== family || isIP(dst ?? '') !== family || !/^\d{1,5}$/.test(sport ?? '') || port > 65535 || !/^\d{1,5}$/.test(dport ?? '')) {
+  if (
+    parts.length !== 6 ||
+    !family ||
+    isIP(src ?? '') !== family ||
+    isIP(dst ?? '') !== family ||
+    !/^\d{1,5}$/.test(sport ?? '') ||
+    port > 65535 ||
+    !/^\d{1,5}$/.test(dport ?? '')
+  ) {
     throw new ProxyHeaderError('malformed PROXY header');
   }
   return { ip: src!, port };

@@ -17,10 +17,7 @@ export function decodeBase64Line(line: string): string | null {
 export const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 
 export type SaslStep =
-  | { kind: 'challenge'; text: string }
-  | { kind: 'done'; username: string; password: string }
-  | { kind: 'invalid'; message: string }
-  | { kind: 'canceled' };
+  { kind: 'challenge'; text: string } | { kind: 'done'; username: string; password: string } | { kind: 'invalid'; message: string } | { kind: 'canceled' };
 
 /** One SASL PLAIN or LOGIN exchange (RFC 4616, draft-murchison-sasl-login), protocol-neutral. */
 export class SaslExchange {

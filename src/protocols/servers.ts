@@ -102,21 +102,42 @@ export async function startListeners(app: App): Promise<RunningListeners> {
   const ports: RunningListeners['ports'] = { imap: [], pop3: [], submission: [], lmtp: [] };
   try {
     if (cfg.imap.enabled) {
-      const l = await listen(cfg.imap.host, { plain: port(cfg.imap.port), tls: port(cfg.imap.tls_port) }, tls, imapSessionFactory(ctx, cfg.imap.max_sessions_per_user), ctx.settings.proxyFrom);
+      const l = await listen(
+        cfg.imap.host,
+        { plain: port(cfg.imap.port), tls: port(cfg.imap.tls_port) },
+        tls,
+        imapSessionFactory(ctx, cfg.imap.max_sessions_per_user),
+        ctx.settings.proxyFrom,
+      );
       running.push(l);
       ports.imap = l.ports;
     }
     if (cfg.pop3.enabled) {
-      const l = await listen(cfg.pop3.host, { plain: port(cfg.pop3.port), tls: port(cfg.pop3.tls_port) }, tls, pop3SessionFactory(ctx, cfg.pop3.max_sessions_per_user), ctx.settings.proxyFrom);
+      const l = await listen(
+        cfg.pop3.host,
+        { plain: port(cfg.pop3.port), tls: port(cfg.pop3.tls_port) },
+        tls,
+        pop3SessionFactory(ctx, cfg.pop3.max_sessions_per_user),
+        ctx.settings.proxyFrom,
+      );
       running.push(l);
       ports.pop3 = l.ports;
     }
     if (cfg.submission.enabled) {
-      const s = { maxMessageSize: cfg.submission.max_message_size, maxRecipients: cfg.submission.max_recipients, smtpPort: up.smtp_port, identity: up.smtp_identity, saveSent: cfg.submission.save_sent };
+      const s = {
+        maxMessageSize: cfg.submission.max_message_size,
+        maxRecipients: cfg.submission.max_recipients,
+        smtpPort: up.smtp_port,
+        identity: up.smtp_identity,
+        saveSent: cfg.submission.save_sent,
+      };
       // One look at the relay for both listeners; each session's relay connection keeps it current.
       const offer = new RelayOffer();
       offer.probe(ctx, up.smtp_port);
-      for (const [p, secure] of [[cfg.submission.port, false], [cfg.submission.tls_port, true]] as const) {
+      for (const [p, secure] of [
+        [cfg.submission.port, false],
+        [cfg.submission.tls_port, true],
+      ] as const) {
         if (p === 0) continue;
         const l = await smtpListen(createSubmissionServer(ctx, s, secure, offer), p, cfg.submission.host);
         running.push(l);
@@ -124,7 +145,11 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       }
     }
     if (cfg.lmtp.enabled) {
-      const l = await smtpListen(createLmtpServer(ctx, app.store, { maxMessageSize: cfg.lmtp.max_message_size, lmtpPort: up.lmtp_port }), cfg.lmtp.port, cfg.lmtp.host);
+      const l = await smtpListen(
+        createLmtpServer(ctx, app.store, { maxMessageSize: cfg.lmtp.max_message_size, lmtpPort: up.lmtp_port }),
+        cfg.lmtp.port,
+        cfg.lmtp.host,
+      );
       running.push(l);
       ports.lmtp = l.ports;
     }

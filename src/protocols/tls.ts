@@ -37,7 +37,15 @@ export class TlsManager {
         keyType: 'ec',
         algorithm: 'sha256',
         notAfterDate: notAfter,
-        extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: hostname }, { type: 7, ip: '127.0.0.1' }] }],
+        extensions: [
+          {
+            name: 'subjectAltName',
+            altNames: [
+              { type: 2, value: hostname },
+              { type: 7, ip: '127.0.0.1' },
+            ],
+          },
+        ],
       });
       writeFileSync(files.key, pems.private, { mode: 0o600 });
       writeFileSync(files.cert, pems.cert);

@@ -1,17 +1,7 @@
 // JSON (de)serialisation shared by stores that keep documents as text.
 import { randomBytes } from 'node:crypto';
 
-const DATE_KEYS = new Set([
-  'createdAt',
-  'updatedAt',
-  'passwordChangedAt',
-  'passwordExpiresAt',
-  'enabledAt',
-  'expiresAt',
-  'time',
-  'usedAt',
-  'lastUsedAt',
-]);
+const DATE_KEYS = new Set(['createdAt', 'updatedAt', 'passwordChangedAt', 'passwordExpiresAt', 'enabledAt', 'expiresAt', 'time', 'usedAt', 'lastUsedAt']);
 
 export function toJson(doc: unknown): string {
   return JSON.stringify(doc);
@@ -19,9 +9,7 @@ export function toJson(doc: unknown): string {
 
 /** Revives Date fields by name, so free text that looks like a date stays text. */
 export function fromJson<T>(text: string): T {
-  return JSON.parse(text, (key, value) =>
-    DATE_KEYS.has(key) && typeof value === 'string' ? new Date(value) : value,
-  ) as T;
+  return JSON.parse(text, (key, value) => (DATE_KEYS.has(key) && typeof value === 'string' ? new Date(value) : value)) as T;
 }
 
 /** 24 hex digits, the same shape as a MongoDB ObjectId, so ids look alike across stores. */

@@ -19,7 +19,22 @@ import type {
   UserPatch,
   UserStore,
 } from '../core/ports.js';
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User, WebAuthnCredential } from '../core/types.js';
+import type {
+  ApiToken,
+  Asp,
+  AuditEvent,
+  AuditPage,
+  AuditQuery,
+  Challenge,
+  Domain,
+  FeatureName,
+  FeatureSetting,
+  LastUse,
+  Session,
+  TrustedDevice,
+  User,
+  WebAuthnCredential,
+} from '../core/types.js';
 import { decodeCursor, encodeCursor, fromJson, newId, toJson } from './documents.js';
 
 // The data model of the whole product. Documents are JSON so the shape matches the MongoDB
@@ -129,9 +144,7 @@ class EmbeddedUsers implements UserStore {
         // A new TOTP seed starts a new step history.
         const resetStep = 'totp' in patch;
         this.db
-          .prepare(
-            `UPDATE users SET doc = ?, credential_version = ?, totp_last_step = CASE WHEN ? THEN NULL ELSE totp_last_step END WHERE id = ?`,
-          )
+          .prepare(`UPDATE users SET doc = ?, credential_version = ?, totp_last_step = CASE WHEN ? THEN NULL ELSE totp_last_step END WHERE id = ?`)
           .run(docOf(next), next.credentialVersion, resetStep ? 1 : 0, id);
         return resetStep ? { ...next, totpLastStep: null } : next;
       })(),
@@ -144,19 +157,15 @@ class EmbeddedUsers implements UserStore {
 
   list(limit: number, afterUsername?: string): Promise<User[]> {
     return guard('user', () =>
-      (
-        this.db
-          .prepare('SELECT * FROM users WHERE username > ? ORDER BY username LIMIT ?')
-          .all(afterUsername ?? '', limit) as Row[]
-      ).map((r) => userFromRow(r)!),
+      (this.db.prepare('SELECT * FROM users WHERE username > ? ORDER BY username LIMIT ?').all(afterUsername ?? '', limit) as Row[]).map((r) =>
+        userFromRow(r)!,
+      ),
     );
   }
 
   advanceTotpStep(id: string, step: number): Promise<boolean> {
     return guard('user', () => {
-      const res = this.db
-        .prepare('UPDATE users SET totp_last_step = ? WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)')
-        .run(step, id, step);
+      const res = this.db.prepare('UPDATE users SET totp_last_step = ? WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)').run(step, id, step);
       return res.changes === 1;
     });
   }
@@ -174,17 +183,13 @@ class EmbeddedAsps implements AspStore {
   create(input: NewAsp): Promise<Asp> {
     return guard('ASP', () => {
       const asp: Asp = { ...input, id: newId(), lastUse: null };
-      this.db
-        .prepare('INSERT INTO asps (id, user_id, prefix_hash, doc) VALUES (?, ?, ?, ?)')
-        .run(asp.id, asp.userId, asp.prefixHash, toJson(asp));
+      this.db.prepare('INSERT INTO asps (id, user_id, prefix_hash, doc) VALUES (?, ?, ?, ?)').run(asp.id, asp.userId, asp.prefixHash, toJson(asp));
       return asp;
     });
   }
 
   listByUser(userId: string): Promise<Asp[]> {
-    return guard('ASP', () =>
-      (this.db.prepare('SELECT * FROM asps WHERE user_id = ? ORDER BY rowid').all(userId) as Row[]).map(aspFromRow),
-    );
+    return guard('ASP', () => (this.db.prepare('SELECT * FROM asps WHERE user_id = ? ORDER BY rowid').all(userId) as Row[]).map(aspFromRow));
   }
 
   countByUser(userId: string): Promise<number> {
@@ -192,9 +197,7 @@ class EmbeddedAsps implements AspStore {
   }
 
   findByPrefix(userId: string, prefixHash: string): Promise<Asp[]> {
-    return guard('ASP', () =>
-      (this.db.prepare('SELECT * FROM asps WHERE user_id = ? AND prefix_hash = ?').all(userId, prefixHash) as Row[]).map(aspFromRow),
-    );
+    return guard('ASP', () => (this.db.prepare('SELECT * FROM asps WHERE user_id = ? AND prefix_hash = ?').all(userId, prefixHash) as Row[]).map(aspFromRow));
   }
 
   delete(userId: string, aspId: string): Promise<boolean> {
@@ -227,16 +230,15 @@ class EmbeddedRecoveryCodes implements RecoveryCodeStore {
 
   consume(userId: string, hash: string, now: Date): Promise<boolean> {
     return guard('recovery codes', () => {
-      const res = this.db
-        .prepare('UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND hash = ? AND used_at IS NULL')
-        .run(now.getTime(), userId, hash);
+      const res = this.db.prepare('UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND hash = ? AND used_at IS NULL').run(now.getTime(), userId, hash);
       return res.changes === 1;
     });
   }
 
   countUnused(userId: string): Promise<number> {
-    return guard('recovery codes', () =>
-      (this.db.prepare('SELECT count(*) AS n FROM recovery_codes WHERE user_id = ? AND used_at IS NULL').get(userId) as Row).n as number,
+    return guard(
+      'recovery codes',
+      () => (this.db.prepare('SELECT count(*) AS n FROM recovery_codes WHERE user_id = ? AND used_at IS NULL').get(userId) as Row).n as number,
     );
   }
 }
@@ -297,8 +299,14 @@ class EmbeddedAudit implements AuditStore {
       eq('result', q.result);
       eq('ip', q.ip);
       eq('protocol', q.protocol);
-      if (q.since) (where.push('time >= ?'), args.push(q.since.getTime()));
-      if (q.until) (where.push('time < ?'), args.push(q.until.getTime()));
+      if (q.since) {
+        where.push('time >= ?');
+        args.push(q.since.getTime());
+      }
+      if (q.until) {
+        where.push('time < ?');
+        args.push(q.until.getTime());
+      }
       if (q.cursor) {
         const c = decodeCursor(q.cursor);
         if (!c || !/^\d+$/.test(c.id)) throw invalid('invalid audit cursor');
@@ -322,8 +330,7 @@ class EmbeddedAudit implements AuditStore {
   }
 }
 
-const docRow = <T extends { id: string }>(row: Row | undefined): T | null =>
-  row ? ({ ...fromJson<T>(row.doc as string), id: row.id as string } as T) : null;
+const docRow = <T extends { id: string }>(row: Row | undefined): T | null => (row ? ({ ...fromJson<T>(row.doc as string), id: row.id as string } as T) : null);
 
 class EmbeddedSessions implements SessionStore {
   constructor(private readonly db: Database.Database) {}
@@ -373,18 +380,16 @@ class EmbeddedDevices implements TrustedDeviceStore {
   findByTokenHash(userId: string, tokenHash: string, now: Date): Promise<TrustedDevice | null> {
     return guard('trusted device', () =>
       docRow<TrustedDevice>(
-        this.db
-          .prepare('SELECT * FROM trusted_devices WHERE user_id = ? AND token_hash = ? AND expires_at > ?')
-          .get(userId, tokenHash, now.getTime()) as Row,
+        this.db.prepare('SELECT * FROM trusted_devices WHERE user_id = ? AND token_hash = ? AND expires_at > ?').get(userId, tokenHash, now.getTime()) as Row,
       ),
     );
   }
 
   listByUser(userId: string, now: Date): Promise<TrustedDevice[]> {
     return guard('trusted device', () =>
-      (
-        this.db.prepare('SELECT * FROM trusted_devices WHERE user_id = ? AND expires_at > ? ORDER BY rowid').all(userId, now.getTime()) as Row[]
-      ).map((r) => docRow<TrustedDevice>(r)!),
+      (this.db.prepare('SELECT * FROM trusted_devices WHERE user_id = ? AND expires_at > ? ORDER BY rowid').all(userId, now.getTime()) as Row[]).map((r) =>
+        docRow<TrustedDevice>(r)!,
+      ),
     );
   }
 
@@ -478,7 +483,9 @@ class EmbeddedChallenges implements ChallengeStore {
   put(c: Challenge): Promise<void> {
     return guard('challenge', () => {
       this.db
-        .prepare('INSERT INTO challenges (key, expires_at, doc) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc')
+        .prepare(
+          'INSERT INTO challenges (key, expires_at, doc) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc',
+        )
         .run(c.key, c.expiresAt.getTime(), toJson(c));
     });
   }
@@ -602,7 +609,10 @@ export class EmbeddedStore implements Store {
   async init(): Promise<void> {
     const at = this.db.pragma('user_version', { simple: true }) as number;
     if (at > SCHEMA_VERSION) {
-      throw new PosternError('store_misconfigured', `the database is at schema version ${at}, newer than this postern (${SCHEMA_VERSION}): run a newer postern`);
+      throw new PosternError(
+        'store_misconfigured',
+        `the database is at schema version ${at}, newer than this postern (${SCHEMA_VERSION}): run a newer postern`,
+      );
     }
     for (let v = at; v < SCHEMA_VERSION; v++) {
       this.db.transaction(() => {

@@ -30,7 +30,22 @@ import type {
   UserPatch,
   UserStore,
 } from '../core/ports.js';
-import type { ApiToken, Asp, AuditEvent, AuditPage, AuditQuery, Challenge, Domain, FeatureName, FeatureSetting, LastUse, Session, TrustedDevice, User, WebAuthnCredential } from '../core/types.js';
+import type {
+  ApiToken,
+  Asp,
+  AuditEvent,
+  AuditPage,
+  AuditQuery,
+  Challenge,
+  Domain,
+  FeatureName,
+  FeatureSetting,
+  LastUse,
+  Session,
+  TrustedDevice,
+  User,
+  WebAuthnCredential,
+} from '../core/types.js';
 import { decodeCursor, encodeCursor } from './documents.js';
 
 type UserDoc = Omit<User, 'id'> & { _id: ObjectId };
@@ -60,7 +75,11 @@ export function storeError(err: unknown, what: string): unknown {
     err instanceof MongoCompatibilityError ||
     (err instanceof MongoServerError && typeof err.code === 'number' && REFUSED_CODES.has(err.code));
   if (refused) {
-    const e = new PosternError('store_misconfigured', `MongoDB refused postern (${(err as Error).message}): check the user, password, database and rights in store.mongodb_url`, true);
+    const e = new PosternError(
+      'store_misconfigured',
+      `MongoDB refused postern (${(err as Error).message}): check the user, password, database and rights in store.mongodb_url`,
+      true,
+    );
     e.cause = err;
     return e;
   }
@@ -115,9 +134,7 @@ class MongoUsers implements UserStore {
     // A new TOTP seed starts a new step history.
     const set = { ...patch, updatedAt: now, ...('totp' in patch ? { totpLastStep: null } : {}) };
     return guard('user', async () =>
-      userOf(
-        await this.c.findOneAndUpdate({ _id }, { $set: set, $inc: { credentialVersion: bump ? 1 : 0 } }, { returnDocument: 'after' }),
-      ),
+      userOf(await this.c.findOneAndUpdate({ _id }, { $set: set, $inc: { credentialVersion: bump ? 1 : 0 } }, { returnDocument: 'after' })),
     );
   }
 
@@ -128,9 +145,13 @@ class MongoUsers implements UserStore {
 
   list(limit: number, afterUsername?: string): Promise<User[]> {
     return guard('user', async () =>
-      (await this.c.find({ username: { $gt: afterUsername ?? '' } }).sort({ username: 1 }).limit(limit).toArray()).map(
-        (d) => userOf(d)!,
-      ),
+      (
+        await this.c
+          .find({ username: { $gt: afterUsername ?? '' } })
+          .sort({ username: 1 })
+          .limit(limit)
+          .toArray()
+      ).map((d) => userOf(d)!),
     );
   }
 
@@ -138,10 +159,7 @@ class MongoUsers implements UserStore {
     const _id = oid(id);
     if (!_id) return Promise.resolve(false);
     return guard('user', async () => {
-      const res = await this.c.updateOne(
-        { _id, $or: [{ totpLastStep: null }, { totpLastStep: { $lt: step } }] },
-        { $set: { totpLastStep: step } },
-      );
+      const res = await this.c.updateOne({ _id, $or: [{ totpLastStep: null }, { totpLastStep: { $lt: step } }] }, { $set: { totpLastStep: step } });
       return res.modifiedCount === 1;
     });
   }
@@ -163,7 +181,14 @@ class MongoAsps implements AspStore {
   private byUser(userId: string, extra: Filter<AspDoc> = {}): Promise<Asp[]> {
     const u = oid(userId);
     if (!u) return Promise.resolve([]);
-    return guard('ASP', async () => (await this.c.find({ userId: u, ...extra }).sort({ _id: 1 }).toArray()).map(aspOf));
+    return guard('ASP', async () =>
+      (
+        await this.c
+          .find({ userId: u, ...extra })
+          .sort({ _id: 1 })
+          .toArray()
+      ).map(aspOf),
+    );
   }
 
   listByUser(userId: string): Promise<Asp[]> {
@@ -263,7 +288,11 @@ class MongoAudit implements AuditStore {
       filter.$or = [{ time: { $lt: new Date(c.time) } }, { time: new Date(c.time), _id: { $lt: id } }];
     }
     return guard('audit', async () => {
-      const docs = await this.c.find(filter).sort({ time: -1, _id: -1 }).limit(q.limit + 1).toArray();
+      const docs = await this.c
+        .find(filter)
+        .sort({ time: -1, _id: -1 })
+        .limit(q.limit + 1)
+        .toArray();
       const events: AuditEvent[] = docs.slice(0, q.limit).map(({ _id, expiresAt: _e, ...rest }) => ({ ...rest, id: _id!.toHexString() }));
       const last = events[events.length - 1];
       const nextCursor = docs.length > q.limit && last ? encodeCursor({ time: last.time.getTime(), id: last.id! }) : null;
@@ -315,7 +344,9 @@ class MongoSessions implements SessionStore {
   deleteAllOfUser(userId: string, exceptId?: string): Promise<number> {
     const u = oid(userId);
     const keep = exceptId ? oid(exceptId) : null;
-    return u ? guard('session', async () => (await this.c.deleteMany({ userId: u, ...(keep ? { _id: { $ne: keep } } : {}) })).deletedCount) : Promise.resolve(0);
+    return u
+      ? guard('session', async () => (await this.c.deleteMany({ userId: u, ...(keep ? { _id: { $ne: keep } } : {}) })).deletedCount)
+      : Promise.resolve(0);
   }
 
   purgeExpired(now: Date): Promise<number> {
@@ -349,7 +380,12 @@ class MongoDevices implements TrustedDeviceStore {
     const u = oid(userId);
     if (!u) return Promise.resolve([]);
     return guard('trusted device', async () =>
-      (await this.c.find({ userId: u, expiresAt: { $gt: now } }).sort({ _id: 1 }).toArray()).map((d) => withIds<TrustedDevice>(d)),
+      (
+        await this.c
+          .find({ userId: u, expiresAt: { $gt: now } })
+          .sort({ _id: 1 })
+          .toArray()
+      ).map((d) => withIds<TrustedDevice>(d)),
     );
   }
 
@@ -413,9 +449,7 @@ class MongoPolicy implements PolicyStore {
   ) {}
 
   features(): Promise<Partial<Record<FeatureName, FeatureSetting>>> {
-    return guard('policy', async () =>
-      Object.fromEntries((await this.settings.find({}).toArray()).map(({ _id, status, lock }) => [_id, { status, lock }])),
-    );
+    return guard('policy', async () => Object.fromEntries((await this.settings.find({}).toArray()).map(({ _id, status, lock }) => [_id, { status, lock }])));
   }
 
   setFeature(name: FeatureName, setting: FeatureSetting): Promise<void> {
@@ -438,9 +472,7 @@ class MongoPolicy implements PolicyStore {
     const path = `features.${name}`;
     // On insert the filter's `name` seeds the new document; only createdAt needs $setOnInsert.
     const update: UpdateFilter<DomainDoc> =
-      status === null
-        ? { $unset: { [path]: '' as const }, $setOnInsert: { createdAt: now } }
-        : { $set: { [path]: status }, $setOnInsert: { createdAt: now } };
+      status === null ? { $unset: { [path]: '' as const }, $setOnInsert: { createdAt: now } } : { $set: { [path]: status }, $setOnInsert: { createdAt: now } };
     return guard('policy', async () => {
       const doc = await this.domains.findOneAndUpdate({ name: domain }, update, { upsert: true, returnDocument: 'after' });
       const { _id, ...rest } = doc!;
@@ -556,7 +588,10 @@ const MONGO_MIGRATIONS: Array<(db: Db) => Promise<void>> = [
   // recovery codes from one document per code into one document per user.
   async (db) => {
     await db.collection('audit').createIndex({ username: 1, time: -1, _id: -1 });
-    await db.collection('audit').dropIndex('username_1_time_-1').catch(() => undefined);
+    await db
+      .collection('audit')
+      .dropIndex('username_1_time_-1')
+      .catch(() => undefined);
     const old = db.collection<RecoveryDoc>('recovery_codes');
     const sets = db.collection<RecoverySetDoc>('recovery_code_sets');
     for await (const group of old.aggregate<{ _id: ObjectId; codes: RecoverySetDoc['codes'] }>([
@@ -610,7 +645,10 @@ export class MongoStore implements Store {
   readonly securityKeys: MongoSecurityKeys;
   private readonly db: Db;
 
-  constructor(private readonly client: MongoClient, dbName?: string) {
+  constructor(
+    private readonly client: MongoClient,
+    dbName?: string,
+  ) {
     this.db = client.db(dbName);
     this.users = new MongoUsers(this.db.collection('users'));
     this.asps = new MongoAsps(this.db.collection('asps'));
@@ -648,7 +686,11 @@ export class MongoStore implements Store {
     await guard('MongoDB', async () => {
       const at = (await meta.findOne({ _id: 'schema' }))?.version ?? 0;
       if (at > MONGO_SCHEMA_VERSION) {
-        throw new PosternError('store_misconfigured', `the database is at schema version ${at}, newer than this postern (${MONGO_SCHEMA_VERSION}): run a newer postern`, true);
+        throw new PosternError(
+          'store_misconfigured',
+          `the database is at schema version ${at}, newer than this postern (${MONGO_SCHEMA_VERSION}): run a newer postern`,
+          true,
+        );
       }
       for (let v = at; v < MONGO_SCHEMA_VERSION; v++) {
         await MONGO_MIGRATIONS[v]!(db);

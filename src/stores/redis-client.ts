@@ -71,9 +71,11 @@ export async function persistenceRisks(redis: RedisConnection): Promise<string[]
       continue;
     }
     const field = (name: string) => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim();
-    if (field('aof_enabled') === '0') risks.add('Redis keeps no append-only file: a Redis restart forgets every failed login counted so far (set appendonly yes)');
+    if (field('aof_enabled') === '0')
+      risks.add('Redis keeps no append-only file: a Redis restart forgets every failed login counted so far (set appendonly yes)');
     const policy = field('maxmemory_policy');
-    if (policy && policy !== 'noeviction') risks.add(`Redis evicts keys under memory pressure (maxmemory-policy ${policy}): counted failures can be dropped (set maxmemory-policy noeviction)`);
+    if (policy && policy !== 'noeviction')
+      risks.add(`Redis evicts keys under memory pressure (maxmemory-policy ${policy}): counted failures can be dropped (set maxmemory-policy noeviction)`);
   }
   return [...risks];
 }

@@ -51,7 +51,10 @@ type RedisWithScripts = RedisConnection & {
 export class RedisLimiter implements RateLimiter {
   private readonly redis: RedisWithScripts;
 
-  constructor(redis: RedisConnection, private readonly prefix = 'postern:rl:') {
+  constructor(
+    redis: RedisConnection,
+    private readonly prefix = 'postern:rl:',
+  ) {
     redis.defineCommand('posternReserve', { numberOfKeys: 1, lua: RESERVE_SCRIPT });
     redis.defineCommand('posternSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT });
     this.redis = redis as RedisWithScripts;

@@ -28,7 +28,7 @@ async function call(method: string, path: string, opts: { token?: string; body?:
     body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
   });
   const text = await res.text();
-  let json: Json = {};
+  let json: Json;
   try {
     json = text ? (JSON.parse(text) as Json) : {};
   } catch {
@@ -132,7 +132,11 @@ describe('web API over HTTP', () => {
   });
 
   it('trusts a device so no second factor is asked on it, until the user removes it', async () => {
-    const first = await signIn('alice', PW, { recoveryCode: (await app.accounts.regenerateRecoveryCodes({ name: 't' }, 'alice'))[0], trustDevice: true, deviceLabel: 'laptop' });
+    const first = await signIn('alice', PW, {
+      recoveryCode: (await app.accounts.regenerateRecoveryCodes({ name: 't' }, 'alice'))[0],
+      trustDevice: true,
+      deviceLabel: 'laptop',
+    });
     expect(first.status).toBe(200);
     const deviceToken = first.json.deviceToken as string;
     expect(deviceToken).toMatch(/^ptd_/);
@@ -175,7 +179,9 @@ describe('web API over HTTP', () => {
     // Nothing but the password change until it is done.
     const t = next.json.token as string;
     expect((await call('POST', '/api/v1/me/asps', { token: t, body: { scopes: ['imap'] } })).json.code).toBe('password_change_required');
-    expect((await call('PUT', '/api/v1/me/password', { token: t, body: { currentPassword: temporaryPassword, newPassword: 'Rita-new-pass-2' } })).status).toBe(204);
+    expect((await call('PUT', '/api/v1/me/password', { token: t, body: { currentPassword: temporaryPassword, newPassword: 'Rita-new-pass-2' } })).status).toBe(
+      204,
+    );
     expect((await call('POST', '/api/v1/me/asps', { token: t, body: { scopes: ['imap'] } })).status).toBe(201);
     expect((await signIn('rita', 'Rita-new-pass-2', { recoveryCode: recoveryCodes[1] })).json.notices).toEqual([]);
     // The tests below use alice without a second factor.
@@ -211,7 +217,9 @@ describe('web API over HTTP', () => {
     const all: Json[] = [];
     let cursor: string | undefined;
     do {
-      const page = await call('GET', `/api/v1/audit?user=alice&action=auth&limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { token: auditor });
+      const page = await call('GET', `/api/v1/audit?user=alice&action=auth&limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, {
+        token: auditor,
+      });
       expect(page.status).toBe(200);
       all.push(...page.json.events);
       cursor = page.json.nextCursor ?? undefined;
@@ -309,13 +317,43 @@ describe('web API over HTTP', () => {
     const doc = (await call('GET', '/openapi.json')).json;
     await SwaggerParser.validate(structuredClone(doc) as never);
     const paths = Object.keys(doc.paths);
-    for (const p of ['/api/v1/session', '/api/v1/sessions', '/api/v1/me', '/api/v1/me/password', '/api/v1/me/asps', '/api/v1/me/asps/{id}', '/api/v1/me/totp/setup', '/api/v1/me/totp/enable', '/api/v1/me/totp/disable', '/api/v1/me/recovery-codes', '/api/v1/me/devices', '/api/v1/me/devices/{id}', '/api/v1/me/history', '/api/v1/users', '/api/v1/users/{name}', '/api/v1/users/{name}/2fa/reset', '/api/v1/tokens', '/api/v1/tokens/{id}', '/api/v1/audit', '/api/v1/me/security-keys', '/api/v1/me/security-keys/options', '/api/v1/me/security-keys/{id}', '/api/v1/me/pgp', '/api/v1/me/email-code', '/api/v1/policy/features', '/api/v1/policy/features/{name}', '/api/v1/domains/{domain}/features/{name}']) {
+    for (const p of [
+      '/api/v1/session',
+      '/api/v1/sessions',
+      '/api/v1/me',
+      '/api/v1/me/password',
+      '/api/v1/me/asps',
+      '/api/v1/me/asps/{id}',
+      '/api/v1/me/totp/setup',
+      '/api/v1/me/totp/enable',
+      '/api/v1/me/totp/disable',
+      '/api/v1/me/recovery-codes',
+      '/api/v1/me/devices',
+      '/api/v1/me/devices/{id}',
+      '/api/v1/me/history',
+      '/api/v1/users',
+      '/api/v1/users/{name}',
+      '/api/v1/users/{name}/2fa/reset',
+      '/api/v1/tokens',
+      '/api/v1/tokens/{id}',
+      '/api/v1/audit',
+      '/api/v1/me/security-keys',
+      '/api/v1/me/security-keys/options',
+      '/api/v1/me/security-keys/{id}',
+      '/api/v1/me/pgp',
+      '/api/v1/me/email-code',
+      '/api/v1/policy/features',
+      '/api/v1/policy/features/{name}',
+      '/api/v1/domains/{domain}/features/{name}',
+    ]) {
       expect(paths).toContain(p);
     }
     expect((await fetch(`${base}/docs`)).status).toBeLessThan(400);
     const out = await new Promise<string>((resolve, reject) =>
-      execFile('curl', ['-s', '-X', 'POST', '-H', 'content-type: application/json', '-d', JSON.stringify({ username: 'bob', password: PW }), `${base}/api/v1/session`], (err, stdout) =>
-        err ? reject(err) : resolve(stdout),
+      execFile(
+        'curl',
+        ['-s', '-X', 'POST', '-H', 'content-type: application/json', '-d', JSON.stringify({ username: 'bob', password: PW }), `${base}/api/v1/session`],
+        (err, stdout) => (err ? reject(err) : resolve(stdout)),
       ),
     );
     expect(JSON.parse(out).token).toMatch(/^pss_/);
@@ -348,7 +386,9 @@ describe('web API over HTTP', () => {
     const refused = await call('PUT', '/api/v1/domains/other.test/features/two_factor_required', { token: admin, body: { status: 'enabled' } });
     expect(refused.status).toBe(409);
     expect((await call('GET', '/api/v1/policy/features', { token: admin })).json.two_factor_required).toEqual({ status: 'disabled', lock: 'locked' });
-    expect((await call('PUT', '/api/v1/policy/features/two_factor_required', { token: 'pss_forged', body: { status: 'enabled', lock: 'locked' } })).status).toBe(401);
+    expect(
+      (await call('PUT', '/api/v1/policy/features/two_factor_required', { token: 'pss_forged', body: { status: 'enabled', lock: 'locked' } })).status,
+    ).toBe(401);
   });
 
   it('takes a PGP public key and turns encryption of stored mail on and off', async () => {
@@ -397,7 +437,9 @@ describe('web API over HTTP', () => {
     const setup = await call('POST', '/api/v1/me/totp/setup', { token: tess });
     expect((await call('POST', '/api/v1/me/totp/enable', { token: tess, body: { code: await codeAt(setup.json.secret, 0) } })).status).toBe(200);
     const valid = new Set(await Promise.all([-2, -1, 0, 1, 2, 3].map((s) => codeAt(setup.json.secret, s))));
-    const guesses = Array.from({ length: 60 }, (_, i) => String(100000 + i * 7919).slice(0, 6)).filter((c) => !valid.has(c)).slice(0, 50);
+    const guesses = Array.from({ length: 60 }, (_, i) => String(100000 + i * 7919).slice(0, 6))
+      .filter((c) => !valid.has(c))
+      .slice(0, 50);
     const answers = await Promise.all(guesses.map((totp) => signIn('tess', PW, { totp })));
     expect(answers.filter((a) => a.status === 401 && a.json.code === 'second_factor_invalid')).toHaveLength(6);
     const refused = answers.filter((a) => a.status === 429);
@@ -434,7 +476,9 @@ describe('web API over HTTP', () => {
       expect(token.status, expiresIn).toBe(400);
     }
     expect(await app.accounts.listAsps('alice')).toHaveLength(before);
-    expect((await call('GET', '/api/v1/tokens', { token: admin })).json.every((x: Json) => x.expiresAt === null || !Number.isNaN(Date.parse(x.expiresAt)))).toBe(true);
+    expect(
+      (await call('GET', '/api/v1/tokens', { token: admin })).json.every((x: Json) => x.expiresAt === null || !Number.isNaN(Date.parse(x.expiresAt))),
+    ).toBe(true);
     expect((await call('POST', '/api/v1/me/asps', { token: t, body: { scopes: ['imap'], expiresIn: '3650d' } })).status).toBe(201);
   });
 

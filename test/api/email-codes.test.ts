@@ -24,10 +24,14 @@ async function call(method: string, path: string, body?: unknown, token?: string
 
 /** The newest code mailed so far, once one more than `seen` has arrived. */
 async function nextCode(seen: number): Promise<string> {
-  return waitFor('emailed code', async () => {
-    if (sink.inbox.length <= seen) throw new Error('no mail yet');
-    return /Use (\d{6}) to/.exec(sink.inbox[sink.inbox.length - 1]!.text)![1]!;
-  }, 10_000);
+  return waitFor(
+    'emailed code',
+    async () => {
+      if (sink.inbox.length <= seen) throw new Error('no mail yet');
+      return /Use (\d{6}) to/.exec(sink.inbox[sink.inbox.length - 1]!.text)![1]!;
+    },
+    10_000,
+  );
 }
 
 beforeAll(async () => {

@@ -7,7 +7,13 @@ import { startApi } from '../../src/cli/serve.js';
 import { loadConfig } from '../../src/config/load.js';
 
 async function failedSignInSeenFrom(extraEnv: Record<string, string>): Promise<string | null> {
-  const env = { POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-proxy-')), POSTERN_AUTH__BCRYPT_ROUNDS: '10', POSTERN_LOG__LEVEL: 'silent', POSTERN_API__PORT: '0', ...extraEnv };
+  const env = {
+    POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-proxy-')),
+    POSTERN_AUTH__BCRYPT_ROUNDS: '10',
+    POSTERN_LOG__LEVEL: 'silent',
+    POSTERN_API__PORT: '0',
+    ...extraEnv,
+  };
   const app = await createApp(loadConfig({ env }));
   const api = await startApi(app);
   try {
@@ -34,7 +40,12 @@ describe('the web API behind a reverse proxy', () => {
 
 describe('metrics behind a token', () => {
   it('answers /metrics only with the configured bearer token', async () => {
-    const env = { POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-metrics-')), POSTERN_LOG__LEVEL: 'silent', POSTERN_API__PORT: '0', POSTERN_API__METRICS_TOKEN: 'scrape-secret-1' };
+    const env = {
+      POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-metrics-')),
+      POSTERN_LOG__LEVEL: 'silent',
+      POSTERN_API__PORT: '0',
+      POSTERN_API__METRICS_TOKEN: 'scrape-secret-1',
+    };
     const app = await createApp(loadConfig({ env }));
     const api = await startApi(app);
     try {

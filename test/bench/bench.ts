@@ -204,7 +204,11 @@ async function startPosternProcess(dovecot: Dovecot) {
   cli(['pgp', 'set', 'pia', '-'], publicKey);
   const piaAsp = /password: ([a-z ]+)/.exec(cli(['asp', 'create', 'pia', '--scope', 'imap']))![1]!.trim();
   dovecot.addUser('pia', 'upstream-pass');
-  const child: ChildProcess = spawn(process.execPath, [...(process.env.POSTERN_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), join(root, 'dist/cli/postern.js'), 'serve'], { env, stdio: 'ignore' });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...(process.env.POSTERN_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), join(root, 'dist/cli/postern.js'), 'serve'],
+    { env, stdio: 'ignore' },
+  );
   await waitFor('postern process', () => imapLoginLogout(port, 'alice', asp), 30_000);
   return { port, asp, piaAsp, pid: child.pid!, stop: () => child.kill('SIGTERM') };
 }
@@ -343,14 +347,26 @@ function printTable(r: Record<string, string | number>) {
   const f = (v: string | number) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2)) : v);
   const rows: Array<[string, string, string]> = [
     ['bcrypt cost 12, raw verifies/s on all cores (ceiling)', f(r.raw_verifies_per_s!), `${r.cores} cores`],
-    ['  one thread: native bcrypt vs bcryptjs verifies/s', `${f(r.native_single_thread_per_s!)} vs ${f(r.bcryptjs_single_thread_per_s!)}`, `${f(Number(r.native_single_thread_per_s) / Number(r.bcryptjs_single_thread_per_s))}x`],
+    [
+      '  one thread: native bcrypt vs bcryptjs verifies/s',
+      `${f(r.native_single_thread_per_s!)} vs ${f(r.bcryptjs_single_thread_per_s!)}`,
+      `${f(Number(r.native_single_thread_per_s) / Number(r.bcryptjs_single_thread_per_s))}x`,
+    ],
     ['cold logins/s through the core', f(r.cold_logins_per_s!), `${f(r.cold_vs_raw!)} x ceiling`],
     ['event-loop delay during cold storm p50 / p99 / max ms', `${f(r.event_loop_p50_ms!)} / ${f(r.event_loop_p99_ms!)} / ${f(r.event_loop_max_ms!)}`, ''],
-    ['warm (cached) logins/s through the core', f(r.warm_core_logins_per_s!), `${f(Number(r.warm_core_logins_per_s) / Number(r.raw_verifies_per_s))} x ceiling`],
+    [
+      'warm (cached) logins/s through the core',
+      f(r.warm_core_logins_per_s!),
+      `${f(Number(r.warm_core_logins_per_s) / Number(r.raw_verifies_per_s))} x ceiling`,
+    ],
     ['IMAP connect+login+logout/s: Dovecot direct', f(r.direct_dovecot_logins_per_s!), 'baseline'],
     ['IMAP connect+login+logout/s: through postern (warm)', f(r.postern_warm_logins_per_s!), `${f(r.warm_e2e_vs_direct!)} x direct`],
     [`FETCH ${f(r.fetch_message_mb!)} MB: Dovecot direct MB/s`, f(r.fetch_direct_mb_per_s!), 'baseline'],
-    ['FETCH through socat (minimal C relay) MB/s', f(r.fetch_socat_mb_per_s!), `${f(Number(r.fetch_socat_mb_per_s) / Number(r.fetch_direct_mb_per_s))} x direct`],
+    [
+      'FETCH through socat (minimal C relay) MB/s',
+      f(r.fetch_socat_mb_per_s!),
+      `${f(Number(r.fetch_socat_mb_per_s) / Number(r.fetch_direct_mb_per_s))} x direct`,
+    ],
     ['FETCH through postern MB/s', f(r.fetch_postern_mb_per_s!), `${f(r.fetch_vs_direct!)} x direct, ${f(r.fetch_vs_socat!)} x socat`],
     ['  postern CPU seconds per GB relayed', f(r.relay_cpu_s_per_gb!), `${f(1 / Number(r.relay_cpu_s_per_gb))} GB/s per core`],
     ['FETCH through postern, PGP user (session read) MB/s', f(r.fetch_inspected_mb_per_s!), `${f(r.fetch_inspected_vs_direct!)} x direct`],

@@ -59,7 +59,12 @@ describe('postern CLI', () => {
   });
 
   it('sets and removes a PGP key for stored mail, refusing what is not a public key', async () => {
-    const { publicKey, privateKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'hugo@example.test' }], format: 'armored' });
+    const { publicKey, privateKey } = await openpgp.generateKey({
+      type: 'ecc',
+      curve: 'curve25519Legacy',
+      userIDs: [{ email: 'hugo@example.test' }],
+      format: 'armored',
+    });
     expect(postern(['user', 'add', 'hugo'], 'Pass-word-42\n').code).toBe(0);
     const set = postern(['pgp', 'set', 'hugo', '-'], publicKey);
     expect(set.code).toBe(0);
@@ -84,12 +89,19 @@ describe('postern CLI', () => {
     expect(lines[0]).toMatch(/^TIME\s+ACTION\s+RESULT\s+REASON\s+USER/);
     expect(lines[2]).toMatch(/2fa\.reset\s+success/);
     const json = postern(['audit', '--user', 'gina', '--action', 'auth', '--result', 'failure', '--since', '1h', '--json']);
-    const events = json.out.trim().split('\n').map((l) => JSON.parse(l));
+    const events = json.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ action: 'auth', result: 'failure', reason: 'invalid_credentials', username: 'gina' });
     expect(postern(['audit', '--since', 'yesterday']).code).toBe(1);
     expect(postern(['audit', '--action', 'login']).err).toContain('action must be one of');
-    expect(postern(['audit', '--since', new Date(Date.now() - 3_600_000).toISOString(), '--user', 'gina', '--json']).out.trim().split('\n').length).toBeGreaterThan(0);
+    expect(
+      postern(['audit', '--since', new Date(Date.now() - 3_600_000).toISOString(), '--user', 'gina', '--json'])
+        .out.trim()
+        .split('\n').length,
+    ).toBeGreaterThan(0);
   });
 
   it('creates, lists and revokes API tokens that the API accepts', async () => {
@@ -155,7 +167,8 @@ describe('postern CLI', () => {
     writeFileSync(join(site, 'postern.toml'), '[server]\ndata_dir = "state"\n');
     const { POSTERN_SERVER__DATA_DIR: _omit, ...bare } = env;
     void _omit;
-    const run = (args: string[], cwd: string, input = '') => spawnSync(link, ['--config', join(site, 'postern.toml'), ...args], { cwd, input, env: { ...bare, POSTERN_LOG__LEVEL: 'silent' }, encoding: 'utf8' });
+    const run = (args: string[], cwd: string, input = '') =>
+      spawnSync(link, ['--config', join(site, 'postern.toml'), ...args], { cwd, input, env: { ...bare, POSTERN_LOG__LEVEL: 'silent' }, encoding: 'utf8' });
     expect(run(['user', 'add', 'zed'], tmpdir(), 'Pass-word-42\n').status).toBe(0);
     const elsewhere = run(['user', 'show', 'zed', '--json'], '/');
     expect(elsewhere.status, elsewhere.stderr).toBe(0);

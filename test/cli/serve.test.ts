@@ -60,9 +60,13 @@ function start(env: Record<string, string>): { proc: ChildProcess; out: () => st
 }
 
 const listening = (s: { out: () => string }) =>
-  waitFor('postern listening', async () => {
-    if (!s.out().includes('postern listening')) throw new Error(s.out());
-  }, 30_000);
+  waitFor(
+    'postern listening',
+    async () => {
+      if (!s.out().includes('postern listening')) throw new Error(s.out());
+    },
+    30_000,
+  );
 
 describe('postern serve under a supervisor', () => {
   it('stops with exit 1 and says which address when a listener cannot bind', async () => {
@@ -90,7 +94,8 @@ describe('postern serve under a supervisor', () => {
     try {
       await listening(up);
       await listening(down);
-      const get = (port: number, path: string) => fetch(`http://127.0.0.1:${port}${path}`).then(async (r) => ({ status: r.status, json: (await r.json()) as Record<string, any> }));
+      const get = (port: number, path: string) =>
+        fetch(`http://127.0.0.1:${port}${path}`).then(async (r) => ({ status: r.status, json: (await r.json()) as Record<string, any> }));
       expect(await get(ports.api, '/healthz')).toEqual({ status: 200, json: { status: 'ok' } });
       expect(await get(ports.api, '/readyz')).toEqual({ status: 200, json: { status: 'ready', checks: { store: 'ok', upstream: 'ok', listeners: 'ok' } } });
       const notReady = await get(downEnv.ports.api, '/readyz');
@@ -156,7 +161,12 @@ describe('SIGHUP', () => {
       await waitFor('reload', async () => {
         if (!s.out().includes('configuration reloaded')) throw new Error(s.out());
       });
-      const line = JSON.parse(s.out().split('\n').find((l) => l.includes('configuration reloaded'))!) as { needRestart?: string[] };
+      const line = JSON.parse(
+        s
+          .out()
+          .split('\n')
+          .find((l) => l.includes('configuration reloaded'))!,
+      ) as { needRestart?: string[] };
       expect(line.needRestart).toEqual(['imap']);
       expect(await login('Wrong-2-pw')).toMatch(/^a NO \[LIMIT\]/);
       // At warn, a failed login's decision line (warn) is still written; a success (info) is not.
@@ -186,7 +196,12 @@ describe('the Docker image as shipped', () => {
     const dockerfile = readFileSync(resolve(__dirname, '../../Dockerfile'), 'utf8');
     const last = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
     const envBlock = /\nENV ((?:.*\\\n)*.*)/.exec(last)![1]!;
-    const imageEnv = Object.fromEntries(envBlock.split(/\s*\\\n\s*|\s+(?=\w+=)/).filter(Boolean).map((kv) => kv.split('=') as [string, string]));
+    const imageEnv = Object.fromEntries(
+      envBlock
+        .split(/\s*\\\n\s*|\s+(?=\w+=)/)
+        .filter(Boolean)
+        .map((kv) => kv.split('=') as [string, string]),
+    );
     expect(imageEnv).toMatchObject({ POSTERN_IMAP__HOST: '0.0.0.0', POSTERN_API__HOST: '0.0.0.0' });
     const entrypoint = JSON.parse(/\nENTRYPOINT (\[.*\])/.exec(last)![1]!) as string[];
     const cmd = JSON.parse(/\nCMD (\[.*\])/.exec(last)![1]!) as string[];
@@ -197,9 +212,13 @@ describe('the Docker image as shipped', () => {
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      await waitFor('listening', async () => {
-        if (!out.includes('postern listening')) throw new Error(out);
-      }, 30_000);
+      await waitFor(
+        'listening',
+        async () => {
+          if (!out.includes('postern listening')) throw new Error(out);
+        },
+        30_000,
+      );
       const listening = JSON.parse(out.split('\n').find((l) => l.includes('postern listening'))!) as Record<string, string>;
       for (const key of ['imap', 'pop3', 'submission']) expect(listening[key]).toMatch(/^0\.0\.0\.0:\d+/);
       expect(listening.api).toMatch(/^http:\/\/0\.0\.0\.0:/);

@@ -45,9 +45,13 @@ async function startNode(name: string): Promise<Node> {
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise((r) => proc.once('exit', r));
-  await waitFor(`${name} listening`, async () => {
-    if (!out.includes('postern listening')) throw new Error(out);
-  }, 30_000);
+  await waitFor(
+    `${name} listening`,
+    async () => {
+      if (!out.includes('postern listening')) throw new Error(out);
+    },
+    30_000,
+  );
   return { name, imap, proc, out: () => out, exited };
 }
 
@@ -65,7 +69,11 @@ async function login(user: string, pass: string, from = '127.0.0.2'): Promise<st
   }
 }
 
-const decisions = (n: Node) => n.out().split('\n').filter((l) => l.includes('"auth decision"')).length;
+const decisions = (n: Node) =>
+  n
+    .out()
+    .split('\n')
+    .filter((l) => l.includes('"auth decision"')).length;
 
 beforeAll(async () => {
   dovecot = await startDovecot();

@@ -12,7 +12,9 @@ describe('audit filters, one syntax for the CLI and the API', () => {
   });
 
   it('refuses what cannot be in the log instead of answering with nothing', () => {
-    expect(parseAuditFilter({ user: 'Alice', action: 'asp.create', result: 'failure', protocol: 'imap', ip: '2001:db8::1', since: '7d', until: '1h' }, NOW)).toMatchObject({
+    expect(
+      parseAuditFilter({ user: 'Alice', action: 'asp.create', result: 'failure', protocol: 'imap', ip: '2001:db8::1', since: '7d', until: '1h' }, NOW),
+    ).toMatchObject({
       username: 'alice',
       action: 'asp.create',
       since: new Date('2026-11-24T12:00:00Z'),

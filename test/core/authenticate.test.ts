@@ -156,8 +156,7 @@ describe('second factor (A2, A4, A5)', () => {
     const { secret } = await enableTotp();
     c.clock.advance(5 * 30_000); // past the enrolment step, so only the window decides
     const at = (steps: number) => totpCode(secret, new Date(c.clock.now().getTime() + steps * 30_000));
-    const master = async (code: string) =>
-      reason(await c.auth.authenticate({ ...req('alice', PASSWORD, 'master'), secondFactor: { kind: 'totp', code } }));
+    const master = async (code: string) => reason(await c.auth.authenticate({ ...req('alice', PASSWORD, 'master'), secondFactor: { kind: 'totp', code } }));
     expect(await master(await at(-3))).toBe('second_factor_invalid');
     expect(await master(await at(-2))).toBe('ok');
     expect(await master(await at(2))).toBe('ok');
@@ -202,7 +201,11 @@ describe('second factor (A2, A4, A5)', () => {
     await enableTotp();
     const { temporaryPassword, recoveryCodes } = await c.accounts.resetSecondFactor(actor, 'alice');
     expect(reason(await c.auth.authenticate(req('alice', PASSWORD, 'master')))).toBe('invalid_credentials');
-    expect(await c.auth.authenticate(req('alice', temporaryPassword, 'master'))).toMatchObject({ ok: false, reason: 'second_factor_required', methods: ['recovery'] });
+    expect(await c.auth.authenticate(req('alice', temporaryPassword, 'master'))).toMatchObject({
+      ok: false,
+      reason: 'second_factor_required',
+      methods: ['recovery'],
+    });
     expect(reason(await c.auth.authenticate(req('alice', temporaryPassword, 'imap')))).toBe('asp_required');
     const r = await c.auth.authenticate({ ...req('alice', temporaryPassword, 'master'), secondFactor: { kind: 'recovery', code: recoveryCodes[0]! } });
     expect(r).toMatchObject({ ok: true, notices: ['two_factor_reset_by_admin'], mustChangePassword: true });

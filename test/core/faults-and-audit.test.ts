@@ -123,10 +123,11 @@ describe('audit trail (A8)', () => {
     expect(events.map((e) => e.reason)).toEqual(['once']);
   });
 
-  it('adopts the half-drained batch of a process that died, and leaves a live one\'s alone', async () => {
+  it("adopts the half-drained batch of a process that died, and leaves a live one's alone", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'postern-spool-'));
     const path = join(dir, 'spool.jsonl');
-    const line = (reason: string) => `${toJson({ event: { id: randomBytes(12).toString('hex'), time: new Date(), action: 'auth', result: 'failure', reason }, expiresAt: new Date(Date.now() + 86_400_000) })}\n`;
+    const line = (reason: string) =>
+      `${toJson({ event: { id: randomBytes(12).toString('hex'), time: new Date(), action: 'auth', result: 'failure', reason }, expiresAt: new Date(Date.now() + 86_400_000) })}\n`;
     const dead = spawnSync('true').pid;
     writeFileSync(`${path}.${dead}.draining`, line('from a dead process'));
     writeFileSync(`${path}.${process.ppid}.draining`, line('being drained by a live process'));

@@ -80,7 +80,9 @@ for (const b of backends) {
       expect(tally(results)).toEqual({ second_factor_invalid: 6, locked: results.length - 6 });
       expect(reason(results.at(-1)!)).toBe('locked');
       // Recovery codes share the window: no way around it.
-      expect(reason(await c.auth.authenticate({ ...req('alice', PASSWORD, 'master', STRANGER_IP), secondFactor: { kind: 'recovery', code: 'abcd-efgh' } }))).toBe('locked');
+      expect(
+        reason(await c.auth.authenticate({ ...req('alice', PASSWORD, 'master', STRANGER_IP), secondFactor: { kind: 'recovery', code: 'abcd-efgh' } })),
+      ).toBe('locked');
     });
 
     it('checks only 50 of 120 parallel sprays from one address across accounts', async () => {
@@ -114,7 +116,7 @@ for (const b of backends) {
       expect(reason(await c.auth.authenticate(req('alice', phone, 'imap', '203.0.113.77')))).toBe('locked');
     });
 
-    it('gives a stranger behind the owner\'s address no more than 5 looks at the verified secrets during a lockout', async () => {
+    it("gives a stranger behind the owner's address no more than 5 looks at the verified secrets during a lockout", async () => {
       const { password: phone } = await c.accounts.createAsp(actor, 'alice', { description: 'phone', scopes: ['imap'] });
       const { password: laptop } = await c.accounts.createAsp(actor, 'alice', { description: 'laptop', scopes: ['imap'] });
       expect(reason(await c.auth.authenticate(req('alice', phone, 'imap', OWNER_IP)))).toBe('ok');
@@ -177,7 +179,8 @@ describe('guessing limits and faults', () => {
             get(users, p, r) {
               const v = Reflect.get(users, p, r) as unknown;
               if (p === 'findByName' && typeof v === 'function') {
-                return (...a: unknown[]) => (down ? Promise.reject(temporary(new Error('connection refused'), 'store')) : (v as (...x: unknown[]) => unknown).apply(users, a));
+                return (...a: unknown[]) =>
+                  down ? Promise.reject(temporary(new Error('connection refused'), 'store')) : (v as (...x: unknown[]) => unknown).apply(users, a);
               }
               return typeof v === 'function' ? (v as () => unknown).bind(users) : v;
             },
@@ -209,7 +212,11 @@ describe('emailed codes against a store far away', () => {
     await store.init();
     const mailed: string[] = [];
     const clock = new ManualClock(Date.now());
-    const codes = new EmailCodes(store.challenges, { sendCode: async (_to, code) => void mailed.push(code) }, clock, randomBytes(32), { ttlMs: 300_000, resendDelayMs: 300_000, tries: 3 });
+    const codes = new EmailCodes(store.challenges, { sendCode: async (_to, code) => void mailed.push(code) }, clock, randomBytes(32), {
+      ttlMs: 300_000,
+      resendDelayMs: 300_000,
+      tries: 3,
+    });
     const alice = { id: 'u-alice', email: 'alice@example.test' } as User;
     await codes.send(alice, 'asp');
     const code = mailed[0]!;

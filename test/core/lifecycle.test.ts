@@ -5,7 +5,8 @@ import { totpCode } from '../../src/core/totp.js';
 import { PASSWORD, actor, testCore, type TestCore } from '../helpers/core.js';
 
 let c: TestCore;
-const signIn = (extra: Partial<SignInRequest> = {}) => c.sessions.signIn({ username: 'alice', password: PASSWORD, ip: '192.0.2.10', userAgent: 'test', ...extra });
+const signIn = (extra: Partial<SignInRequest> = {}) =>
+  c.sessions.signIn({ username: 'alice', password: PASSWORD, ip: '192.0.2.10', userAgent: 'test', ...extra });
 const ok = async (extra: Partial<SignInRequest> = {}) => {
   const r = await signIn(extra);
   if (!r.ok) throw new Error(`sign-in refused: ${r.reason}`);
@@ -26,7 +27,10 @@ beforeEach(async () => {
 describe('trusted devices', () => {
   it('are never issued for a second factor that was not checked', async () => {
     // No 2FA: a made-up code is ignored, and so is the wish to trust the device.
-    for (const secondFactor of [{ kind: 'totp', code: '000000' }, { kind: 'recovery', code: 'abcd-efgh-ijkl' }] as const) {
+    for (const secondFactor of [
+      { kind: 'totp', code: '000000' },
+      { kind: 'recovery', code: 'abcd-efgh-ijkl' },
+    ] as const) {
       expect((await ok({ trustDevice: true, secondFactor })).deviceToken).toBeNull();
     }
     expect(await c.sessions.listDevices((await c.accounts.get('alice')).id)).toHaveLength(0);
@@ -134,13 +138,19 @@ describe('step-up: sensitive changes need a recent proof', () => {
     // Another session's proof is its own.
     const other = await ok();
     c.clock.advance(5 * 60_000 + 1);
-    await expect(c.accounts.createAsp({ name: 'alice', sessionId: other.session.id }, 'alice', { description: 'x', scopes: ['imap'] })).rejects.toMatchObject({ code: 'step_up_required' });
+    await expect(c.accounts.createAsp({ name: 'alice', sessionId: other.session.id }, 'alice', { description: 'x', scopes: ['imap'] })).rejects.toMatchObject({
+      code: 'step_up_required',
+    });
   });
 });
 
 describe('ASPs bound to networks', () => {
   it('open only from their addresses, cached or not, and a live session from elsewhere cannot exist', async () => {
-    const { password, asp } = await c.accounts.createAsp(actor, 'alice', { description: 'office', scopes: ['imap'], networks: ['192.0.2.0/24', '2001:db8::/32'] });
+    const { password, asp } = await c.accounts.createAsp(actor, 'alice', {
+      description: 'office',
+      scopes: ['imap'],
+      networks: ['192.0.2.0/24', '2001:db8::/32'],
+    });
     expect(asp.networks).toEqual(['192.0.2.0/24', '2001:db8::/32']);
     const at = (ip: string | null) => c.auth.authenticate({ username: 'alice', secret: password, scope: 'imap', ip, protocol: 'imap' });
     const first = await at('192.0.2.10');
@@ -150,8 +160,12 @@ describe('ASPs bound to networks', () => {
     expect(await at(null)).toMatchObject({ ok: false, reason: 'address_denied' });
     expect((await at('2001:db8::42')).ok).toBe(true);
     if (first.ok) expect(await c.auth.stillGranted([first.grant])).toEqual([true]);
-    await expect(c.accounts.createAsp(actor, 'alice', { description: '', scopes: ['imap'], networks: ['10.0.0.0/33'] })).rejects.toMatchObject({ code: 'invalid_input' });
-    await expect(c.accounts.createAsp(actor, 'alice', { description: '', scopes: ['imap'], networks: ['not-an-ip'] })).rejects.toMatchObject({ code: 'invalid_input' });
+    await expect(c.accounts.createAsp(actor, 'alice', { description: '', scopes: ['imap'], networks: ['10.0.0.0/33'] })).rejects.toMatchObject({
+      code: 'invalid_input',
+    });
+    await expect(c.accounts.createAsp(actor, 'alice', { description: '', scopes: ['imap'], networks: ['not-an-ip'] })).rejects.toMatchObject({
+      code: 'invalid_input',
+    });
   });
 });
 
@@ -167,4 +181,3 @@ describe('a temporary password', () => {
     await c.accounts.createAsp(me, 'alice', { description: '', scopes: ['imap'] });
   });
 });
-

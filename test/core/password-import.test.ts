@@ -42,7 +42,11 @@ describe('imported password hashes (A1)', () => {
     ['PBKDF2 (WildDuck)', () => pbkdf2Hash(PW)],
     ['{MD5-CRYPT}', () => doveadm('MD5-CRYPT')],
     ['{CRYPT} (as doveadm makes it)', () => doveadm('CRYPT')],
-    ['{CRYPT} in the traditional DES form', () => `{CRYPT}${execFileSync('python3', ['-W', 'ignore', '-c', `import crypt; print(crypt.crypt(${JSON.stringify(PW)}, 'q7'))`], { encoding: 'utf8' }).trim()}`],
+    [
+      '{CRYPT} in the traditional DES form',
+      () =>
+        `{CRYPT}${execFileSync('python3', ['-W', 'ignore', '-c', `import crypt; print(crypt.crypt(${JSON.stringify(PW)}, 'q7'))`], { encoding: 'utf8' }).trim()}`,
+    ],
     ['{SSHA}', () => doveadm('SSHA')],
     ['{PBKDF2} (Dovecot)', () => doveadm('PBKDF2')],
   ];

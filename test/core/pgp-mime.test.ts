@@ -7,8 +7,14 @@ let signedOnly: string;
 let encrypt: (inner: Buffer) => Promise<string>;
 
 beforeAll(async () => {
-  const { privateKey, publicKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'alice@example.test' }], format: 'object' });
-  encrypt = async (inner) => String(await openpgp.encrypt({ message: await openpgp.createMessage({ binary: inner }), encryptionKeys: publicKey, format: 'armored' }));
+  const { privateKey, publicKey } = await openpgp.generateKey({
+    type: 'ecc',
+    curve: 'curve25519Legacy',
+    userIDs: [{ email: 'alice@example.test' }],
+    format: 'object',
+  });
+  encrypt = async (inner) =>
+    String(await openpgp.encrypt({ message: await openpgp.createMessage({ binary: inner }), encryptionKeys: publicKey, format: 'armored' }));
   encrypted = await encrypt(Buffer.from('secret words'));
   signedOnly = String(await openpgp.sign({ message: await openpgp.createMessage({ text: 'signed, not secret' }), signingKeys: privateKey, format: 'armored' }));
 });

@@ -13,7 +13,13 @@ describe('secret box (TOTP seeds at rest)', () => {
   it('opens seeds sealed under an old key after rotating to a new one', () => {
     const old = new SecretBox(new Map([['k1', k1]]), 'k1');
     const sealed = old.seal('JBSWY3DPEHPK3PXP', 'user-1');
-    const rotated = new SecretBox(new Map([['k1', k1], ['k2', k2]]), 'k2');
+    const rotated = new SecretBox(
+      new Map([
+        ['k1', k1],
+        ['k2', k2],
+      ]),
+      'k2',
+    );
     expect(rotated.open(sealed, 'user-1')).toBe('JBSWY3DPEHPK3PXP');
     expect(rotated.keyIdOf(rotated.seal('x', 'user-1'))).toBe('k2');
   });
@@ -61,9 +67,7 @@ describe('ASP format (A3)', () => {
 
 describe('password policy (B8)', () => {
   it('names every unmet rule', () => {
-    expect(() => checkPasswordPolicy('abc', policy)).toThrow(
-      'password needs at least 8 characters, an upper-case letter, a digit, a special character',
-    );
+    expect(() => checkPasswordPolicy('abc', policy)).toThrow('password needs at least 8 characters, an upper-case letter, a digit, a special character');
     expect(() => checkPasswordPolicy('Abcdefg1!', policy)).not.toThrow();
     expect(() => checkPasswordPolicy('Ünïcödé-9', policy)).not.toThrow();
   });

@@ -98,7 +98,9 @@ describe('security keys (A6)', () => {
   it('will not register a reused challenge or an answer for another origin, and audits both', async () => {
     const key = new SoftKey();
     const options = await c.accounts.securityKeyOptions(actor, 'alice');
-    await expect(c.accounts.addSecurityKey(actor, 'alice', key.register(options, 'https://evil.example'), '')).rejects.toMatchObject({ code: 'invalid_security_key' });
+    await expect(c.accounts.addSecurityKey(actor, 'alice', key.register(options, 'https://evil.example'), '')).rejects.toMatchObject({
+      code: 'invalid_security_key',
+    });
     await c.accounts.addSecurityKey(actor, 'alice', key.register(options), '');
     await expect(c.accounts.addSecurityKey(actor, 'alice', new SoftKey().register(options), '')).rejects.toMatchObject({ code: 'invalid_security_key' });
     const events = (await c.store.audit.query({ username: 'alice', action: 'security_key.add', limit: 10 }, c.clock.now())).events;
@@ -108,7 +110,11 @@ describe('security keys (A6)', () => {
   it('an admin reset and turning 2FA off remove the keys', async () => {
     await addKey();
     const { temporaryPassword } = await c.accounts.resetSecondFactor(actor, 'alice');
-    expect(await c.auth.authenticate(req('alice', temporaryPassword, 'master'))).toMatchObject({ ok: false, reason: 'second_factor_required', methods: ['recovery'] });
+    expect(await c.auth.authenticate(req('alice', temporaryPassword, 'master'))).toMatchObject({
+      ok: false,
+      reason: 'second_factor_required',
+      methods: ['recovery'],
+    });
     expect(await c.store.securityKeys.listByUser((await c.accounts.get('alice')).id)).toHaveLength(0);
   });
 

@@ -34,7 +34,8 @@ export function greeting(port: number, expect: string): Promise<void> {
     s.once('error', rej);
     s.once('data', (d) => {
       s.destroy();
-      d.toString().startsWith(expect) ? res() : rej(new Error(`unexpected greeting ${d.toString()}`));
+      if (d.toString().startsWith(expect)) res();
+      else rej(new Error(`unexpected greeting ${d.toString()}`));
     });
   });
 }

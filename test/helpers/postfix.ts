@@ -17,7 +17,12 @@ const fixture = (name: string) => readFileSync(fileURLToPath(new URL(`../fixture
 export async function startPostfix(lmtpPort: number, authPort: number): Promise<Postfix> {
   const dir = mkdtempSync('/tmp/postern-postfix-');
   const smtpPort = await freePort();
-  const fill = (t: string) => t.replaceAll('{{dir}}', dir).replaceAll('{{lmtpPort}}', String(lmtpPort)).replaceAll('{{smtpPort}}', String(smtpPort)).replaceAll('{{authPort}}', String(authPort));
+  const fill = (t: string) =>
+    t
+      .replaceAll('{{dir}}', dir)
+      .replaceAll('{{lmtpPort}}', String(lmtpPort))
+      .replaceAll('{{smtpPort}}', String(smtpPort))
+      .replaceAll('{{authPort}}', String(authPort));
   writeFileSync(join(dir, 'main.cf'), fill(fixture('postfix-main.cf')));
   writeFileSync(join(dir, 'master.cf'), fill(fixture('postfix-master.cf')));
   chmodSync(dir, 0o755);

@@ -38,7 +38,14 @@ export async function startRedis(opts: { persist?: boolean; extraArgs?: string[]
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'postern-redis-'));
   const args = [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir,
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--dir',
+    dir,
     ...(opts.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
     ...(opts.extraArgs ?? []),
   ];

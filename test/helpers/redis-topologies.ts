@@ -50,8 +50,26 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       const port = await freePort();
       // The bus port chosen too: the default (port + 10000) may not be free, or not exist.
       const bus = await freePort();
-      const args = ['--port', String(port), '--cluster-port', String(bus), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
-        '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000', '--save', '', '--appendonly', 'no', '--dir', dir];
+      const args = [
+        '--port',
+        String(port),
+        '--cluster-port',
+        String(bus),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(dir, `nodes-${port}.conf`),
+        '--cluster-node-timeout',
+        '2000',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+      ];
       procs.push({ port, proc: redisServer(args) });
     }
     for (const p of procs) await waitFor('redis cluster node', async () => void (await answer(p.port, 'PING')));
@@ -100,7 +118,18 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
   try {
     const primary = await freePort();
     const replica = await freePort();
-    const base = (port: number) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', mkdtempSync(join(dir, 'node-'))];
+    const base = (port: number) => [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      mkdtempSync(join(dir, 'node-')),
+    ];
     servers.push({ port: primary, proc: redisServer(base(primary)) });
     servers.push({ port: replica, proc: redisServer([...base(replica), '--replicaof', '127.0.0.1', String(primary)]) });
     for (const s of servers) await waitFor('redis server', async () => void (await answer(s.port, 'PING')));
@@ -111,8 +140,16 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
     const conf = join(dir, 'sentinel.conf');
     writeFileSync(
       conf,
-      [`port ${sport}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${primary} 1`,
-        `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 5000`, `sentinel parallel-syncs ${name} 1`, ''].join('\n'),
+      [
+        `port ${sport}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `sentinel monitor ${name} 127.0.0.1 ${primary} 1`,
+        `sentinel down-after-milliseconds ${name} 1000`,
+        `sentinel failover-timeout ${name} 5000`,
+        `sentinel parallel-syncs ${name} 1`,
+        '',
+      ].join('\n'),
     );
     sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
     await waitFor('redis sentinel', async () => {

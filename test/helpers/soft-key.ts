@@ -49,8 +49,22 @@ export class SoftKey {
     ]);
     const idLen = Buffer.alloc(2);
     idLen.writeUInt16BE(this.credentialId.length);
-    const authData = Buffer.concat([sha256(this.rpId), Buffer.from([0x41]), u32(this.counter), Buffer.alloc(16), idLen, this.credentialId, Buffer.from(isoCBOR.encode(cose))]);
-    const attestation = isoCBOR.encode(new Map<string, unknown>([['fmt', 'none'], ['attStmt', new Map()], ['authData', authData]]) as never);
+    const authData = Buffer.concat([
+      sha256(this.rpId),
+      Buffer.from([0x41]),
+      u32(this.counter),
+      Buffer.alloc(16),
+      idLen,
+      this.credentialId,
+      Buffer.from(isoCBOR.encode(cose)),
+    ]);
+    const attestation = isoCBOR.encode(
+      new Map<string, unknown>([
+        ['fmt', 'none'],
+        ['attStmt', new Map()],
+        ['authData', authData],
+      ]) as never,
+    );
     return {
       id: this.id,
       rawId: this.id,

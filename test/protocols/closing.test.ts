@@ -70,4 +70,3 @@ describe('an account the mail server refuses', () => {
     }
   });
 });
-

@@ -64,9 +64,19 @@ async function run(port: number, tls: boolean, user: string, pass: string): Prom
     await c.until(/^\* OK/);
     // Before login, the maximal ID: answered (by postern or by Dovecot) and not refused.
     c.write(`p ${MAX_ID}\r\n`);
-    out.push((await c.until(/^p /)).split('\r\n').at(-1)!.replace(/ID completed\.?.*$/, 'ID completed'));
+    out.push(
+      (await c.until(/^p /))
+        .split('\r\n')
+        .at(-1)!
+        .replace(/ID completed\.?.*$/, 'ID completed'),
+    );
     c.write(`l LOGIN ${user} "${pass}"\r\n`);
-    out.push((await c.until(/^l /)).split('\r\n').at(-1)!.replace(/\[CAPABILITY [^\]]*\] /, ''));
+    out.push(
+      (await c.until(/^l /))
+        .split('\r\n')
+        .at(-1)!
+        .replace(/\[CAPABILITY [^\]]*\] /, ''),
+    );
     for (const [i, cmd] of SCRIPT.entries()) {
       const tag = `t${i}`;
       c.write(`${tag} ${cmd}\r\n`);

@@ -23,7 +23,9 @@ print(json.dumps(r))`);
 /** curl as a mail client (it speaks IMAP, POP3 and SMTP); exit code and output. */
 function curl(args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
-    execFile('curl', ['--silent', '--max-time', '20', ...args], (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout }));
+    execFile('curl', ['--silent', '--max-time', '20', ...args], (err, stdout) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout }),
+    );
   });
 }
 
@@ -244,9 +246,13 @@ except imaplib.IMAP4.error as e:
     expect(events[0]).toMatchObject({ protocol: 'imap', scope: 'imap', ip: '127.0.0.1', reason: 'asp' });
     expect(events[0]?.aspId).toMatch(/^[0-9a-f]{24}$/);
     // Dovecot writes its log through a separate process: give it a moment.
-    await waitFor('dovecot log line', async () => {
-      if (!gw.dovecot.log().includes(`session=<${events[0]?.sessionId}>`)) throw new Error('not yet');
-    }, 5000);
+    await waitFor(
+      'dovecot log line',
+      async () => {
+        if (!gw.dovecot.log().includes(`session=<${events[0]?.sessionId}>`)) throw new Error('not yet');
+      },
+      5000,
+    );
   });
 
   it('answers [UNAVAILABLE] when the upstream is down, not a wrong-password answer', async () => {

@@ -57,7 +57,7 @@ async function stillServes(c: RawClient, tag: string): Promise<void> {
 }
 
 describe('live sessions end when their credential changes', () => {
-  it("ends the IMAP, POP3 and submission sessions of a revoked ASP at once, and only those", async () => {
+  it('ends the IMAP, POP3 and submission sessions of a revoked ASP at once, and only those', async () => {
     const phone = await gw.app.accounts.createAsp(admin, 'alice', { description: 'phone', scopes: ['imap', 'pop3', 'smtp'] });
     const laptop = await gw.app.accounts.createAsp(admin, 'alice', { description: 'laptop', scopes: ['imap'] });
     const onPhone = await imap('alice', phone.password);

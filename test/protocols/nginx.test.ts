@@ -88,7 +88,13 @@ except poplib.error_proto as e:
       emailCodes: gw.app.emailCodes,
       securityKeys: gw.app.securityKeys,
       clock: gw.app.clock,
-      nginx: { allowed: () => false, upstreamHost: '127.0.0.1', smtpHost: '127.0.0.1', ports: { imap: 1, pop3: 1, smtp: 1 }, upstreamLogin: () => ({ user: 'x', pass: 'y' }) },
+      nginx: {
+        allowed: () => false,
+        upstreamHost: '127.0.0.1',
+        smtpHost: '127.0.0.1',
+        ports: { imap: 1, pop3: 1, smtp: 1 },
+        upstreamLogin: () => ({ user: 'x', pass: 'y' }),
+      },
     });
     const refused = await elsewhere.inject({ url: '/auth/nginx', headers });
     expect(refused.statusCode).toBe(403);
@@ -100,7 +106,13 @@ except poplib.error_proto as e:
   it('counts requests without a valid Client-IP against the nginx host, so a spray through them is still cut off', async () => {
     const ask = (user: string, pass: string, clientIp?: string) =>
       fetch(`http://127.0.0.1:${api.port}/auth/nginx`, {
-        headers: { 'Auth-Method': 'plain', 'Auth-User': user, 'Auth-Pass': encodeURIComponent(pass), 'Auth-Protocol': 'imap', ...(clientIp === undefined ? {} : { 'Client-IP': clientIp }) },
+        headers: {
+          'Auth-Method': 'plain',
+          'Auth-User': user,
+          'Auth-Pass': encodeURIComponent(pass),
+          'Auth-Protocol': 'imap',
+          ...(clientIp === undefined ? {} : { 'Client-IP': clientIp }),
+        },
       }).then((r) => r.headers.get('auth-status') ?? '');
     const answers = await Promise.all(Array.from({ length: 60 }, (_, i) => ask(`sprayed${i}`, 'Spring2026!', i % 2 ? undefined : 'not-an-address')));
     const checked = answers.filter((a) => a.startsWith('[AUTHENTICATIONFAILED]')).length;

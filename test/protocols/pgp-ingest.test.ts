@@ -73,7 +73,10 @@ print(json.dumps(c.sendmail('carol@example.org', ['alice@example.test', 'bob@exa
   });
 
   it('leaves mail that is already encrypted as it is', async () => {
-    const pre = await openpgp.encrypt({ message: await openpgp.createMessage({ text: 'already sealed' }), encryptionKeys: await openpgp.readKey({ armoredKey: publicKey }) });
+    const pre = await openpgp.encrypt({
+      message: await openpgp.createMessage({ text: 'already sealed' }),
+      encryptionKeys: await openpgp.readKey({ armoredKey: publicKey }),
+    });
     const body = `Subject: sealed\r\n\r\n${pre}`;
     await python(`
 import smtplib, json
@@ -128,7 +131,10 @@ print(json.dumps([typ, data[0].decode()]))`);
   });
 
   it('seals every message of a MULTIAPPEND with a literal mailbox name, and keeps already encrypted mail as it is', async () => {
-    const pre = await openpgp.encrypt({ message: await openpgp.createMessage({ text: 'sealed by the client' }), encryptionKeys: await openpgp.readKey({ armoredKey: publicKey }) });
+    const pre = await openpgp.encrypt({
+      message: await openpgp.createMessage({ text: 'sealed by the client' }),
+      encryptionKeys: await openpgp.readKey({ armoredKey: publicKey }),
+    });
     const sealed = `Subject: client sealed\r\n\r\n${pre}`;
     const plain = draft('multi two', 'Second secret: tangerine.');
     const c = await aliceRaw();
@@ -219,7 +225,7 @@ print(json.dumps([typ, data[0].decode()]))`);
       c.socket.resume();
       const before = await c.until(/^\+ /, 15_000);
       const plus = before.lastIndexOf('\r\n') + 2;
-      for (let i = 0, m: RegExpExecArray | null; (m = /\{(\d+)\}\r\n/.exec(before.slice(i))); ) {
+      for (let i = 0, m: RegExpExecArray | null; (m = /\{(\d+)\}\r\n/.exec(before.slice(i)));) {
         const start = i + m.index + m[0].length;
         expect(plus < start || plus >= start + Number(m[1])).toBe(true);
         i = start + Number(m[1]);

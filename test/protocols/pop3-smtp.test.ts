@@ -44,7 +44,10 @@ except poplib.error_proto as e:
 
 describe('POP3 through postern to Dovecot', () => {
   it('a pop3-scoped ASP reads the mailbox (poplib, STLS and implicit TLS)', async () => {
-    for (const [port, mode] of [[gw.ports.pop3, 'stls'], [gw.ports.pop3s, 'ssl']] as const) {
+    for (const [port, mode] of [
+      [gw.ports.pop3, 'stls'],
+      [gw.ports.pop3s, 'ssl'],
+    ] as const) {
       const r = await python<{ count: number; body: string }>(pop3Script(port, mode, 'alice', pop3Asp));
       expect(r.count).toBe(1);
       expect(r.body).toContain('body one');
@@ -101,7 +104,14 @@ describe('SMTP submission through postern to Postfix', () => {
       text: 'hello bob\n.leading dot stays\n',
     });
     expect(info.accepted).toEqual(['bob@example.test']);
-    const c = new ImapFlow({ host: '127.0.0.1', port: gw.ports.imaps, secure: true, tls: { rejectUnauthorized: false }, auth: { user: 'bob', pass: PW }, logger: false });
+    const c = new ImapFlow({
+      host: '127.0.0.1',
+      port: gw.ports.imaps,
+      secure: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob', pass: PW },
+      logger: false,
+    });
     await c.connect();
     let found = '';
     for (let i = 0; i < 50 && !found; i++) {
@@ -116,9 +126,16 @@ describe('SMTP submission through postern to Postfix', () => {
     expect(gw.postfix!.maillog()).toMatch(/sasl_username=alice/);
   });
 
-  it('keeps a copy of submitted mail in the sender\'s Sent mailbox, sealed with PGP once the sender turns encryption on', async () => {
+  it("keeps a copy of submitted mail in the sender's Sent mailbox, sealed with PGP once the sender turns encryption on", async () => {
     const sent = async () => {
-      const c = new ImapFlow({ host: '127.0.0.1', port: gw.ports.imaps, secure: true, tls: { rejectUnauthorized: false }, auth: { user: 'alice', pass: imapOnly }, logger: false });
+      const c = new ImapFlow({
+        host: '127.0.0.1',
+        port: gw.ports.imaps,
+        secure: true,
+        tls: { rejectUnauthorized: false },
+        auth: { user: 'alice', pass: imapOnly },
+        logger: false,
+      });
       await c.connect();
       try {
         await c.mailboxOpen('Sent');
@@ -188,9 +205,9 @@ except smtplib.SMTPAuthenticationError as e:
 
   it('answers 451 when the relay is down, so the client queues and retries', async () => {
     gw.postfix!.stop();
-    await expect(
-      transport('alice', smtpAsp, true).sendMail({ from: 'alice@example.test', to: 'bob@example.test', text: 'x' }),
-    ).rejects.toMatchObject({ responseCode: 451 });
+    await expect(transport('alice', smtpAsp, true).sendMail({ from: 'alice@example.test', to: 'bob@example.test', text: 'x' })).rejects.toMatchObject({
+      responseCode: 451,
+    });
   });
 
   it('answers a locked account with 454 and the wait', async () => {
@@ -198,7 +215,9 @@ except smtplib.SMTPAuthenticationError as e:
     for (let i = 0; i < 5; i++) {
       await expect(transport('mallory-target', `Wrong-${i}`).verify()).rejects.toMatchObject({ responseCode: 535 });
     }
-    const err = await transport('mallory-target', PW).verify().catch((e: { responseCode: number; response: string }) => e);
+    const err = await transport('mallory-target', PW)
+      .verify()
+      .catch((e: { responseCode: number; response: string }) => e);
     expect(err).toMatchObject({ responseCode: 454 });
     expect((err as { response: string }).response).toMatch(/try again in \d+ seconds/);
   });

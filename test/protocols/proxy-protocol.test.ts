@@ -33,7 +33,12 @@ describe('PROXY protocol header reader', () => {
     ['v1 UNKNOWN', Buffer.from('PROXY UNKNOWN\r\na1 NOOP\r\n'), null, 0],
     ['v2 PROXY IPv4', Buffer.concat([v2(0x21, 0x11, ipv4Body), Buffer.from('a1 NOOP\r\n')]), '192.0.2.7', 54321],
     ['v2 PROXY IPv6', Buffer.concat([v2(0x21, 0x21, ipv6Body), Buffer.from('a1 NOOP\r\n')]), '2001:db8:0:0:0:0:0:42', 443],
-    ['v2 with TLVs', Buffer.concat([v2(0x21, 0x11, Buffer.concat([ipv4Body, Buffer.from([0x04, 0x00, 0x01, 0x00])])), Buffer.from('a1 NOOP\r\n')]), '192.0.2.7', 54321],
+    [
+      'v2 with TLVs',
+      Buffer.concat([v2(0x21, 0x11, Buffer.concat([ipv4Body, Buffer.from([0x04, 0x00, 0x01, 0x00])])), Buffer.from('a1 NOOP\r\n')]),
+      '192.0.2.7',
+      54321,
+    ],
     ['v2 LOCAL (health check)', Buffer.concat([v2(0x20, 0x00, Buffer.alloc(0)), Buffer.from('a1 NOOP\r\n')]), null, 0],
   ];
   for (const [name, input, ip, port] of cases) {

@@ -123,9 +123,9 @@ describe('Redis settings that would forget counted failures', () => {
 
   it('take one way to reach Redis, and a Sentinel setup names its primary', () => {
     const load = (env: Record<string, string>) => () => loadConfig({ env });
-    expect(load({ POSTERN_REDIS__URL: 'redis://127.0.0.1:6379', POSTERN_REDIS__SENTINELS: '["127.0.0.1:26379"]', POSTERN_REDIS__SENTINEL_NAME: '"m"' })).toThrow(
-      /redis: set one of url, sentinels or cluster_nodes/,
-    );
+    expect(
+      load({ POSTERN_REDIS__URL: 'redis://127.0.0.1:6379', POSTERN_REDIS__SENTINELS: '["127.0.0.1:26379"]', POSTERN_REDIS__SENTINEL_NAME: '"m"' }),
+    ).toThrow(/redis: set one of url, sentinels or cluster_nodes/);
     expect(load({ POSTERN_REDIS__SENTINELS: '["127.0.0.1:26379"]' })).toThrow(/sentinel_name is needed/);
     expect(load({ POSTERN_REDIS__CLUSTER_NODES: '["no-port"]' })).toThrow(/redis.cluster_nodes.0: expected host:port/);
   });

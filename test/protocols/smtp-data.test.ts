@@ -32,7 +32,14 @@ afterAll(async () => {
 });
 
 async function inboxCount(): Promise<number> {
-  const c = new ImapFlow({ host: '127.0.0.1', port: gw.ports.imap, secure: false, tls: { rejectUnauthorized: false }, auth: { user: 'alice@example.test', pass: PW }, logger: false });
+  const c = new ImapFlow({
+    host: '127.0.0.1',
+    port: gw.ports.imap,
+    secure: false,
+    tls: { rejectUnauthorized: false },
+    auth: { user: 'alice@example.test', pass: PW },
+    logger: false,
+  });
   await c.connect();
   try {
     const status = await c.status('INBOX', { messages: true });
@@ -92,7 +99,14 @@ describe('LMTP delivery', () => {
 describe('LMTP, who delivered', () => {
   it("names the MTA that delivered in the mailbox server's Received header, not postern", async () => {
     await lmtp(['alice@example.test'], 'from afar', '127.0.0.3');
-    const c = new ImapFlow({ host: '127.0.0.1', port: gw.ports.imap, secure: false, tls: { rejectUnauthorized: false }, auth: { user: 'alice@example.test', pass: PW }, logger: false });
+    const c = new ImapFlow({
+      host: '127.0.0.1',
+      port: gw.ports.imap,
+      secure: false,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'alice@example.test', pass: PW },
+      logger: false,
+    });
     await c.connect();
     try {
       await c.mailboxOpen('INBOX');
@@ -109,7 +123,13 @@ describe('LMTP, who delivered', () => {
 describe('submission', () => {
   it('never relays a message over the size limit, and relays one within it', async () => {
     const { password } = await gw.app.accounts.createAsp({ name: 'test' }, 'alice@example.test', { description: '', scopes: ['smtp'] });
-    const t = nodemailer.createTransport({ host: '127.0.0.1', port: gw.ports.submission, secure: false, tls: { rejectUnauthorized: false }, auth: { user: 'alice@example.test', pass: password } });
+    const t = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: gw.ports.submission,
+      secure: false,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'alice@example.test', pass: password },
+    });
     await expect(t.sendMail({ from: 'alice@example.test', to: 'bob@example.org', text: 'y'.repeat(LIMIT * 3) })).rejects.toMatchObject({ responseCode: 552 });
     expect(relay.inbox).toHaveLength(0);
     await t.sendMail({ from: 'alice@example.test', to: 'bob@example.org', subject: 'small', text: 'fits' });
@@ -121,19 +141,43 @@ describe('submission', () => {
 describe('submission recipients', () => {
   it("settles each recipient with the relay at RCPT time: one refused, the others get the mail and DATA's 250 is true", async () => {
     const { password } = await gw.app.accounts.createAsp({ name: 'test' }, 'alice@example.test', { description: '', scopes: ['smtp'] });
-    const t = nodemailer.createTransport({ host: '127.0.0.1', port: gw.ports.submission, secure: false, tls: { rejectUnauthorized: false }, auth: { user: 'alice@example.test', pass: password } });
+    const t = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: gw.ports.submission,
+      secure: false,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'alice@example.test', pass: password },
+    });
     const before = relay.inbox.length;
-    const info = await t.sendMail({ from: 'alice@example.test', to: ['carol@example.org', 'refused@example.org', 'dan@example.org'], subject: 'partly', text: 'three minus one' });
+    const info = await t.sendMail({
+      from: 'alice@example.test',
+      to: ['carol@example.org', 'refused@example.org', 'dan@example.org'],
+      subject: 'partly',
+      text: 'three minus one',
+    });
     expect(info.rejected).toEqual(['refused@example.org']);
     expect(info.accepted).toEqual(['carol@example.org', 'dan@example.org']);
     expect(info.rejectedErrors?.[0]).toMatchObject({ responseCode: 550 });
     expect(relay.inbox).toHaveLength(before + 1);
     expect(relay.inbox.at(-1)!.to).toEqual(['carol@example.org', 'dan@example.org']);
     // Several messages on one connection, each its own transaction on the relay.
-    const pooled = nodemailer.createTransport({ pool: true, maxMessages: 5, host: '127.0.0.1', port: gw.ports.submission, secure: false, tls: { rejectUnauthorized: false }, auth: { user: 'alice@example.test', pass: password } });
+    const pooled = nodemailer.createTransport({
+      pool: true,
+      maxMessages: 5,
+      host: '127.0.0.1',
+      port: gw.ports.submission,
+      secure: false,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'alice@example.test', pass: password },
+    });
     await Promise.all([1, 2, 3].map((n) => pooled.sendMail({ from: 'alice@example.test', to: `n${n}@example.org`, subject: `n${n}`, text: 'pooled' })));
     pooled.close();
-    expect(relay.inbox.slice(-3).map((m) => m.to[0]).sort()).toEqual(['n1@example.org', 'n2@example.org', 'n3@example.org']);
+    expect(
+      relay.inbox
+        .slice(-3)
+        .map((m) => m.to[0])
+        .sort(),
+    ).toEqual(['n1@example.org', 'n2@example.org', 'n3@example.org']);
   });
 });
 
@@ -228,4 +272,3 @@ describe('submission login', () => {
     }
   });
 });
-

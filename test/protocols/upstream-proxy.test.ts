@@ -64,7 +64,12 @@ describe('Dovecot behind postern with haproxy = yes', () => {
     await waitFor('dovecot login lines', async () => {
       const log = gw.dovecot.log();
       if (!/imap-login: (Info: )?Login: user=<alice>.*rip=127\.0\.0\.6/.test(log) || !/pop3-login: (Info: )?Login: user=<alice>.*rip=127\.0\.0\.7/.test(log)) {
-        throw new Error(log.split("\n").filter((l) => l.includes("Login")).join("\n"));
+        throw new Error(
+          log
+            .split('\n')
+            .filter((l) => l.includes('Login'))
+            .join('\n'),
+        );
       }
     });
   });

@@ -56,7 +56,10 @@ print(json.dumps(c.sendmail('x@example.org', ['alice@example.test'], 'Subject: o
     p.close();
     // Dovecot marks logins that came over TLS.
     await waitFor('dovecot TLS logins', async () => {
-      const tlsLogins = gw!.dovecot.log().split('\n').filter((l) => /Login: user=<alice>/.test(l) && /, TLS/.test(l));
+      const tlsLogins = gw!.dovecot
+        .log()
+        .split('\n')
+        .filter((l) => /Login: user=<alice>/.test(l) && /, TLS/.test(l));
       if (tlsLogins.length < 2) throw new Error(`${tlsLogins.length} TLS logins so far`);
     });
   }, 60_000);

@@ -41,9 +41,9 @@ describe('embedded store durability', () => {
       action TEXT NOT NULL, result TEXT NOT NULL, username TEXT, ip TEXT, protocol TEXT, doc TEXT NOT NULL);
       CREATE INDEX audit_user_time ON audit (username, time DESC);`);
     const t = Date.now();
-    old.prepare('INSERT INTO audit (time, expires_at, action, result, username, doc) VALUES (?, ?, ?, ?, ?, ?)').run(
-      t, t + 86_400_000, 'auth', 'success', 'alice', JSON.stringify({ time: new Date(t), action: 'auth', result: 'success', username: 'alice' }),
-    );
+    old
+      .prepare('INSERT INTO audit (time, expires_at, action, result, username, doc) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(t, t + 86_400_000, 'auth', 'success', 'alice', JSON.stringify({ time: new Date(t), action: 'auth', result: 'success', username: 'alice' }));
     old.close();
     const s = new EmbeddedStore(path);
     await s.init();
@@ -55,7 +55,9 @@ describe('embedded store durability', () => {
     await s.close();
     const check = new Database(path);
     expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
-    expect((check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit'").all() as Array<{ name: string }>).map((r) => r.name)).not.toContain('audit_user_time');
+    expect(
+      (check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit'").all() as Array<{ name: string }>).map((r) => r.name),
+    ).not.toContain('audit_user_time');
     check.close();
   });
 

@@ -135,7 +135,9 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       const sets = Array.from({ length: 6 }, (_, i) => Array.from({ length: 10 }, (_, j) => `set${i}-code${j}`));
       await Promise.all(sets.map((codes) => s.recoveryCodes.replace(u.id, codes, T0)));
       expect(await s.recoveryCodes.countUnused(u.id)).toBe(10);
-      const usable = await Promise.all(sets.map(async (codes) => (await Promise.all(codes.map((c) => s.recoveryCodes.consume(u.id, c, T0)))).filter(Boolean).length));
+      const usable = await Promise.all(
+        sets.map(async (codes) => (await Promise.all(codes.map((c) => s.recoveryCodes.consume(u.id, c, T0)))).filter(Boolean).length),
+      );
       // One set works whole; every code of every other set is refused.
       expect(usable.sort((a, b) => a - b)).toEqual([0, 0, 0, 0, 0, 10]);
       expect(await s.recoveryCodes.countUnused(u.id)).toBe(0);
@@ -268,7 +270,14 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
 
     it('stores API tokens by hash and honours their expiry', async () => {
       const t = await s.apiTokens.create({ tokenHash: 'x1', role: 'auditor', description: 'SIEM', createdBy: 'root', createdAt: T0, expiresAt: null });
-      await s.apiTokens.create({ tokenHash: 'x2', role: 'admin', description: 'short', createdBy: 'root', createdAt: T0, expiresAt: new Date(T0.getTime() + 1000) });
+      await s.apiTokens.create({
+        tokenHash: 'x2',
+        role: 'admin',
+        description: 'short',
+        createdBy: 'root',
+        createdAt: T0,
+        expiresAt: new Date(T0.getTime() + 1000),
+      });
       expect((await s.apiTokens.findByTokenHash('x1', T0))?.role).toBe('auditor');
       expect(await s.apiTokens.findByTokenHash('x2', new Date(T0.getTime() + 1000))).toBeNull();
       expect((await s.apiTokens.list()).map((x) => x.description)).toEqual(['SIEM', 'short']);
@@ -312,7 +321,12 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
     it('spends each try of a challenge once, however many callers race for them', async () => {
       await s.challenges.put({ key: 'email:u2:asp', codeHash: 'h', triesLeft: 3, createdAt: T0, expiresAt: new Date(T0.getTime() + 300_000) });
       const spent = await Promise.all(Array.from({ length: 20 }, () => s.challenges.spendTry('email:u2:asp', T0)));
-      expect(spent.filter((x) => x !== null).map((x) => x!.triesLeft).sort()).toEqual([0, 1, 2]);
+      expect(
+        spent
+          .filter((x) => x !== null)
+          .map((x) => x!.triesLeft)
+          .sort(),
+      ).toEqual([0, 1, 2]);
       const removed = await Promise.all(Array.from({ length: 10 }, () => s.challenges.delete('email:u2:asp')));
       expect(removed.filter(Boolean)).toHaveLength(1);
     });

@@ -75,7 +75,10 @@ describe('self-service page in a real browser (E2)', () => {
     await page.click('#asp-create button');
     await page.waitForSelector('#asps tr:has-text("Office"):has-text("192.0.2.0/24")');
     const office = (await page.textContent('#asp-password'))!;
-    expect(await app.auth.authenticate({ username: 'alice', secret: office, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: false, reason: 'address_denied' });
+    expect(await app.auth.authenticate({ username: 'alice', secret: office, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({
+      ok: false,
+      reason: 'address_denied',
+    });
 
     await page.click('#totp-setup');
     await page.waitForSelector('#totp-enrol:not([hidden])');
@@ -104,7 +107,14 @@ describe('self-service page in a real browser (E2)', () => {
     const cdp = await context.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
     const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-      options: { protocol: 'ctap2', transport: 'usb', hasResidentKey: false, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+      options: {
+        protocol: 'ctap2',
+        transport: 'usb',
+        hasResidentKey: false,
+        hasUserVerification: true,
+        isUserVerified: true,
+        automaticPresenceSimulation: true,
+      },
     });
     const signIn = async (extra: Record<string, string> = {}) => {
       await page.fill('#signin [name=username]', 'kim');

@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { optionalLifetime } from '../../core/duration.js';
 import type { Role } from '../../core/types.js';
 import { errors, nameParam, idParam, userView as userSchema, passwordField, usernameField } from '../schemas.js';
-import { actorName, actorOf, requireEmailCode, requireRole, type ApiDeps } from '../server.js';
+import { actorName, actorOf, requireEmailCode, requireRole } from '../guards.js';
+import type { ApiDeps } from '../deps.js';
 import { userView } from '../views.js';
 
 /** Administrators: accounts, roles, second-factor resets, API tokens. */
@@ -18,7 +19,10 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
         schema: {
           tags: ['admin'],
           summary: 'List accounts with their 2FA status, by name',
-          querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, after: { type: 'string', maxLength: 254 } } },
+          querystring: {
+            type: 'object',
+            properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, after: { type: 'string', maxLength: 254 } },
+          },
           response: { 200: { type: 'array', items: userSchema }, ...errors(401, 403) },
         },
       },
@@ -91,7 +95,14 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
 
     r.delete<{ Params: { name: string } }>(
       '/users/:name',
-      { schema: { tags: ['admin'], summary: 'Delete an account and all its credentials', params: nameParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'Delete an account and all its credentials',
+          params: nameParam,
+          response: { 204: { type: 'null' }, ...errors(401, 403, 404) },
+        },
+      },
       async (req, reply) => {
         await d.accounts.deleteUser(actor(req), req.params.name);
         return reply.status(204).send();
@@ -103,7 +114,7 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
       {
         schema: {
           tags: ['admin'],
-          summary: "Reset a user who lost their second factor: a temporary password and recovery codes to hand over",
+          summary: 'Reset a user who lost their second factor: a temporary password and recovery codes to hand over',
           description:
             'Every second factor is removed, every session and trusted device ends. The account starts again with a temporary password (account page only, expiring, to be changed first) and fresh recovery codes as its only second factor; the user is told at the next sign-in.',
           params: nameParam,
@@ -169,8 +180,16 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
           tags: ['policy'],
           summary: "Override a feature for one domain (null returns to the server's setting); refused while locked",
           params: { type: 'object', required: ['domain', 'name'], properties: { domain: { type: 'string', minLength: 1, maxLength: 253 }, name: featureName } },
-          body: { type: 'object', required: ['status'], additionalProperties: false, properties: { status: { type: 'string', enum: ['enabled', 'disabled'], nullable: true } } },
-          response: { 200: { type: 'object', properties: { name: { type: 'string' }, features: { type: 'object', additionalProperties: { type: 'string' } } } }, ...errors(400, 401, 403, 409) },
+          body: {
+            type: 'object',
+            required: ['status'],
+            additionalProperties: false,
+            properties: { status: { type: 'string', enum: ['enabled', 'disabled'], nullable: true } },
+          },
+          response: {
+            200: { type: 'object', properties: { name: { type: 'string' }, features: { type: 'object', additionalProperties: { type: 'string' } } } },
+            ...errors(400, 401, 403, 409),
+          },
         },
       },
       async (req) => {
@@ -191,8 +210,16 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
       },
     } as const;
 
-    r.get('/tokens', { schema: { tags: ['admin'], summary: 'API tokens for automation', response: { 200: { type: 'array', items: tokenView }, ...errors(401, 403) } } }, async () =>
-      (await d.store.apiTokens.list()).map((t) => ({ ...t, tokenHash: undefined, createdAt: t.createdAt.toISOString(), expiresAt: t.expiresAt?.toISOString() ?? null })),
+    r.get(
+      '/tokens',
+      { schema: { tags: ['admin'], summary: 'API tokens for automation', response: { 200: { type: 'array', items: tokenView }, ...errors(401, 403) } } },
+      async () =>
+        (await d.store.apiTokens.list()).map((t) => ({
+          ...t,
+          tokenHash: undefined,
+          createdAt: t.createdAt.toISOString(),
+          expiresAt: t.expiresAt?.toISOString() ?? null,
+        })),
     );
 
     r.post<{ Body: { role: 'admin' | 'auditor'; description?: string; expiresIn?: string; emailCode?: string } }>(
@@ -212,7 +239,10 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
               emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
             },
           },
-          response: { 201: { type: 'object', properties: { token: { type: 'string' }, id: { type: 'string' }, role: { type: 'string' } } }, ...errors(400, 401, 403) },
+          response: {
+            201: { type: 'object', properties: { token: { type: 'string' }, id: { type: 'string' }, role: { type: 'string' } } },
+            ...errors(400, 401, 403),
+          },
         },
       },
       async (req, reply) => {

@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { parseAuditFilter, type AuditFilterInput } from '../../core/audit-filter.js';
 import type { AuditEvent } from '../../core/types.js';
 import { auditPage, errors } from '../schemas.js';
-import { requireRole, type ApiDeps } from '../server.js';
+import { requireRole } from '../guards.js';
+import type { ApiDeps } from '../deps.js';
 
 interface AuditQs extends AuditFilterInput {
   limit?: number;
@@ -61,7 +62,10 @@ export async function auditRoutes(api: FastifyInstance, d: ApiDeps) {
       const page = await d.store.audit.query({ ...filter, limit: limit ?? 100, cursor }, now);
       if (format === 'csv') {
         if (page.nextCursor) void reply.header('X-Next-Cursor', page.nextCursor);
-        return reply.type('text/csv; charset=utf-8').serializer((x: unknown) => x as string).send(toCsv(page.events));
+        return reply
+          .type('text/csv; charset=utf-8')
+          .serializer((x: unknown) => x as string)
+          .send(toCsv(page.events));
       }
       return page;
     },

@@ -4,7 +4,9 @@ import { parseAspScopes } from '../../core/asp.js';
 import { optionalLifetime } from '../../core/duration.js';
 import type { SecurityKeyAssertion } from '../../core/types.js';
 import { aspView, auditPage, errors, idParam, securityKeyView, userView as userSchema, webauthnOptions, webauthnResponse } from '../schemas.js';
-import { HttpError, actorOf, refusal, requireEmailCode, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
+import { actorOf, requireEmailCode, requireSessionWith, sessionOf } from '../guards.js';
+import { HttpError, refusal } from '../http-errors.js';
+import type { ApiDeps } from '../deps.js';
 import { userView } from '../views.js';
 import { secondFactorOf } from './session.js';
 
@@ -31,7 +33,12 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
   const actor = actorOf;
   /** Re-checks the password (and second factor when 2FA is on) under the rate windows. */
   const confirm = async (req: FastifyRequest, password: string, factor: { totp?: string; recoveryCode?: string; securityKey?: SecurityKeyAssertion }) => {
-    const r = await d.sessions.confirm(sessionOf(req), { password, secondFactor: secondFactorOf(factor), ip: req.ip, userAgent: req.headers['user-agent'] ?? null });
+    const r = await d.sessions.confirm(sessionOf(req), {
+      password,
+      secondFactor: secondFactorOf(factor),
+      ip: req.ip,
+      userAgent: req.headers['user-agent'] ?? null,
+    });
     if (!r.ok) throw refusal(r);
   };
 
@@ -99,16 +106,19 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req) => userView(await d.accounts.setEmail(actor(req), me(req).username, req.body.email)),
     );
 
-    r.get('/me/asps', { schema: { tags: ['asps'], summary: 'My application-specific passwords', response: { 200: { type: 'array', items: aspView }, ...errors(401, 403) } } }, async (req) =>
-      (await d.store.asps.listByUser(me(req).id)).map((a) => ({
-        id: a.id,
-        description: a.description,
-        scopes: a.scopes,
-        networks: a.networks,
-        createdAt: iso(a.createdAt),
-        expiresAt: iso(a.expiresAt),
-        lastUse: a.lastUse ? { ...a.lastUse, time: iso(a.lastUse.time) } : null,
-      })),
+    r.get(
+      '/me/asps',
+      { schema: { tags: ['asps'], summary: 'My application-specific passwords', response: { 200: { type: 'array', items: aspView }, ...errors(401, 403) } } },
+      async (req) =>
+        (await d.store.asps.listByUser(me(req).id)).map((a) => ({
+          id: a.id,
+          description: a.description,
+          scopes: a.scopes,
+          networks: a.networks,
+          createdAt: iso(a.createdAt),
+          expiresAt: iso(a.expiresAt),
+          lastUse: a.lastUse ? { ...a.lastUse, time: iso(a.lastUse.time) } : null,
+        })),
     );
 
     r.post<{ Body: { purpose: 'asp' | 'token' | 'disable_2fa' | 'delete_account' } }>(
@@ -117,13 +127,19 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
         schema: {
           tags: ['me'],
           summary: 'Email me a 6-digit code for a sensitive operation (when email codes are on)',
-          body: { type: 'object', required: ['purpose'], additionalProperties: false, properties: { purpose: { type: 'string', enum: ['asp', 'token', 'disable_2fa', 'delete_account'] } } },
+          body: {
+            type: 'object',
+            required: ['purpose'],
+            additionalProperties: false,
+            properties: { purpose: { type: 'string', enum: ['asp', 'token', 'disable_2fa', 'delete_account'] } },
+          },
           response: { 202: { type: 'object', properties: { sent: { type: 'boolean' } } }, ...errors(400, 401, 403, 409, 429, 503) },
         },
       },
       async (req, reply) => {
         const r = await d.emailCodes.send(me(req), req.body.purpose);
-        if ('retryAfter' in r) throw new HttpError(429, 'code_recently_sent', 'A code was sent a moment ago: use it, or ask again later', { retryAfter: r.retryAfter });
+        if ('retryAfter' in r)
+          throw new HttpError(429, 'code_recently_sent', 'A code was sent a moment ago: use it, or ask again later', { retryAfter: r.retryAfter });
         return reply.status(202).send({ sent: true });
       },
     );
@@ -142,7 +158,12 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
               description: { type: 'string', maxLength: 200 },
               scopes: { type: 'array', minItems: 1, maxItems: 4, items: { type: 'string', enum: ['imap', 'pop3', 'smtp', '*'] } },
               expiresIn: { type: 'string', pattern: '^[0-9]+(ms|s|m|h|d)$' },
-              networks: { type: 'array', maxItems: 50, items: { type: 'string', maxLength: 64 }, description: 'Addresses or CIDRs it may log in from; none: from anywhere' },
+              networks: {
+                type: 'array',
+                maxItems: 50,
+                items: { type: 'string', maxLength: 64 },
+                description: 'Addresses or CIDRs it may log in from; none: from anywhere',
+              },
               emailCode: { type: 'string', pattern: '^[0-9]{6}$' },
             },
           },
@@ -160,14 +181,29 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
         });
         return reply.status(201).send({
           password,
-          asp: { id: asp.id, description: asp.description, scopes: asp.scopes, networks: asp.networks, createdAt: iso(asp.createdAt), expiresAt: iso(asp.expiresAt), lastUse: null },
+          asp: {
+            id: asp.id,
+            description: asp.description,
+            scopes: asp.scopes,
+            networks: asp.networks,
+            createdAt: iso(asp.createdAt),
+            expiresAt: iso(asp.expiresAt),
+            lastUse: null,
+          },
         });
       },
     );
 
     r.delete<{ Params: { id: string } }>(
       '/me/asps/:id',
-      { schema: { tags: ['asps'], summary: 'Revoke one application-specific password', params: idParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+      {
+        schema: {
+          tags: ['asps'],
+          summary: 'Revoke one application-specific password',
+          params: idParam,
+          response: { 204: { type: 'null' }, ...errors(401, 403, 404) },
+        },
+      },
       async (req, reply) => {
         await d.accounts.revokeAsp(actor(req), me(req).username, req.params.id);
         return reply.status(204).send();
@@ -180,7 +216,10 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
         schema: {
           tags: ['second factor'],
           summary: 'Start TOTP enrolment: secret, otpauth URI and QR code; 2FA turns on only after /me/totp/enable',
-          response: { 200: { type: 'object', properties: { secret: { type: 'string' }, uri: { type: 'string' }, qrCode: { type: 'string' } } }, ...errors(401, 403) },
+          response: {
+            200: { type: 'object', properties: { secret: { type: 'string' }, uri: { type: 'string' }, qrCode: { type: 'string' } } },
+            ...errors(401, 403),
+          },
         },
       },
       async (req) => {
@@ -223,7 +262,13 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
 
     r.get(
       '/me/security-keys',
-      { schema: { tags: ['second factor'], summary: 'My security keys (FIDO2/WebAuthn)', response: { 200: { type: 'array', items: securityKeyView }, ...errors(401, 403) } } },
+      {
+        schema: {
+          tags: ['second factor'],
+          summary: 'My security keys (FIDO2/WebAuthn)',
+          response: { 200: { type: 'array', items: securityKeyView }, ...errors(401, 403) },
+        },
+      },
       async (req) =>
         (await d.securityKeys.list(me(req).id)).map((k) => ({ id: k.id, label: k.label, createdAt: iso(k.createdAt), lastUsedAt: iso(k.lastUsedAt) })),
     );
@@ -246,7 +291,12 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
         schema: {
           tags: ['second factor'],
           summary: 'Add a security key from the answer of navigator.credentials.create(); turns 2FA on',
-          body: { type: 'object', required: ['response'], additionalProperties: false, properties: { response: webauthnResponse, label: { type: 'string', maxLength: 120 } } },
+          body: {
+            type: 'object',
+            required: ['response'],
+            additionalProperties: false,
+            properties: { response: webauthnResponse, label: { type: 'string', maxLength: 120 } },
+          },
           response: {
             201: { type: 'object', properties: { key: securityKeyView, recoveryCodes: { type: 'array', nullable: true, items: { type: 'string' } } } },
             ...errors(400, 401, 403, 409),
@@ -261,7 +311,9 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
 
     r.delete<{ Params: { id: string } }>(
       '/me/security-keys/:id',
-      { schema: { tags: ['second factor'], summary: 'Remove one security key', params: idParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+      {
+        schema: { tags: ['second factor'], summary: 'Remove one security key', params: idParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } },
+      },
       async (req, reply) => {
         await d.accounts.removeSecurityKey(actor(req), me(req).username, req.params.id);
         return reply.status(204).send();
@@ -292,7 +344,10 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
           response: {
             200: {
               type: 'array',
-              items: { type: 'object', properties: { id: { type: 'string' }, label: { type: 'string' }, createdAt: { type: 'string' }, expiresAt: { type: 'string' } } },
+              items: {
+                type: 'object',
+                properties: { id: { type: 'string' }, label: { type: 'string' }, createdAt: { type: 'string' }, expiresAt: { type: 'string' } },
+              },
             },
             ...errors(401, 403),
           },
@@ -304,7 +359,9 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
 
     r.delete<{ Params: { id: string } }>(
       '/me/devices/:id',
-      { schema: { tags: ['second factor'], summary: 'Stop trusting a device', params: idParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+      {
+        schema: { tags: ['second factor'], summary: 'Stop trusting a device', params: idParam, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } },
+      },
       async (req, reply) => {
         await d.sessions.removeDevice(me(req), req.params.id, me(req).username);
         return reply.status(204).send();
@@ -329,8 +386,10 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req) => userView(await d.accounts.setPgpKey(actor(req), me(req).username, req.body.publicKey, req.body.encrypt)),
     );
 
-    r.delete('/me/pgp', { schema: { tags: ['pgp'], summary: 'Remove my PGP key (mail is stored in clear again)', response: { 200: userSchema, ...errors(401, 403) } } }, async (req) =>
-      userView(await d.accounts.setPgpKey(actor(req), me(req).username, null, false)),
+    r.delete(
+      '/me/pgp',
+      { schema: { tags: ['pgp'], summary: 'Remove my PGP key (mail is stored in clear again)', response: { 200: userSchema, ...errors(401, 403) } } },
+      async (req) => userView(await d.accounts.setPgpKey(actor(req), me(req).username, null, false)),
     );
 
     r.get<{ Querystring: { limit?: number; cursor?: string } }>(
@@ -339,7 +398,10 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
         schema: {
           tags: ['me'],
           summary: 'My sign-in history and account changes, newest first',
-          querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 }, cursor: { type: 'string', maxLength: 200 } } },
+          querystring: {
+            type: 'object',
+            properties: { limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 }, cursor: { type: 'string', maxLength: 200 } },
+          },
           response: { 200: auditPage, ...errors(400, 401, 403) },
         },
       },

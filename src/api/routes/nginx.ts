@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isIP } from 'node:net';
 import type { AuthResult } from '../../core/types.js';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 
 export interface NginxSettings {
   /** Whether an address may ask (nginx hosts only: this endpoint checks passwords). */

@@ -1,7 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { SecondFactor, SecurityKeyAssertion } from '../../core/types.js';
 import { errors, userView as userSchema, passwordField, usernameField, webauthnResponse } from '../schemas.js';
-import { refusal, requireSessionWith, sessionOf, type ApiDeps } from '../server.js';
+import { requireSessionWith, sessionOf } from '../guards.js';
+import { refusal } from '../http-errors.js';
+import type { ApiDeps } from '../deps.js';
 import { userView } from '../views.js';
 
 interface SignInBody {
@@ -119,21 +121,40 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
       preHandler: requireSessionWith(d.policy),
     },
     async (req, reply) => {
-      const r = await d.sessions.confirm(sessionOf(req), { password: req.body.password, secondFactor: secondFactorOf(req.body), ip: req.ip, userAgent: req.headers['user-agent'] ?? null });
+      const r = await d.sessions.confirm(sessionOf(req), {
+        password: req.body.password,
+        secondFactor: secondFactorOf(req.body),
+        ip: req.ip,
+        userAgent: req.headers['user-agent'] ?? null,
+      });
       if (!r.ok) throw refusal(r);
       return reply.status(204).send();
     },
   );
 
-  api.delete('/session', { schema: { tags: ['session'], summary: 'Sign out this session', response: { 204: { type: 'null' }, ...errors(401, 403) } }, preHandler: requireSessionWith(d.policy) }, async (req, reply) => {
-    const { user, session } = sessionOf(req);
-    await d.sessions.signOut(user, session);
-    return reply.status(204).send();
-  });
+  api.delete(
+    '/session',
+    {
+      schema: { tags: ['session'], summary: 'Sign out this session', response: { 204: { type: 'null' }, ...errors(401, 403) } },
+      preHandler: requireSessionWith(d.policy),
+    },
+    async (req, reply) => {
+      const { user, session } = sessionOf(req);
+      await d.sessions.signOut(user, session);
+      return reply.status(204).send();
+    },
+  );
 
   api.delete(
     '/sessions',
-    { schema: { tags: ['session'], summary: 'Sign out every session of this account', response: { 200: { type: 'object', properties: { signedOut: { type: 'integer' } } }, ...errors(401, 403) } }, preHandler: requireSessionWith(d.policy) },
+    {
+      schema: {
+        tags: ['session'],
+        summary: 'Sign out every session of this account',
+        response: { 200: { type: 'object', properties: { signedOut: { type: 'integer' } } }, ...errors(401, 403) },
+      },
+      preHandler: requireSessionWith(d.policy),
+    },
     async (req) => ({ signedOut: await d.sessions.signOutEverywhere(sessionOf(req).user) }),
   );
 }

@@ -35,10 +35,44 @@ const COMMAND_LITERAL = /(~?)\{(\d{1,10})(\+?)\}\r?\n$/;
  * might offer can store a message in clear. "UID x" is checked by its x; a bare DONE ends IDLE.
  */
 const PASSED_COMMANDS = new Set([
-  'CAPABILITY', 'NOOP', 'LOGOUT', 'ID', 'ENABLE', 'NAMESPACE', 'IDLE', 'SELECT', 'EXAMINE', 'CREATE', 'DELETE',
-  'RENAME', 'SUBSCRIBE', 'UNSUBSCRIBE', 'LIST', 'LSUB', 'STATUS', 'CHECK', 'CLOSE', 'UNSELECT', 'EXPUNGE',
-  'SEARCH', 'ESEARCH', 'SORT', 'THREAD', 'FETCH', 'STORE', 'COPY', 'MOVE', 'GETQUOTA', 'GETQUOTAROOT',
-  'GETACL', 'SETACL', 'DELETEACL', 'LISTRIGHTS', 'MYRIGHTS', 'GETMETADATA', 'SETMETADATA',
+  'CAPABILITY',
+  'NOOP',
+  'LOGOUT',
+  'ID',
+  'ENABLE',
+  'NAMESPACE',
+  'IDLE',
+  'SELECT',
+  'EXAMINE',
+  'CREATE',
+  'DELETE',
+  'RENAME',
+  'SUBSCRIBE',
+  'UNSUBSCRIBE',
+  'LIST',
+  'LSUB',
+  'STATUS',
+  'CHECK',
+  'CLOSE',
+  'UNSELECT',
+  'EXPUNGE',
+  'SEARCH',
+  'ESEARCH',
+  'SORT',
+  'THREAD',
+  'FETCH',
+  'STORE',
+  'COPY',
+  'MOVE',
+  'GETQUOTA',
+  'GETQUOTAROOT',
+  'GETACL',
+  'SETACL',
+  'DELETEACL',
+  'LISTRIGHTS',
+  'MYRIGHTS',
+  'GETMETADATA',
+  'SETMETADATA',
 ]);
 const PASSED_UID_COMMANDS = new Set(['FETCH', 'SEARCH', 'STORE', 'COPY', 'MOVE', 'EXPUNGE', 'SORT', 'THREAD']);
 
@@ -316,9 +350,10 @@ class CommandStream {
       }
       if (!passedCommand(text)) {
         const [tag, name] = text.trim().split(/\s+/);
-        const answer = tag && name && /^[A-Za-z][\w.-]{0,40}$/.test(name)
-          ? `${tag} NO [CANNOT] ${name.toUpperCase()} is not available while stored mail is encrypted.`
-          : `${tag || '*'} BAD Error in IMAP command.`;
+        const answer =
+          tag && name && /^[A-Za-z][\w.-]{0,40}$/.test(name)
+            ? `${tag} NO [CANNOT] ${name.toUpperCase()} is not available while stored mail is encrypted.`
+            : `${tag || '*'} BAD Error in IMAP command.`;
         this.refusing = { tag: tag || '*', answer, dropLeft: 0 };
         return this.refuseLine(literal);
       }
@@ -413,7 +448,9 @@ class CommandStream {
       if (a.refusal) return this.responses.inject(`${a.tag} NO ${a.refusal}`);
       let payloads: Buffer[];
       try {
-        payloads = await Promise.all(a.segments.map((seg) => (seg.literal?.message ? this.s.seal(Buffer.concat(seg.literal.data)) : Buffer.concat(seg.literal?.data ?? []))));
+        payloads = await Promise.all(
+          a.segments.map((seg) => (seg.literal?.message ? this.s.seal(Buffer.concat(seg.literal.data)) : Buffer.concat(seg.literal?.data ?? []))),
+        );
       } catch {
         // Never store in clear what should be encrypted: the client keeps its copy and retries.
         return this.responses.inject(`${a.tag} NO [UNAVAILABLE] The message could not be encrypted, try again later.`);

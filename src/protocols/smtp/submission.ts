@@ -35,8 +35,12 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
   const relayOf = (session: SMTPServerSession): RelaySession => {
     let r = relays.get(session.id);
     if (!r) {
-      r = new RelaySession(ctx, s.smtpPort, s.identity, () => ({ username: userOf(session).username, ip: peerIp(session.remoteAddress), helo: session.hostNameAppearsAs }), (supports) =>
-        offer.seen(supports),
+      r = new RelaySession(
+        ctx,
+        s.smtpPort,
+        s.identity,
+        () => ({ username: userOf(session).username, ip: peerIp(session.remoteAddress), helo: session.hostNameAppearsAs }),
+        (supports) => offer.seen(supports),
       );
       relays.set(session.id, r);
     }
@@ -98,25 +102,23 @@ export function createSubmissionServer(ctx: FrontendContext, s: SubmissionSettin
         preauth.failed(session);
         return cb(smtpError(535, '5.7.8 Logging in for another user is not allowed: leave the authorization identity empty'));
       }
-      ctx.auth
-        .authenticate({ username: auth.username ?? '', secret: auth.password ?? '', scope: 'smtp', ip, protocol: 'smtp', sessionId: session.id })
-        .then(
-          (r) => {
-            if (r.ok) {
-              preauth.loggedIn(session);
-              live.set(
-                session.id,
-                ctx.live.add(r.grant, r.username, session.id, (why) =>
-                  preauth.close(session, why === 'shutdown' ? 'Server shutting down, try again in a moment' : 'Your credentials changed: log in again'),
-                ),
-              );
-              return cb(null, { user: { username: r.username, encryptTo: r.encryptTo } satisfies SubmitUser });
-            }
-            cb(smtpRefusal(r));
-            if (r.reason !== 'temporary_failure') preauth.failed(session);
-          },
-          (err: Error) => cb(smtpError(454, `4.7.0 ${err.message}`)),
-        );
+      ctx.auth.authenticate({ username: auth.username ?? '', secret: auth.password ?? '', scope: 'smtp', ip, protocol: 'smtp', sessionId: session.id }).then(
+        (r) => {
+          if (r.ok) {
+            preauth.loggedIn(session);
+            live.set(
+              session.id,
+              ctx.live.add(r.grant, r.username, session.id, (why) =>
+                preauth.close(session, why === 'shutdown' ? 'Server shutting down, try again in a moment' : 'Your credentials changed: log in again'),
+              ),
+            );
+            return cb(null, { user: { username: r.username, encryptTo: r.encryptTo } satisfies SubmitUser });
+          }
+          cb(smtpRefusal(r));
+          if (r.reason !== 'temporary_failure') preauth.failed(session);
+        },
+        (err: Error) => cb(smtpError(454, `4.7.0 ${err.message}`)),
+      );
     },
     onMailFrom(addr, session, cb) {
       const refused = preauth.requireLogin(session);
@@ -165,7 +167,12 @@ function acceptProxyHeaders(server: SMTPServer, proxyFrom: (ip: string) => boole
   s._handleProxy = (socket, done) => {
     if (!proxyFrom(peerIp(socket.remoteAddress))) return own(socket, done);
     readProxyHeader(socket, 10_000).then(
-      (peer) => done(null, { id: randomBytes(10).toString('hex'), remoteAddress: peer.ip ?? socket.remoteAddress, remotePort: peer.ip ? peer.port : socket.remotePort }),
+      (peer) =>
+        done(null, {
+          id: randomBytes(10).toString('hex'),
+          remoteAddress: peer.ip ?? socket.remoteAddress,
+          remotePort: peer.ip ? peer.port : socket.remotePort,
+        }),
       (err: Error) => {
         socket.destroy();
         done(err);
@@ -178,7 +185,7 @@ function acceptProxyHeaders(server: SMTPServer, proxyFrom: (ip: string) => boole
 async function sendData(ctx: FrontendContext, s: SubmissionSettings, session: SMTPServerSession, relay: RelaySession, input: Readable): Promise<void> {
   // A copy is stored only after the message went out, so the whole message is kept for it.
   // Either way nothing past the size limit goes out, whole or cut.
-  let raw: Buffer | null = null;
+  let raw: Buffer | null;
   try {
     raw = s.saveSent ? await readBounded(input, s.maxMessageSize) : null;
   } catch (err) {
@@ -209,7 +216,13 @@ async function saveCopy(ctx: FrontendContext, mailbox: string, session: SMTPServ
   const { username: user, encryptTo } = userOf(session);
   try {
     const copy = encryptTo ? await ctx.seal(encryptTo, raw) : raw;
-    const client = { ip: peerIp(session.remoteAddress), port: session.remotePort ?? 0, localIp: peerIp(session.localAddress), localPort: session.localPort ?? 0, sessionId: session.id };
+    const client = {
+      ip: peerIp(session.remoteAddress),
+      port: session.remotePort ?? 0,
+      localIp: peerIp(session.localAddress),
+      localPort: session.localPort ?? 0,
+      sessionId: session.id,
+    };
     await ctx.upstream.imapAppend(user, client, mailbox, copy);
   } catch (err) {
     ctx.log.warn({ err: (err as Error).message, session: session.id, user, mailbox }, 'copy of submitted mail not saved');

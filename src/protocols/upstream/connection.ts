@@ -77,7 +77,10 @@ export class UpstreamConnection {
     this.reader = new LineReader(64 * 1024);
     const raw = this.socket;
     const secure = await new Promise<Socket>((resolve, reject) => {
-      const t = tlsConnect({ socket: raw, servername: /^[\d.:]+$/.test(this.ep.host) ? undefined : this.ep.host, ca: tls.ca ?? undefined, rejectUnauthorized: tls.verify }, () => resolve(t));
+      const t = tlsConnect(
+        { socket: raw, servername: /^[\d.:]+$/.test(this.ep.host) ? undefined : this.ep.host, ca: tls.ca ?? undefined, rejectUnauthorized: tls.verify },
+        () => resolve(t),
+      );
       const timer = setTimeout(() => reject(upstreamDown(`TLS handshake with ${this.ep.host} timed out`)), this.ep.timeoutMs);
       t.once('secureConnect', () => clearTimeout(timer));
       t.once('error', (err) => {

@@ -46,9 +46,7 @@ export class MailUpstream {
 
   private plain(username: string): string {
     const { masterUser, masterPassword, separator } = this.s;
-    return this.s.login === 'authzid'
-      ? b64(`${username}\0${masterUser}\0${masterPassword}`)
-      : b64(`\0${username}${separator}${masterUser}\0${masterPassword}`);
+    return this.s.login === 'authzid' ? b64(`${username}\0${masterUser}\0${masterPassword}`) : b64(`\0${username}${separator}${masterUser}\0${masterPassword}`);
   }
 
   /** Host, timeout and TLS for one of Dovecot's ports (LMTP names the client with XCLIENT). */
@@ -96,7 +94,8 @@ export class MailUpstream {
       // Dovecot says AUTHORIZATIONFAILED when the master login is right but the account is not
       // one it may open (unknown to it, or a name it refuses): that is no outage, and a client
       // told "try again later" would retry for ever. Anything else stays a temporary failure.
-      if (/^P2 NO \[AUTHORIZATIONFAILED\]/i.test(tagged)) throw new PosternError('no_mailbox', `the mail server refused the account ${username}: ${tagged.slice(3, 120)}`);
+      if (/^P2 NO \[AUTHORIZATIONFAILED\]/i.test(tagged))
+        throw new PosternError('no_mailbox', `the mail server refused the account ${username}: ${tagged.slice(3, 120)}`);
       if (!/^P2 OK/i.test(tagged)) throw upstreamDown(`IMAP login for ${username} refused: ${tagged.slice(3, 120)}`);
       let caps = /\[CAPABILITY ([^\]]*)\]/i.exec(tagged)?.[1] ?? capabilityLine(untagged);
       if (!caps) {
@@ -186,7 +185,8 @@ export class MailUpstream {
       const r = await conn.line();
       // As over IMAP: the master login passed but this account may not be opened. Dovecot says
       // "Authorization" here and "Authentication" when the master password itself is wrong.
-      if (/^-ERR \[AUTH\] Authorization failed/i.test(r)) throw new PosternError('no_mailbox', `the mail server refused the account ${username}: ${r.slice(5, 120)}`);
+      if (/^-ERR \[AUTH\] Authorization failed/i.test(r))
+        throw new PosternError('no_mailbox', `the mail server refused the account ${username}: ${r.slice(5, 120)}`);
       if (!r.startsWith('+OK')) throw upstreamDown(`POP3 login for ${username} refused: ${r.slice(0, 120)}`);
       return { ...conn.handOver(), capabilities: '' };
     } catch (err) {

@@ -65,7 +65,10 @@ export class SmtpClient {
   private async hello(name: string): Promise<void> {
     const r = await this.command(`${this.lmtp ? 'LHLO' : 'EHLO'} ${name}`);
     this.expect(r, 250, 'EHLO');
-    this.capabilities = r.text.split('\n').slice(1).map((l) => l.toUpperCase());
+    this.capabilities = r.text
+      .split('\n')
+      .slice(1)
+      .map((l) => l.toUpperCase());
   }
 
   supports(ext: string): boolean {
@@ -76,7 +79,9 @@ export class SmtpClient {
   async xclient(attrs: Record<string, string>, heloName: string): Promise<void> {
     if (!this.supports('XCLIENT')) throw upstreamDown('upstream SMTP does not offer XCLIENT to postern');
     const xtext = (v: string) => v.replace(/[^\x21-\x7e]|[+=]/g, (c) => `+${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
-    const line = Object.entries(attrs).map(([k, v]) => `${k}=${xtext(v)}`).join(' ');
+    const line = Object.entries(attrs)
+      .map(([k, v]) => `${k}=${xtext(v)}`)
+      .join(' ');
     const r = await this.command(`XCLIENT ${line}`);
     this.expect(r, 220, 'XCLIENT');
     await this.hello(heloName);
