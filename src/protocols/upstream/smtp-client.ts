@@ -21,7 +21,8 @@ export interface SendResult {
   perRecipient: Array<Reply & { rcpt: string }>;
 }
 
-const dotStuffed = (chunk: Buffer, atLineStart: boolean): { out: Buffer; atLineStart: boolean } => {
+/** Doubles each dot that starts a line (RFC 5321 section 4.5.2), across chunk ends. */
+export const dotStuff = (chunk: Buffer, atLineStart: boolean): { out: Buffer; atLineStart: boolean } => {
   const parts: Buffer[] = [];
   let start = 0;
   let lineStart = atLineStart;
@@ -157,7 +158,7 @@ export class SmtpClient {
     let last = 0x0a;
     for await (const chunk of message as AsyncIterable<Buffer>) {
       if (chunk.length === 0) continue;
-      const r = dotStuffed(chunk, atLineStart);
+      const r = dotStuff(chunk, atLineStart);
       atLineStart = r.atLineStart;
       last = chunk[chunk.length - 1]!;
       if (!socket.write(r.out)) await once(socket, 'drain');
