@@ -44,7 +44,7 @@ const mailFor = (address: string, text: RegExp) =>
     10_000,
   );
 
-describe('security notices by email (B9)', () => {
+describe('security notices by email', () => {
   it('tells the user when an ASP is created and when a right password comes with a wrong second factor', async () => {
     await app.accounts.createUser({ name: 'admin' }, { username: 'alice', password: PW, email: 'alice@example.test' });
     await app.accounts.createAsp({ name: 'alice', ip: '192.0.2.7', protocol: 'http' }, 'alice', { description: 'phone', scopes: ['imap'] });

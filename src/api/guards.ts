@@ -10,7 +10,7 @@ import { HttpError, forbidden } from './http-errors.js';
 
 /**
  * Sensitive operations need an emailed code while the email_codes feature is on for the
- * caller's domain (B5): ask for one with POST /me/email-code, then send it as `emailCode`.
+ * caller's domain: ask for one with POST /me/email-code, then send it as `emailCode`.
  */
 export async function requireEmailCode(d: ApiDeps, req: FastifyRequest, purpose: CodePurpose, code: string | undefined): Promise<void> {
   const p = req.principal;
@@ -43,7 +43,7 @@ const SETUP_ROUTES = new Set([
   '/api/v1/sessions',
 ]);
 
-/** Routes a session signed in with a temporary password may use before changing it (A9). */
+/** Routes a session signed in with a temporary password may use before changing it. */
 const PASSWORD_CHANGE_ROUTES = new Set(['/api/v1/me', '/api/v1/me/password', '/api/v1/session']);
 
 /** A session on a temporary password may do nothing else before changing it: no ASPs, no tokens, no admin work. */

@@ -105,8 +105,8 @@ export class Accounts {
 
   /**
    * A new account that starts with recovery codes as its only second factor and a
-   * temporary password to change at first sign-in (the "recovery-codes-only starter" of
-   * MISSION B3). Returns the codes, shown once.
+   * temporary password to change at first sign-in (a "recovery-codes-only starter").
+   * Returns the codes, shown once.
    */
   async createStarterUser(
     actor: Actor,
@@ -413,7 +413,7 @@ export class Accounts {
 
   /**
    * Sets (or with null, removes) the account's PGP public key and whether mail is stored
-   * encrypted to it (D1). The key must be able to encrypt.
+   * encrypted to it. The key must be able to encrypt.
    */
   async setPgpKey(actor: Actor, username: string, armoredKey: string | null, encrypt: boolean): Promise<User> {
     const user = await this.get(username);
@@ -434,7 +434,7 @@ export class Accounts {
     return updated;
   }
 
-  /** A temporary password for master only (A9); it does not bypass the second factor. */
+  /** A temporary password for master only; it does not bypass the second factor. */
   async issueTemporaryPassword(actor: Actor, username: string): Promise<string> {
     const password = `${randomBytes(9).toString('base64url')}aA1!`;
     await this.setPassword(actor, username, password, { temporary: true });

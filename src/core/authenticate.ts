@@ -350,13 +350,13 @@ export class Authenticator {
     return (await this.applyRules(req, user, match)).ok;
   }
 
-  /** Scope rules of MISSION A2/A3/A9 once the secret is known to be right. */
+  /** Scope rules once the secret is known to be right. */
   private async applyRules(req: AuthRequest, user: User, match: Match): Promise<AuthResult> {
     const now = this.d.clock.now();
     if (user.status !== 'active') return fail('account_disabled');
     const required = !user.twoFactor && (await this.d.policy.enabled('two_factor_required', user.domain));
     // Without a second factor under mandatory 2FA, mail clients are refused and the account
-    // page opens only to set one up (B3).
+    // page opens only to set one up.
     if (required && req.scope !== 'master') return fail('two_factor_setup_required');
     const recommended = !user.twoFactor && !required && (await this.d.policy.enabled('two_factor_recommended', user.domain));
     const encryptTo = user.pgp?.encrypt ? user.pgp.publicKey : null;

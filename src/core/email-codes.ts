@@ -5,7 +5,7 @@ import { keyedHash } from './keyed-hash.js';
 import type { ChallengeStore } from './ports.js';
 import type { User } from './types.js';
 
-/** Operations that need an emailed code when the `email_codes` feature is on (B5). */
+/** Operations that need an emailed code when the `email_codes` feature is on. */
 export type CodePurpose = 'sign_in' | 'asp' | 'token' | 'disable_2fa' | 'delete_account';
 
 export interface CodeMailer {
@@ -13,7 +13,7 @@ export interface CodeMailer {
 }
 
 export interface EmailCodeSettings {
-  /** How long a code (a nonce) lives: 300 s by default (B6). */
+  /** How long a code (a nonce) lives: 300 s by default. */
   ttlMs: number;
   /** How soon a new code may be asked for: 300 s by default. */
   resendDelayMs: number;

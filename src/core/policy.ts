@@ -7,7 +7,7 @@ import type { Domain, FeatureName, FeatureSetting } from './types.js';
 export type FeatureDefaults = Record<FeatureName, FeatureSetting>;
 
 /**
- * Feature settings in two levels (MISSION B7): the server-wide status, which a domain may
+ * Feature settings in two levels: the server-wide status, which a domain may
  * override only while the feature is unlocked. Values set through the API win over the
  * configuration's defaults. Read often (every login), so kept for a few seconds.
  */

@@ -1,4 +1,4 @@
-// Security keys (FIDO2/WebAuthn) as a second factor for the master scope (MISSION A6). The
+// Security keys (FIDO2/WebAuthn) as a second factor for the master scope. The
 // protocol checks (CBOR, COSE keys, signatures, origins) are @simplewebauthn/server's; this
 // module keeps the rules: one fresh challenge per ceremony, used once, within its lifetime,
 // and a signature counter that only moves forward.

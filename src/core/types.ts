@@ -111,7 +111,7 @@ export interface TrustedDevice {
   lastUse: LastUse | null;
 }
 
-/** A security key (FIDO2/WebAuthn) registered as a second factor for the master scope (A6). */
+/** A security key (FIDO2/WebAuthn) registered as a second factor for the master scope. */
 export interface WebAuthnCredential {
   id: string;
   userId: string;
@@ -299,10 +299,10 @@ export type AuthResult =
       aspId: string | null;
       /** The secret was a temporary password: the user must change it now. */
       mustChangePassword: boolean;
-      /** Mandatory 2FA is on and this account has none: it may only set it up (B3). */
+      /** Mandatory 2FA is on and this account has none: it may only set it up. */
       mustSetUpTwoFactor: boolean;
       notices: string[];
-      /** The armored key this account's stored mail is encrypted to, null when encryption is off (D1). */
+      /** The armored key this account's stored mail is encrypted to, null when encryption is off. */
       encryptTo: string | null;
       /** The second factor this very check verified; null when none was checked (no 2FA, a trusted device). */
       secondFactor: SecondFactorKind | null;

@@ -101,8 +101,8 @@ export class WebSessions {
       secondFactor: req.secondFactor,
       trustedDevice: device !== null,
       userAgent: req.userAgent ?? undefined,
-      // A new device (no trusted-device token) also needs an emailed code when that is on
-      // (B5), checked before the second factor so a recovery code is not spent in vain.
+      // A new device (no trusted-device token) also needs an emailed code when that is on,
+      // checked before the second factor so a recovery code is not spent in vain.
       afterPassword: device ? undefined : (u) => this.emailCodeAtSignIn(u, req.emailCode),
     });
     if (!result.ok) return result;

@@ -31,7 +31,7 @@ function smtpTransport(s: NotifySettings) {
   });
 }
 
-/** What the user is told, per audit event that changes or threatens their sign-in (B9). */
+/** What the user is told, per audit event that changes or threatens their sign-in. */
 const NOTICES: Record<string, (e: AuditEvent) => string | null> = {
   'password.change': () => 'Your password was changed.',
   'password.reset': () => 'An administrator set a temporary password for your account.',
@@ -71,7 +71,7 @@ const PURPOSES: Record<CodePurpose, string> = {
   delete_account: 'delete your account',
 };
 
-/** Sends emailed verification codes (B5) through the same SMTP server as the notices. */
+/** Sends emailed verification codes through the same SMTP server as the notices. */
 export function smtpCodeMailer(s: NotifySettings): CodeMailer {
   const transport = smtpTransport(s);
   return {

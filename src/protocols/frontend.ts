@@ -20,7 +20,7 @@ export interface FrontendSettings {
   maxLiteralSize: number;
   /** Load balancers that send a PROXY protocol header first; null: none. */
   proxyFrom: ((ip: string) => boolean) | null;
-  /** Largest message an IMAP APPEND may upload when it is sealed on the way (D1). */
+  /** Largest message an IMAP APPEND may upload when it is sealed on the way. */
   maxAppendSize: number;
   hostname: string;
 }

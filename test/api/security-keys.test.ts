@@ -44,7 +44,7 @@ afterAll(async () => {
   await app?.close();
 });
 
-describe('security keys over the web API (A6)', () => {
+describe('security keys over the web API', () => {
   it('adds a key, then signs in with password and key; a replayed answer is refused; removal is audited', async () => {
     const key = new SoftKey('mail.example.test', ORIGIN);
     const token = (await signIn()).json.token as string;

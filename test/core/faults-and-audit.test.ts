@@ -39,7 +39,7 @@ describe('faults answer "try again later", never "wrong password"', () => {
   });
 });
 
-describe('audit trail (A8)', () => {
+describe('audit trail', () => {
   it('keeps events for the retention period, then they vanish', async () => {
     const c = await testCore();
     await c.accounts.createUser(actor, { username: 'alice', password: PASSWORD });

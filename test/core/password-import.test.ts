@@ -30,7 +30,7 @@ beforeAll(async () => {
 });
 afterAll(async () => pool?.close());
 
-describe('imported password hashes (A1)', () => {
+describe('imported password hashes', () => {
   const formats: Array<[string, () => string]> = [
     ['{SHA512-CRYPT}', () => doveadm('SHA512-CRYPT')],
     ['{SHA256-CRYPT}', () => doveadm('SHA256-CRYPT')],

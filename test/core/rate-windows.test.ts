@@ -47,7 +47,7 @@ const backends: Backend[] = [
 ];
 
 for (const b of backends) {
-  describe(`rate windows on ${b.name} (A7)`, () => {
+  describe(`rate windows on ${b.name}`, () => {
     let c: TestCore;
     const limits = (): Partial<LimitSettings> => ({
       passwordWindowMs: b.unit,

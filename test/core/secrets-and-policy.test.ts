@@ -41,7 +41,7 @@ describe('secret box (TOTP seeds at rest)', () => {
   });
 });
 
-describe('ASP format (A3)', () => {
+describe('ASP format', () => {
   it('is 16 lowercase latin letters, grouped in fours for reading', () => {
     const s = generateAspSecret();
     expect(s).toMatch(/^[a-z]{16}$/);
@@ -65,7 +65,7 @@ describe('ASP format (A3)', () => {
   });
 });
 
-describe('password policy (B8)', () => {
+describe('password policy', () => {
   it('names every unmet rule', () => {
     expect(() => checkPasswordPolicy('abc', policy)).toThrow('password needs at least 8 characters, an upper-case letter, a digit, a special character');
     expect(() => checkPasswordPolicy('Abcdefg1!', policy)).not.toThrow();

@@ -29,7 +29,7 @@ beforeEach(async () => {
   await c.accounts.createUser(actor, { username: 'alice', password: PASSWORD });
 });
 
-describe('security keys (A6)', () => {
+describe('security keys', () => {
   it('turns 2FA on when a key is added, with recovery codes, and then the password alone no longer opens master', async () => {
     expect(reason(await c.auth.authenticate(req('alice', PASSWORD, 'master')))).toBe('ok');
     const { recoveryCodes } = await addKey();

@@ -43,7 +43,7 @@ afterAll(async () => {
   await app?.close();
 });
 
-describe('self-service page in a real browser (E2)', () => {
+describe('self-service page in a real browser', () => {
   it('signs in, creates an app password that then works for IMAP, enrols TOTP from the QR page, and revokes the password', async () => {
     const page = await browser.newPage();
     const errors: string[] = [];
@@ -98,7 +98,7 @@ describe('self-service page in a real browser (E2)', () => {
     await page.close();
   }, 60_000);
 
-  it('adds a security key, signs in with it, and falls back to a recovery code once the key is gone (A6)', async () => {
+  it('adds a security key, signs in with it, and falls back to a recovery code once the key is gone', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     const errors: string[] = [];

@@ -32,7 +32,7 @@ function refusal(reply: FastifyReply, r: Extract<AuthResult, { ok: false }>, pro
   return reply.send('');
 }
 
-/** nginx mail proxy `auth_http`: postern decides, nginx carries the session (MISSION C4). */
+/** nginx mail proxy `auth_http`: postern decides, nginx carries the session. */
 export async function nginxRoutes(api: FastifyInstance, d: ApiDeps, s: NginxSettings) {
   // nginx wants an address, not a name: each name is looked up once.
   const addresses = new Map<string, string>();

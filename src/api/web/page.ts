@@ -1,4 +1,4 @@
-// The self-service page (MISSION E2): one HTML document and one script, kept as strings so
+// The self-service page: one HTML document and one script, kept as strings so
 // the build needs no asset step. It only calls the public JSON API; the session token lives
 // in memory (sessionStorage), never in a cookie, so the API stays free of CSRF.
 

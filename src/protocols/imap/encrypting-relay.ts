@@ -1,4 +1,4 @@
-// The IMAP session after login for a user whose stored mail is encrypted (MISSION D1): like
+// The IMAP session after login for a user whose stored mail is encrypted: like
 // splice(), but every message the client uploads with APPEND (Drafts, Sent, ...) is sealed
 // as PGP/MIME before the upstream sees it. Hand-written because no npm package proxies IMAP;
 // it parses only what it must: line ends and literals both ways, and the APPEND command.

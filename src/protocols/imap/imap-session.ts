@@ -40,7 +40,7 @@ export class ImapSession extends PreauthSession {
   private assembler: ImapCommandAssembler;
   private sasl: SaslState | null = null;
   private badCommands = 0;
-  /** The user's uploads are sealed with PGP on the way to the upstream (D1). */
+  /** The user's uploads are sealed with PGP on the way to the upstream. */
   private sealing = false;
 
   constructor(ctx: FrontendContext, maxSessions: number, socket: Socket, secure: boolean, peer: ProxiedPeer | null = null) {

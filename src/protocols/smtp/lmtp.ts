@@ -29,7 +29,7 @@ async function localUser(store: Pick<Store, 'users'>, address: string): Promise<
 /**
  * Inbound delivery (LMTP, RFC 2033) for local users, handed to the upstream LMTP with one
  * answer per recipient. Recipients who turned PGP on get their own copy, encrypted to their
- * key as PGP/MIME before it is stored (D1); everyone else shares one plain transaction.
+ * key as PGP/MIME before it is stored; everyone else shares one plain transaction.
  */
 export function createLmtpServer(ctx: FrontendContext, store: Pick<Store, 'users'>, s: LmtpSettings): SMTPServer {
   /**

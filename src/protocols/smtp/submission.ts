@@ -209,7 +209,7 @@ async function sendData(ctx: FrontendContext, s: SubmissionSettings, session: SM
 }
 
 /**
- * Keeps the sent message in the user's Sent mailbox, encrypted for users with PGP on (D1).
+ * Keeps the sent message in the user's Sent mailbox, encrypted for users with PGP on.
  * The message has gone out already: a failure here is logged, never a reason to send again.
  */
 async function saveCopy(ctx: FrontendContext, mailbox: string, session: SMTPServerSession, raw: Buffer): Promise<void> {
