@@ -6,19 +6,19 @@ import type { EmailCodes } from './core/email-codes.js';
 import type { Policy } from './core/policy.js';
 import type { WebSessions } from './core/web-sessions.js';
 import { systemClock, type Clock } from './core/clock.js';
-import type { AuditStore, CredentialCache, RateLimiter, SessionSlots, Store } from './core/ports.js';
+import type { CredentialCache, RateLimiter, SessionSlots, Store } from './core/ports.js';
 import { dataPath, readPem, type Config } from './config/load.js';
 import { loadSecrets } from './config/secrets.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { notifyingAudit, smtpCodeMailer, type NotifySettings } from './notify/notifier.js';
+import { securityNotices, smtpCodeMailer, type NotifySettings } from './notify/notifier.js';
 import { AuditSpool } from './stores/audit-spool.js';
 import { MemoryCredentialCache, RedisCredentialCache } from './stores/credential-cache.js';
 import { LocalCredentialEvents, RedisCredentialEvents, type CredentialFeed } from './stores/credential-events.js';
 import { EmbeddedStore } from './stores/embedded-store.js';
 import { MemoryLimiter } from './stores/memory-limiter.js';
 import type { SecurityKeys } from './core/security-keys.js';
-import { loadPlugins, observedAudit } from './plugins.js';
+import { loadPlugins } from './plugins.js';
 import { MongoStore } from './stores/mongo-store.js';
 import { configuredRedis, connectRedis, persistenceRisks, type RedisSettings } from './stores/redis-client.js';
 import { RedisLimiter } from './stores/redis-limiter.js';
@@ -166,10 +166,8 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     ca: n.tls_ca ? readPem('notify.tls_ca', n.tls_ca) : null,
     requireTls: n.require_tls,
   };
-  const withNotices = (audit: AuditStore) => (n.enabled ? notifyingAudit(audit, store.users, mail, log) : audit);
   const core = await createCore({
     store,
-    auditStore: observedAudit(withNotices(metrics.countingAudit(store.audit)), plugins, log),
     codeMailer: smtpCodeMailer(mail),
     limiter,
     cache,
@@ -179,6 +177,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     settings: coreSettings(cfg),
     auditFallback: new AuditSpool(dataPath(cfg, 'audit-spool.jsonl')),
     onAuditError: (err, e) => log.error({ err: (err as Error).message, action: e.action }, 'audit store failed; event spooled'),
+    onObserverError: (name, err, e) => log.warn({ err: (err as Error).message, observer: name, action: e.action }, 'audit observer failed'),
     events,
     // One line per decision, for operators and fail2ban: success at info, failure at warn,
     // a fault at error.
@@ -188,6 +187,10 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
     },
   });
   const { audit, auth, accounts, sessions, policy, emailCodes, securityKeys, windows } = core;
+  // Everything that follows the audit trail hears each stored event from the one bus.
+  audit.subscribe('metrics', (e) => metrics.audited(e));
+  if (n.enabled) audit.subscribe('security notices', securityNotices(store.users, mail));
+  for (const { name, fn } of plugins) audit.subscribe(name, fn);
   let running = cfg;
   return {
     config: cfg,

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Decision } from './core/authenticate.js';
-import type { AuditStore } from './core/ports.js';
+import type { AuditEvent } from './core/types.js';
 
 const VERSION = (JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -70,21 +70,15 @@ export class Metrics {
   }
 
   /** Counts each event as it is written, whatever store holds it. */
-  countingAudit(store: AuditStore): AuditStore {
-    return {
-      append: async (event, expiresAt) => {
-        await store.append(event, expiresAt);
-        // Only the reasons of logins form a closed set; others carry ids (of ASPs, devices,
-        // tokens) that would make a new series each.
-        this.events.inc({
-          action: event.action,
-          result: event.result,
-          reason: event.action === 'auth' ? (event.reason ?? '') : '',
-          protocol: event.protocol ?? '',
-        });
-      },
-      query: (q, now) => store.query(q, now),
-      purgeExpired: (now) => store.purgeExpired(now),
-    };
+  /** Counts a stored audit event (an audit observer). */
+  audited(event: AuditEvent): void {
+    // Only the reasons of logins form a closed set; others carry ids (of ASPs, devices,
+    // tokens) that would make a new series each.
+    this.events.inc({
+      action: event.action,
+      result: event.result,
+      reason: event.action === 'auth' ? (event.reason ?? '') : '',
+      protocol: event.protocol ?? '',
+    });
   }
 }

@@ -6,11 +6,8 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Config } from './config/load.js';
 import { PosternError } from './core/errors.js';
-import type { AuditStore } from './core/ports.js';
-import type { AuditEvent } from './core/types.js';
+import type { AuditObserver } from './core/audit-log.js';
 import type { Logger } from './log.js';
-
-export type AuditObserver = (e: AuditEvent) => void | Promise<void>;
 
 export interface PluginApi {
   /** The configuration with its secrets taken out (see redactedConfig). */
@@ -22,9 +19,9 @@ export interface PluginApi {
 
 export type Plugin = (api: PluginApi) => void | Promise<void>;
 
-/** Loads the configured plugins (paths relative to the working directory); returns their audit observers. */
-export async function loadPlugins(cfg: Config, log: Logger): Promise<AuditObserver[]> {
-  const observers: AuditObserver[] = [];
+/** Loads the configured plugins (paths relative to the working directory); returns their audit observers, named by plugin. */
+export async function loadPlugins(cfg: Config, log: Logger): Promise<Array<{ name: string; fn: AuditObserver }>> {
+  const observers: Array<{ name: string; fn: AuditObserver }> = [];
   for (const path of cfg.plugins.load) {
     let plugin: unknown;
     try {
@@ -34,7 +31,11 @@ export async function loadPlugins(cfg: Config, log: Logger): Promise<AuditObserv
     }
     if (typeof plugin !== 'function')
       throw new PosternError('config_invalid', `invalid configuration:\n  plugins.load: ${path} has no default export function`);
-    await (plugin as Plugin)({ config: redactedConfig(cfg), log: log.child({ plugin: path }), onAuditEvent: (fn) => observers.push(fn) });
+    await (plugin as Plugin)({
+      config: redactedConfig(cfg),
+      log: log.child({ plugin: path }),
+      onAuditEvent: (fn) => observers.push({ name: `plugin ${path}`, fn }),
+    });
   }
   return observers;
 }
@@ -64,21 +65,4 @@ export function redactedConfig(cfg: Config): Readonly<Config> {
   };
   freeze(copy);
   return copy;
-}
-
-/** An audit store that tells the observers of each event once it is stored. */
-export function observedAudit(store: AuditStore, observers: AuditObserver[], log: Logger): AuditStore {
-  if (!observers.length) return store;
-  return {
-    append: async (event, expiresAt) => {
-      await store.append(event, expiresAt);
-      for (const fn of observers) {
-        Promise.resolve()
-          .then(() => fn(event))
-          .catch((err: Error) => log.warn({ err: err.message, action: event.action }, 'plugin failed on an audit event'));
-      }
-    },
-    query: (q, now) => store.query(q, now),
-    purgeExpired: (now) => store.purgeExpired(now),
-  };
 }

@@ -1,9 +1,9 @@
 import { Accounts, type AccountSettings } from './accounts.js';
-import { AuditLog, type AuditErrorSink, type AuditFallback } from './audit-log.js';
+import { AuditLog, type AuditErrorSink, type AuditFallback, type ObserverErrorSink } from './audit-log.js';
 import { Authenticator, type AuthSettings, type Decision } from './authenticate.js';
 import type { Clock } from './clock.js';
 import { makeDummyHash } from './passwords.js';
-import type { AuditStore, CredentialCache, CredentialEvents, Hasher, RateLimiter, Store } from './ports.js';
+import type { CredentialCache, CredentialEvents, Hasher, RateLimiter, Store } from './ports.js';
 import { RateWindows, type LimitSettings } from './rate-windows.js';
 import { EmailCodes, type CodeMailer, type EmailCodeSettings } from './email-codes.js';
 import { Policy, type FeatureDefaults } from './policy.js';
@@ -34,9 +34,9 @@ export interface CoreDeps {
   auditFallback?: AuditFallback;
   /** Sends emailed verification codes; without one, the email_codes feature cannot be used. */
   codeMailer?: CodeMailer;
-  /** Where audit events go, if not straight to store.audit (e.g. through a metrics counter). */
-  auditStore?: AuditStore;
   onAuditError?: AuditErrorSink;
+  /** An audit observer (metrics, notices, a plugin) failed on an event. */
+  onObserverError?: ObserverErrorSink;
   /** Where credential changes are announced, so that live mail sessions are checked again. */
   events?: CredentialEvents;
   /** Told of every authentication decision (for the log). */
@@ -58,7 +58,7 @@ export interface Core {
 /** Wires the core's parts around the given stores; no I/O of its own beyond them. */
 export async function createCore(d: CoreDeps): Promise<Core> {
   const box = new SecretBox(d.keys.keys, d.keys.current);
-  const audit = new AuditLog(d.auditStore ?? d.store.audit, d.clock, d.settings.auditRetentionMs, d.auditFallback ?? null, d.onAuditError);
+  const audit = new AuditLog(d.store.audit, d.clock, d.settings.auditRetentionMs, d.auditFallback ?? null, d.onAuditError, d.onObserverError);
   const windows = new RateWindows(d.limiter, d.settings.limits);
   const common = { store: d.store, audit, hasher: d.hasher, box, serverKey: d.keys.hmac, clock: d.clock };
   const policy = new Policy(d.store.policy, d.settings.features, d.clock, audit);

@@ -1,8 +1,8 @@
 import nodemailer from 'nodemailer';
 import type { CodeMailer, CodePurpose } from '../core/email-codes.js';
-import type { AuditStore, UserStore } from '../core/ports.js';
+import type { AuditObserver } from '../core/audit-log.js';
+import type { UserStore } from '../core/ports.js';
 import type { AuditEvent } from '../core/types.js';
-import type { Logger } from '../log.js';
 
 export interface NotifySettings {
   smtpHost: string;
@@ -91,21 +91,13 @@ export function smtpCodeMailer(s: NotifySettings): CodeMailer {
  * trail so no change can skip it. Sending happens after the event is stored and never
  * delays or fails the operation itself.
  */
-export function notifyingAudit(store: AuditStore, users: UserStore, s: NotifySettings, log: Logger): AuditStore {
+export function securityNotices(users: UserStore, s: NotifySettings): AuditObserver {
   const transport = smtpTransport(s);
-  const notify = async (e: AuditEvent) => {
+  return async (e: AuditEvent) => {
     const what = NOTICES[e.action]?.(e);
     if (!what || !e.userId) return;
     const user = await users.findById(e.userId);
     if (!user?.email) return;
     await transport.sendMail({ from: s.from, to: user.email, subject: `Security notice for ${user.username}`, text: body(e, what, s.hostname) });
-  };
-  return {
-    append: async (event, expiresAt) => {
-      await store.append(event, expiresAt);
-      notify(event).catch((err: Error) => log.warn({ err: err.message, action: event.action }, 'security notice not sent'));
-    },
-    query: (q, now) => store.query(q, now),
-    purgeExpired: (now) => store.purgeExpired(now),
   };
 }

@@ -137,4 +137,41 @@ describe('audit trail', () => {
     expect(await log.flushFallback()).toBe(1);
     expect((await store.audit.query({ limit: 10 }, new Date())).events.map((e) => e.reason)).toEqual(['from a dead process']);
   });
+
+  it('tells every observer of each stored event once, a failing one included, and spooled events when written back', async () => {
+    const store = new EmbeddedStore(':memory:');
+    await store.init();
+    let down = false;
+    const flaky: AuditStore = {
+      append: (e, exp) => (down ? Promise.reject(new Error('store down')) : store.audit.append(e, exp)),
+      query: (q, now) => store.audit.query(q, now),
+      purgeExpired: (now) => store.audit.purgeExpired(now),
+    };
+    const failures: string[] = [];
+    const spool = new AuditSpool(join(mkdtempSync(join(tmpdir(), 'postern-spool-')), 'spool.jsonl'));
+    const log = new AuditLog(
+      flaky,
+      { now: () => new Date() },
+      86_400_000,
+      spool,
+      () => {},
+      (name) => failures.push(name),
+    );
+    const heard: string[] = [];
+    log.subscribe('broken', () => {
+      throw new Error('observer bug');
+    });
+    log.subscribe('counter', (e) => void heard.push(e.reason!));
+    await log.record({ action: 'auth', result: 'success', reason: 'stored' });
+    down = true;
+    await log.record({ action: 'auth', result: 'failure', reason: 'spooled' });
+    await new Promise((r) => setTimeout(r, 10));
+    // Not yet stored, so not yet told.
+    expect(heard).toEqual(['stored']);
+    down = false;
+    await log.flushFallback();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(heard).toEqual(['stored', 'spooled']);
+    expect(failures).toEqual(['broken', 'broken']);
+  });
 });
