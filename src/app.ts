@@ -1,17 +1,18 @@
 import type { Accounts } from './core/accounts.js';
 import type { AuditLog } from './core/audit-log.js';
 import type { Authenticator } from './core/authenticate.js';
-import { createCore, type CoreSettings } from './core/core.js';
+import { createCore } from './core/core.js';
 import type { EmailCodes } from './core/email-codes.js';
 import type { Policy } from './core/policy.js';
 import type { WebSessions } from './core/web-sessions.js';
 import { systemClock, type Clock } from './core/clock.js';
 import type { CredentialCache, RateLimiter, SessionSlots, Store } from './core/ports.js';
-import { dataPath, readPem, type Config } from './config/load.js';
+import { dataPath, type Config } from './config/load.js';
+import { coreSettings, notifySettings, redisSettings } from './config/settings.js';
 import { loadSecrets } from './config/secrets.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { securityNotices, smtpCodeMailer, type NotifySettings } from './notify/notifier.js';
+import { securityNotices, smtpCodeMailer } from './notify/notifier.js';
 import { AuditSpool } from './stores/audit-spool.js';
 import { MemoryCredentialCache, RedisCredentialCache } from './stores/credential-cache.js';
 import { LocalCredentialEvents, RedisCredentialEvents, type CredentialFeed } from './stores/credential-events.js';
@@ -20,7 +21,7 @@ import { MemoryLimiter } from './stores/memory-limiter.js';
 import type { SecurityKeys } from './core/security-keys.js';
 import { loadPlugins } from './plugins.js';
 import { MongoStore } from './stores/mongo-store.js';
-import { configuredRedis, connectRedis, persistenceRisks, type RedisSettings } from './stores/redis-client.js';
+import { configuredRedis, connectRedis, persistenceRisks } from './stores/redis-client.js';
 import { RedisLimiter } from './stores/redis-limiter.js';
 import { MemorySessionSlots, RedisSessionSlots } from './stores/session-slots.js';
 import { WorkerPool } from './workers/worker-pool.js';
@@ -71,69 +72,6 @@ async function openStore(cfg: Config): Promise<Store> {
   return store;
 }
 
-/** The [redis] section as the connection's settings. */
-export function redisSettings(cfg: Config): RedisSettings {
-  const r = cfg.redis;
-  return {
-    url: r.url,
-    sentinels: r.sentinels,
-    sentinelName: r.sentinel_name,
-    clusterNodes: r.cluster_nodes,
-    username: r.username,
-    password: r.password,
-    sentinelPassword: r.sentinel_password,
-    tls: r.tls,
-  };
-}
-
-/** Maps the configuration file's sections onto the core's settings. */
-export function coreSettings(cfg: Config): CoreSettings {
-  const l = cfg.limits;
-  const pp = cfg.password_policy;
-  return {
-    auth: { totpWindowSteps: cfg.auth.totp_window_steps, verifiedCacheTtlMs: cfg.auth.verified_cache_ttl, bcryptCost: cfg.auth.bcrypt_rounds },
-    accounts: {
-      aspMaxPerUser: cfg.auth.asp_max_per_user,
-      recoveryCodeCount: cfg.auth.recovery_codes,
-      totpIssuer: cfg.auth.totp_issuer,
-      totpWindowSteps: cfg.auth.totp_window_steps,
-      tempPasswordTtlMs: cfg.auth.temp_password_ttl,
-      passwordPolicy: {
-        minLength: pp.min_length,
-        requireLower: pp.require_lower,
-        requireUpper: pp.require_upper,
-        requireDigit: pp.require_digit,
-        requireSpecial: pp.require_special,
-      },
-    },
-    limits: {
-      passwordFailures: l.password_failures,
-      passwordWindowMs: l.password_window,
-      totpFailures: l.totp_failures,
-      totpWindowMs: l.totp_window,
-      ipFailures: l.ip_failures,
-      ipWindowMs: l.ip_window,
-      allowList: l.allow_list,
-    },
-    web: { sessionTtlMs: cfg.api.session_ttl, trustedDeviceTtlMs: cfg.api.trusted_device_ttl, stepUpWindowMs: cfg.api.step_up_window },
-    features: {
-      two_factor_required: { status: cfg.features.two_factor_required, lock: cfg.features.two_factor_required_lock },
-      two_factor_recommended: { status: cfg.features.two_factor_recommended, lock: cfg.features.two_factor_recommended_lock },
-      // Not configurable features yet: kept so every feature has a server-wide value.
-      email_codes: { status: cfg.features.email_codes, lock: cfg.features.email_codes_lock },
-      trusted_devices: { status: cfg.api.trusted_device_ttl > 0 ? 'enabled' : 'disabled', lock: 'locked' },
-    },
-    emailCodes: { ttlMs: cfg.auth.email_code_ttl, resendDelayMs: cfg.auth.email_code_resend_delay, tries: 3 },
-    securityKeys: {
-      rpId: cfg.webauthn.rp_id,
-      rpName: cfg.webauthn.rp_name,
-      origins: cfg.webauthn.origins.length ? cfg.webauthn.origins : [`http://${cfg.webauthn.rp_id}:${cfg.api.port}`],
-      challengeTtlMs: cfg.auth.email_code_ttl,
-    },
-    auditRetentionMs: cfg.audit.retention,
-  };
-}
-
 export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger } = {}): Promise<App> {
   const clock = opts.clock ?? systemClock;
   const log = opts.log ?? createLogger(cfg.log.level);
@@ -156,16 +94,8 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   const events: CredentialFeed = redis ? new RedisCredentialEvents(redis) : new LocalCredentialEvents();
   const hasher = new WorkerPool({ cost: cfg.auth.bcrypt_rounds, threads: cfg.auth.hash_threads || undefined, maxQueue: cfg.auth.hash_queue });
   const metrics = new Metrics(() => hasher.queued);
-  const n = cfg.notify;
-  const mail: NotifySettings = {
-    smtpHost: n.smtp_host,
-    smtpPort: n.smtp_port,
-    from: n.from,
-    hostname: cfg.server.hostname,
-    tlsVerify: n.tls_verify,
-    ca: n.tls_ca ? readPem('notify.tls_ca', n.tls_ca) : null,
-    requireTls: n.require_tls,
-  };
+  const mail = notifySettings(cfg);
+
   const core = await createCore({
     store,
     codeMailer: smtpCodeMailer(mail),
@@ -189,7 +119,7 @@ export async function createApp(cfg: Config, opts: { clock?: Clock; log?: Logger
   const { audit, auth, accounts, sessions, policy, emailCodes, securityKeys, windows } = core;
   // Everything that follows the audit trail hears each stored event from the one bus.
   audit.subscribe('metrics', (e) => metrics.audited(e));
-  if (n.enabled) audit.subscribe('security notices', securityNotices(store.users, mail));
+  if (cfg.notify.enabled) audit.subscribe('security notices', securityNotices(store.users, mail));
   for (const { name, fn } of plugins) audit.subscribe(name, fn);
   let running = cfg;
   return {

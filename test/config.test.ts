@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.js';
+import { coreSettings } from '../src/config/settings.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'postern-config-'));
 const file = (name: string, text: string) => {
@@ -46,5 +47,14 @@ describe('configuration', () => {
       /imap\.max_append_total: must be at least imap\.max_append_size/,
     );
     expect(loadConfig({ env: { POSTERN_API__TRUSTED_DEVICE_TTL: '"0d"' } }).api.trusted_device_ttl).toBe(0);
+  });
+
+  it('maps the keys that bound one-time challenges onto the core, instead of fixed numbers', () => {
+    const d = coreSettings(loadConfig({ env: {} }));
+    expect(d.emailCodes.tries).toBe(3);
+    expect(d.securityKeys.challengeTtlMs).toBe(300_000);
+    const c = coreSettings(loadConfig({ env: { POSTERN_AUTH__EMAIL_CODE_TRIES: '1', POSTERN_WEBAUTHN__CHALLENGE_TTL: '"90s"' } }));
+    expect(c.emailCodes.tries).toBe(1);
+    expect(c.securityKeys.challengeTtlMs).toBe(90_000);
   });
 });

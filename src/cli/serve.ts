@@ -1,26 +1,13 @@
 import { connect } from 'node:net';
-import type { NginxSettings } from '../api/routes/nginx.js';
 import { PosternError } from '../core/errors.js';
 import { buildApi } from '../api/server.js';
-import { networkMatcher } from '../core/rate-windows.js';
-import { createApp, redisSettings, type App } from '../app.js';
+import { createApp, type App } from '../app.js';
+import { nginxSettings, redisSettings } from '../config/settings.js';
 import { configuredRedis } from '../stores/redis-client.js';
 import type { Config } from '../config/load.js';
 import { startListeners } from '../protocols/servers.js';
 
 const HOUR = 3_600_000;
-
-function nginxSettings(cfg: Config): NginxSettings | undefined {
-  if (!cfg.nginx.enabled) return undefined;
-  const up = cfg.upstream;
-  return {
-    allowed: networkMatcher(cfg.nginx.allow),
-    upstreamHost: up.host,
-    smtpHost: up.smtp_host || up.host,
-    ports: { imap: up.imap_port, pop3: up.pop3_port, smtp: up.smtp_port },
-    upstreamLogin: (username) => ({ user: `${username}${up.master_separator}${up.master_user}`, pass: up.master_password }),
-  };
-}
 
 /** Connects to host:port and hangs up: whether something listens there. */
 function reachable(host: string, port: number, timeoutMs: number): Promise<void> {

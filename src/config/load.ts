@@ -56,6 +56,7 @@ const schema = z.strictObject({
     temp_password_ttl: duration,
     verified_cache_ttl: duration,
     email_code_ttl: duration,
+    email_code_tries: z.number().int().min(1).max(10),
     email_code_resend_delay: duration,
   }),
   limits: z.strictObject({
@@ -122,6 +123,7 @@ const schema = z.strictObject({
     rp_id: z.string().regex(/^(?=.*[a-z])[a-z0-9.-]+$/i, 'expected a host name such as mail.example.org (WebAuthn takes no IP address or port)'),
     rp_name: z.string().min(1).max(100),
     origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'expected an origin such as https://mail.example.org')),
+    challenge_ttl: duration,
   }),
   notify: z.strictObject({
     enabled: z.boolean(),

@@ -1,10 +1,15 @@
-import { readPem } from '../config/load.js';
+import { frontendSettings, lmtpSettings, submissionSettings, upstreamSettings } from '../config/settings.js';
 import type { SMTPServer } from 'smtp-server';
 import { sealMessage } from '../core/pgp-mime.js';
-import type { App } from '../app.js';
+import type { Config } from '../config/load.js';
+import type { Authenticator } from '../core/authenticate.js';
+import type { SessionSlots, Store } from '../core/ports.js';
+import type { CredentialFeed } from '../stores/credential-events.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { WorkerPool } from '../workers/worker-pool.js';
 import { listen, type FrontendContext, type Listening } from './frontend.js';
 import { imapSessionFactory } from './imap/imap-session.js';
-import { networkMatcher } from '../core/rate-windows.js';
 import { ByteBudget, ConnectionCounter } from './limits.js';
 import { LiveSessions } from './live-sessions.js';
 import { pop3SessionFactory } from './pop3/pop3-session.js';
@@ -45,8 +50,22 @@ function smtpListen(server: SMTPServer, p: number, host: string): Promise<Listen
   });
 }
 
+/** What the mail listeners use of the running application: no more. */
+export interface ListenerDeps {
+  config: Config;
+  auth: Authenticator;
+  log: Logger;
+  slots: SessionSlots;
+  /** Credential changes, to check live sessions again. */
+  events: Pick<CredentialFeed, 'subscribe'>;
+  metrics: Pick<Metrics, 'sessions' | 'upstreamErrors' | 'encryptions'>;
+  workers: Pick<WorkerPool, 'encryptPgp'>;
+  /** LMTP finds the recipient's account. */
+  store: Pick<Store, 'users'>;
+}
+
 /** Starts every enabled mail listener from the configuration. */
-export async function startListeners(app: App): Promise<RunningListeners> {
+export async function startListeners(app: ListenerDeps): Promise<RunningListeners> {
   const cfg = app.config;
   const tls = await TlsManager.create(cfg.tls, cfg.server.data_dir, cfg.server.hostname);
   const up = cfg.upstream;
@@ -73,30 +92,8 @@ export async function startListeners(app: App): Promise<RunningListeners> {
           },
         ),
       ),
-    upstream: new MailUpstream({
-      host: up.host,
-      smtpHost: up.smtp_host || up.host,
-      imapPort: up.imap_port,
-      pop3Port: up.pop3_port,
-      timeoutMs: up.connect_timeout,
-      login: up.login,
-      masterUser: up.master_user,
-      masterPassword: up.master_password,
-      separator: up.master_separator,
-      tls: { mode: up.tls, ca: up.tls_ca ? readPem('upstream.tls_ca', up.tls_ca) : null, verify: up.tls_verify },
-      proxyProtocol: up.proxy_protocol,
-    }),
-    settings: {
-      plaintextAllowed: networkMatcher(cfg.frontend.plaintext_auth_networks),
-      maxAuthFailures: cfg.frontend.max_auth_failures,
-      proxyFrom: cfg.frontend.proxy_protocol_from.length ? networkMatcher(cfg.frontend.proxy_protocol_from) : null,
-      preauthTimeoutMs: cfg.frontend.preauth_timeout,
-      preauthDeadlineMs: cfg.frontend.preauth_deadline,
-      maxLineLength: cfg.frontend.max_line_length,
-      maxLiteralSize: cfg.frontend.max_literal_size,
-      maxAppendSize: cfg.imap.max_append_size,
-      hostname: cfg.server.hostname,
-    },
+    upstream: new MailUpstream(upstreamSettings(cfg)),
+    settings: frontendSettings(cfg),
   };
   const running: Listening[] = [];
   const ports: RunningListeners['ports'] = { imap: [], pop3: [], submission: [], lmtp: [] };
@@ -124,13 +121,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       ports.pop3 = l.ports;
     }
     if (cfg.submission.enabled) {
-      const s = {
-        maxMessageSize: cfg.submission.max_message_size,
-        maxRecipients: cfg.submission.max_recipients,
-        smtpPort: up.smtp_port,
-        identity: up.smtp_identity,
-        saveSent: cfg.submission.save_sent,
-      };
+      const s = submissionSettings(cfg);
       // One look at the relay for both listeners; each session's relay connection keeps it current.
       const offer = new RelayOffer();
       offer.probe(ctx, up.smtp_port);
@@ -145,11 +136,7 @@ export async function startListeners(app: App): Promise<RunningListeners> {
       }
     }
     if (cfg.lmtp.enabled) {
-      const l = await smtpListen(
-        createLmtpServer(ctx, app.store, { maxMessageSize: cfg.lmtp.max_message_size, lmtpPort: up.lmtp_port }),
-        cfg.lmtp.port,
-        cfg.lmtp.host,
-      );
+      const l = await smtpListen(createLmtpServer(ctx, app.store, lmtpSettings(cfg)), cfg.lmtp.port, cfg.lmtp.host);
       running.push(l);
       ports.lmtp = l.ports;
     }
