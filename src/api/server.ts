@@ -100,14 +100,8 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
     });
   }
   if (deps.nginx) await nginxRoutes(app, deps, deps.nginx);
-  await app.register(
-    async (api) => {
-      await sessionRoutes(api, deps);
-      await meRoutes(api, deps);
-      await adminRoutes(api, deps);
-      await auditRoutes(api, deps);
-    },
-    { prefix: '/api/v1' },
-  );
+  // Each audience's routes are a plugin of their own under /api/v1: a guard one adds (a role,
+  // a personal session) cannot leak onto another's.
+  for (const routes of [sessionRoutes, meRoutes, adminRoutes, auditRoutes]) await app.register(routes, { prefix: '/api/v1', deps });
   return app;
 }

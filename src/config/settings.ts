@@ -4,7 +4,7 @@ import type { NginxSettings } from '../api/routes/nginx.js';
 import type { CoreSettings } from '../core/core.js';
 import { networkMatcher } from '../core/rate-windows.js';
 import type { NotifySettings } from '../notify/notifier.js';
-import type { FrontendSettings } from '../protocols/frontend.js';
+import type { FrontendSettings } from '../protocols/context.js';
 import type { LmtpSettings } from '../protocols/smtp/lmtp.js';
 import type { SubmissionSettings } from '../protocols/smtp/submission.js';
 import type { UpstreamSettings } from '../protocols/upstream/mail-upstream.js';

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import { optionalLifetime } from '../../core/duration.js';
 import type { Role } from '../../core/types.js';
 import { errors, nameParam, idParam, userView as userSchema, passwordField, usernameField } from '../schemas.js';
@@ -7,7 +7,8 @@ import type { ApiDeps } from '../deps.js';
 import { userView } from '../views.js';
 
 /** Administrators: accounts, roles, second-factor resets, API tokens. */
-export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
+/** A Fastify plugin: its hooks and guards stay inside it. */
+export const adminRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (api, { deps: d }) => {
   const actor = actorOf;
 
   api.register(async (r) => {
@@ -262,4 +263,4 @@ export async function adminRoutes(api: FastifyInstance, d: ApiDeps) {
       },
     );
   });
-}
+};

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import { parseAuditFilter, type AuditFilterInput } from '../../core/audit-filter.js';
 import type { AuditEvent } from '../../core/types.js';
 import { auditPage, errors } from '../schemas.js';
@@ -27,7 +27,8 @@ export function toCsv(events: AuditEvent[]): string {
 }
 
 /** Auditors (and admins): read-only queries of the audit log, newest first, with cursor paging. */
-export async function auditRoutes(api: FastifyInstance, d: ApiDeps) {
+/** A Fastify plugin: its hooks and guards stay inside it. */
+export const auditRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (api, { deps: d }) => {
   api.get<{ Querystring: AuditQs }>(
     '/audit',
     {
@@ -70,4 +71,4 @@ export async function auditRoutes(api: FastifyInstance, d: ApiDeps) {
       return page;
     },
   );
-}
+};

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import { parseAspScopes } from '../../core/asp.js';
 import { optionalLifetime } from '../../core/duration.js';
@@ -28,7 +28,8 @@ const confirmationBody = {
 } as const;
 
 /** Self-service for the signed-in user's own account. */
-export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
+/** A Fastify plugin: its hooks and guards stay inside it. */
+export const meRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (api, { deps: d }) => {
   const me = (req: FastifyRequest) => sessionOf(req).user;
   const actor = actorOf;
   /** Re-checks the password (and second factor when 2FA is on) under the rate windows. */
@@ -408,4 +409,4 @@ export async function meRoutes(api: FastifyInstance, d: ApiDeps) {
       async (req) => d.store.audit.query({ username: me(req).username, limit: req.query.limit ?? 50, cursor: req.query.cursor }, d.clock.now()),
     );
   });
-}
+};

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type { SecondFactor, SecurityKeyAssertion } from '../../core/types.js';
 import { errors, userView as userSchema, passwordField, usernameField, webauthnResponse } from '../schemas.js';
 import { requireSessionWith, sessionOf } from '../guards.js';
@@ -27,7 +27,8 @@ export function secondFactorOf(b: { totp?: string; recoveryCode?: string; securi
 }
 
 /** Master sign-in (password + second factor or trusted device) and sign-out. */
-export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
+/** A Fastify plugin: its hooks and guards stay inside it. */
+export const sessionRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (api, { deps: d }) => {
   api.post<{ Body: SignInBody }>(
     '/session',
     {
@@ -157,4 +158,4 @@ export async function sessionRoutes(api: FastifyInstance, d: ApiDeps) {
     },
     async (req) => ({ signedOut: await d.sessions.signOutEverywhere(sessionOf(req).user) }),
   );
-}
+};

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { FrontendContext } from '../frontend.js';
+import type { FrontendContext } from '../context.js';
 import type { ProxiedPeer } from '../proxy-protocol.js';
 import { PreauthSession, type Granted, type Refusal, type Relay, type SessionWords } from '../preauth-session.js';
 import { SaslExchange, saslMechanism } from '../sasl.js';

@@ -5,7 +5,7 @@ import { isEncrypted } from '../../core/pgp-mime.js';
 import type { Store } from '../../core/ports.js';
 import type { User } from '../../core/types.js';
 import { normalizeUsername } from '../../core/username.js';
-import type { FrontendContext } from '../frontend.js';
+import type { FrontendContext } from '../context.js';
 import { peerIp } from '../limits.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
 import { MessageTooBig, bounded, readBounded, tooBigText } from './message.js';

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { SMTPServer, SMTPServerAddress } from 'smtp-server';
-import type { FrontendContext } from '../frontend.js';
+import type { FrontendContext } from '../context.js';
 import { SmtpClient, type Reply } from '../upstream/smtp-client.js';
 
 export interface RelayIdentity {

@@ -1,5 +1,5 @@
 import type { SMTPServer, SMTPServerSession } from 'smtp-server';
-import type { FrontendContext } from '../frontend.js';
+import type { FrontendContext } from '../context.js';
 import { peerIp } from '../limits.js';
 import { smtpError, type SmtpError } from './replies.js';
 

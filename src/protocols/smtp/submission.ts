@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { readProxyHeader } from '../proxy-protocol.js';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
-import type { FrontendContext } from '../frontend.js';
+import type { FrontendContext } from '../context.js';
 import { peerIp } from '../limits.js';
 import type { Reply } from '../upstream/smtp-client.js';
 import { RelaySession, type RelayOffer } from './relay-session.js';

@@ -1,7 +1,7 @@
 import { Socket, type SocketConstructorOpts } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { PosternError, temporary } from '../../core/errors.js';
-import { PIPE_HIGH_WATER_MARK } from '../frontend.js';
+import { PIPE_HIGH_WATER_MARK } from '../relay.js';
 import { LineReader } from '../line-reader.js';
 
 export interface UpstreamTls {

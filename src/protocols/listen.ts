@@ -1,111 +1,11 @@
-import { randomBytes } from 'node:crypto';
+// Binding a protocol's listeners (plain and implicit TLS, optionally behind a PROXY-protocol
+// balancer), and closing them with a drain.
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
-import type { Authenticator } from '../core/authenticate.js';
-import type { SessionSlots } from '../core/ports.js';
-import type { Logger } from '../log.js';
-import type { LiveSessions } from './live-sessions.js';
-import { type ByteBudget, ConnectionCounter, peerIp } from './limits.js';
+import { peerIp } from './limits.js';
 import { readProxyHeader, type ProxiedPeer } from './proxy-protocol.js';
+import { PIPE_HIGH_WATER_MARK } from './relay.js';
 import type { TlsManager } from './tls.js';
-import type { ClientInfo, MailUpstream, UpstreamSession } from './upstream/mail-upstream.js';
-
-export interface FrontendSettings {
-  plaintextAllowed: (ip: string) => boolean;
-  maxAuthFailures: number;
-  preauthTimeoutMs: number;
-  /** Time from connect to login, however busy the client keeps the connection. */
-  preauthDeadlineMs: number;
-  maxLineLength: number;
-  maxLiteralSize: number;
-  /** Load balancers that send a PROXY protocol header first; null: none. */
-  proxyFrom: ((ip: string) => boolean) | null;
-  /** Largest message an IMAP APPEND may upload when it is sealed on the way. */
-  maxAppendSize: number;
-  hostname: string;
-}
-
-/** What every protocol front end shares: the core, the upstream, TLS and the counters. */
-export interface FrontendContext {
-  auth: Authenticator;
-  upstream: MailUpstream;
-  tls: TlsManager;
-  log: Logger;
-  settings: FrontendSettings;
-  preauth: ConnectionCounter;
-  /** Live sessions per user and protocol (the per-user cap), shared through Redis when configured. */
-  slots: SessionSlots;
-  /** Bytes of IMAP uploads held for sealing across all sessions. */
-  uploads: ByteBudget;
-  /**
-   * A message as it is stored for a user with encryption on: PGP/MIME encrypted to the
-   * armored key off the main thread, or unchanged when it is already encrypted.
-   */
-  seal: (armoredKey: string, raw: Buffer) => Promise<Buffer>;
-  /** Proxied sessions by account, ended when their credential changes. */
-  live: LiveSessions;
-  /** Connections not logged in yet, told to go when postern shuts down. */
-  preLogin: Set<{ shutdown(): void }>;
-  /** Told when a granted login could not be opened on the upstream. */
-  onUpstreamError?: (protocol: string) => void;
-  /** Told when a proxied session starts (+1) and ends (-1), e.g. for a metrics gauge. */
-  onSession?: (protocol: string, delta: number) => void;
-}
-
-/** Who the client is: the socket's peer, or the one a trusted load balancer named for it. */
-export function clientInfo(socket: Socket, sessionId: string, peer: ProxiedPeer | null = null): ClientInfo {
-  return {
-    ip: peer?.ip ?? peerIp(socket.remoteAddress),
-    port: peer?.ip ? peer.port : (socket.remotePort ?? 0),
-    localIp: peerIp(socket.localAddress),
-    localPort: socket.localPort ?? 0,
-    sessionId,
-  };
-}
-
-export const newSessionId = () => randomBytes(9).toString('base64url');
-
-/** Wraps an accepted plain socket in TLS (STARTTLS), with the current certificate. */
-export function startTls(socket: Socket, tls: TlsManager): TLSSocket {
-  return new TLSSocket(socket, { isServer: true, ...tls.serverOptions() });
-}
-
-/**
- * Carries bytes both ways between client and upstream with backpressure (pipe). A side that
- * half-closes is passed on as a half-close (pipe ends the other way), so the last answers
- * still arrive; both close together once either side is gone.
- */
-export function splice(client: Socket, up: UpstreamSession, clientPending: Buffer, onClose: () => void, clientEnded = false): void {
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    up.socket.destroy();
-    // What is queued for the client (the upstream's last answer) still goes out, then the
-    // connection closes; a client that stops reading gets 2 s.
-    client.end(() => client.destroy());
-    setTimeout(() => client.destroy(), 2000).unref();
-    onClose();
-  };
-  client.setTimeout(0);
-  if (up.pending.length) client.write(up.pending);
-  if (clientPending.length) up.socket.write(clientPending);
-  // The client half-closed already: the upstream is told once it has what was sent.
-  if (clientEnded) up.socket.end();
-  client.pipe(up.socket);
-  up.socket.pipe(client);
-  for (const s of [client, up.socket]) {
-    s.on('error', close);
-    s.on('close', close);
-  }
-}
-
-/**
- * Stream buffer bound for proxied sockets. With Node's 16 KiB default a bulk FETCH pauses and
- * resumes the upstream after every 64 KiB read; a larger bound costs nothing on idle
- * sessions (it is a limit, not an allocation).
- */
-export const PIPE_HIGH_WATER_MARK = 1024 * 1024;
 
 export interface Listening {
   /**
