@@ -95,7 +95,7 @@ export function passedCommand(line: string): boolean {
  * so postern can put lines of its own between responses (a "+" go-ahead for the client's
  * literal, a refusal) and can take the upstream's "+" for a literal postern sends.
  */
-class ResponseStream {
+export class ResponseStream {
   private literalLeft = 0;
   private atStart = true;
   /** The last bytes of the current line, to find a literal marker at its end. */
@@ -241,7 +241,7 @@ interface AppendCommand {
  * its messages sealed, and sent on with new literal sizes; and COMPRESS, refused, since a
  * compressed stream could not be read for APPEND.
  */
-class CommandStream {
+export class CommandStream {
   private buf: Buffer = Buffer.alloc(0);
   private passLeft = 0;
   private commandStart = true;
