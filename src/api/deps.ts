@@ -7,6 +7,7 @@ import type { Store } from '../core/ports.js';
 import type { Policy } from '../core/policy.js';
 import type { SecurityKeys } from '../core/security-keys.js';
 import type { Principal, WebSessions } from '../core/web-sessions.js';
+import type { ClientSetup } from './client-setup.js';
 import type { NginxSettings } from './routes/nginx.js';
 
 /** What the API's routes are given: the core's parts and the edge's own settings. */
@@ -32,6 +33,10 @@ export interface ApiDeps {
    * address (for rate windows and the audit trail) is then taken from it. Empty: none.
    */
   trustedProxies?: string[];
+  /** What mail clients are told to connect to (autoconfig, Autodiscover, profiles); absent: none. */
+  clientSetup?: ClientSetup;
+  /** The certificate and key that sign Apple Mail profiles, read when one is made; null: unsigned. */
+  profileSigner?: () => { cert: string; key: string } | null;
 }
 
 declare module 'fastify' {

@@ -9,6 +9,7 @@ import type { ApiDeps } from './deps.js';
 import { errorSchema, sendError } from './http-errors.js';
 import { adminRoutes } from './routes/admin.js';
 import { auditRoutes } from './routes/audit.js';
+import { clientSetupRoutes } from './routes/client-setup.js';
 import { meRoutes } from './routes/me.js';
 import { nginxRoutes } from './routes/nginx.js';
 import { sessionRoutes } from './routes/session.js';
@@ -100,6 +101,7 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
     });
   }
   if (deps.nginx) await nginxRoutes(app, deps, deps.nginx);
+  if (deps.clientSetup) await app.register(clientSetupRoutes, { setup: deps.clientSetup });
   // Each audience's routes are a plugin of their own under /api/v1: a guard one adds (a role,
   // a personal session) cannot leak onto another's.
   for (const routes of [sessionRoutes, meRoutes, adminRoutes, auditRoutes]) await app.register(routes, { prefix: '/api/v1', deps });

@@ -2,7 +2,7 @@ import { connect } from 'node:net';
 import { PosternError } from '../core/errors.js';
 import { buildApi } from '../api/server.js';
 import { createApp, type App } from '../app.js';
-import { nginxSettings, redisSettings } from '../config/settings.js';
+import { clientSetup, nginxSettings, profileSigner, redisSettings } from '../config/settings.js';
 import { configuredRedis } from '../stores/redis-client.js';
 import type { Config } from '../config/load.js';
 import { startListeners } from '../protocols/servers.js';
@@ -55,6 +55,8 @@ export async function startApi(app: App, state: { serving: () => boolean } = { s
     nginx: nginxSettings(app.config),
     readiness: readinessChecks(app, state),
     trustedProxies: app.config.api.trusted_proxies,
+    clientSetup: clientSetup(app.config) ?? undefined,
+    profileSigner: app.config.client_setup.sign_profiles ? () => profileSigner(app.config) : undefined,
   });
   await api.listen({ host: app.config.api.host, port: app.config.api.port });
   const a = api.server.address();

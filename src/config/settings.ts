@@ -1,5 +1,6 @@
 // The one place the configuration file's sections are turned into each part's settings:
 // parts take plain settings (milliseconds, matchers, PEM buffers), never the Config itself.
+import type { ClientSetup } from '../api/client-setup.js';
 import type { NginxSettings } from '../api/routes/nginx.js';
 import type { CoreSettings } from '../core/core.js';
 import { networkMatcher } from '../core/rate-windows.js';
@@ -9,7 +10,8 @@ import type { LmtpSettings } from '../protocols/smtp/lmtp.js';
 import type { SubmissionSettings } from '../protocols/smtp/submission.js';
 import type { UpstreamSettings } from '../protocols/upstream/mail-upstream.js';
 import type { RedisSettings } from '../stores/redis-client.js';
-import { readPem, type Config } from './load.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { dataPath, readPem, type Config } from './load.js';
 
 /** The [redis] section as the connection's settings. */
 export function redisSettings(cfg: Config): RedisSettings {
@@ -72,6 +74,31 @@ export function coreSettings(cfg: Config): CoreSettings {
     },
     auditRetentionMs: cfg.audit.retention,
   };
+}
+
+/** What mail clients are told to connect to; null when client setup is off. */
+export function clientSetup(cfg: Config): ClientSetup | null {
+  const c = cfg.client_setup;
+  if (!c.enabled) return null;
+  return {
+    host: c.host || cfg.server.hostname,
+    displayName: c.display_name,
+    domains: c.domains,
+    username: c.username,
+    imap: { port: c.imap_port, tls: c.imap_tls },
+    pop3: { port: c.pop3_port, tls: c.pop3_tls },
+    smtp: { port: c.smtp_port, tls: c.smtp_tls },
+  };
+}
+
+/**
+ * The certificate and key that sign Apple Mail profiles: [tls]'s, else the one generated on
+ * first start. Read at each use, so a certificate reloaded by SIGHUP signs from then on.
+ */
+export function profileSigner(cfg: Config): { cert: string; key: string } | null {
+  const files = cfg.tls.cert ? { cert: cfg.tls.cert, key: cfg.tls.key } : { cert: dataPath(cfg, 'tls/cert.pem'), key: dataPath(cfg, 'tls/key.pem') };
+  if (!existsSync(files.cert) || !existsSync(files.key)) return null;
+  return { cert: readFileSync(files.cert, 'utf8'), key: readFileSync(files.key, 'utf8') };
 }
 
 /** Where security notices and emailed codes are sent from. */

@@ -7,6 +7,7 @@ import { aspView, auditPage, errors, idParam, securityKeyView, userView as userS
 import { actorOf, requireEmailCode, requireSessionWith, sessionOf } from '../guards.js';
 import { HttpError, refusal } from '../http-errors.js';
 import type { ApiDeps } from '../deps.js';
+import { mobileconfigPlist, signProfile } from '../client-setup.js';
 import { userView } from '../views.js';
 import { secondFactorOf } from './session.js';
 
@@ -194,6 +195,38 @@ export const meRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (api, { dep
         });
       },
     );
+
+    const setup = d.clientSetup;
+    if (setup) {
+      r.post<{ Body: { emailCode?: string } }>(
+        '/me/mobileconfig',
+        {
+          schema: {
+            tags: ['asps'],
+            summary: 'An Apple Mail profile (.mobileconfig) for this account, with a new app password (IMAP and SMTP) made for it',
+            description:
+              'Creates an ASP like POST /me/asps (the same confirmation applies) and returns it inside a configuration profile, ' +
+              'signed with the server certificate when one is available. The password is in the profile only.',
+            body: { type: 'object', additionalProperties: false, properties: { emailCode: { type: 'string', pattern: '^[0-9]{6}$' } } },
+            response: { 200: { type: 'string', description: 'application/x-apple-aspen-config' }, ...errors(401, 403, 409) },
+          },
+        },
+        async (req, reply) => {
+          const user = me(req);
+          await requireEmailCode(d, req, 'asp', req.body?.emailCode);
+          const { password } = await d.accounts.createAsp(actor(req), user.username, { description: 'Apple Mail profile', scopes: ['imap', 'smtp'] });
+          const email = user.username.includes('@') ? user.username : (user.email ?? `${user.username}@${setup.domains[0] ?? setup.host}`);
+          const profile = Buffer.from(mobileconfigPlist(setup, { email, username: user.username, password, name: user.displayName || user.username }));
+          const signer = d.profileSigner?.() ?? null;
+          const body = signer ? await signProfile(profile, signer.cert, signer.key) : profile;
+          return reply
+            .header('content-disposition', `attachment; filename="${setup.host}.mobileconfig"`)
+            .header('cache-control', 'no-store')
+            .type('application/x-apple-aspen-config')
+            .send(body);
+        },
+      );
+    }
 
     r.delete<{ Params: { id: string } }>(
       '/me/asps/:id',
