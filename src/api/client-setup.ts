@@ -7,6 +7,7 @@ import { createHash, randomUUID, webcrypto, X509Certificate, createPrivateKey } 
 import * as asn1js from 'asn1js';
 import { XMLBuilder, XMLParser } from 'fast-xml-parser';
 import * as pkijs from 'pkijs';
+import type { FastifyReply } from 'fastify';
 import { build as buildPlist } from 'plist';
 
 export type ClientTls = 'implicit' | 'starttls';
@@ -185,6 +186,30 @@ export function mobileconfigPlist(s: ClientSetup, a: ProfileAccount): string {
     PayloadVersion: 1,
     PayloadRemovalDisallowed: false,
   });
+}
+
+/**
+ * The profile for an account and its new app password, signed when a signer is given. The
+ * address is the user name when it is one, else the account's email, else user@first domain.
+ */
+export async function accountProfile(
+  s: ClientSetup,
+  user: { username: string; email: string | null; displayName: string },
+  password: string,
+  signer: { cert: string; key: string } | null,
+): Promise<Buffer> {
+  const email = user.username.includes('@') ? user.username : (user.email ?? `${user.username}@${s.domains[0] ?? s.host}`);
+  const profile = Buffer.from(mobileconfigPlist(s, { email, username: user.username, password, name: user.displayName || user.username }));
+  return signer ? signProfile(profile, signer.cert, signer.key) : profile;
+}
+
+/** Sends a profile as the download Apple devices install. */
+export function sendProfile(reply: FastifyReply, host: string, profile: Buffer): FastifyReply {
+  return reply
+    .header('content-disposition', `attachment; filename="${host}.mobileconfig"`)
+    .header('cache-control', 'no-store')
+    .type('application/x-apple-aspen-config')
+    .send(profile);
 }
 
 /** PEM blocks of one kind, in order (a chain file holds the certificate, then its issuers). */

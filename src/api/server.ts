@@ -101,7 +101,7 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
     });
   }
   if (deps.nginx) await nginxRoutes(app, deps, deps.nginx);
-  if (deps.clientSetup) await app.register(clientSetupRoutes, { setup: deps.clientSetup });
+  if (deps.clientSetup) await app.register(clientSetupRoutes, { setup: deps.clientSetup, deps });
   // Each audience's routes are a plugin of their own under /api/v1: a guard one adds (a role,
   // a personal session) cannot leak onto another's.
   for (const routes of [sessionRoutes, meRoutes, adminRoutes, auditRoutes]) await app.register(routes, { prefix: '/api/v1', deps });

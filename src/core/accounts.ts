@@ -3,6 +3,7 @@ import { readKey } from 'openpgp';
 import { aspPrefixHash, formatAsp, generateAspSecret } from './asp.js';
 import type { AuditInput, AuditLog } from './audit-log.js';
 import type { Clock } from './clock.js';
+import { keyedHash } from './keyed-hash.js';
 import { expiryAfter } from './lifetime.js';
 import { parseNetworks } from './rate-windows.js';
 import type { StepUp } from './step-up.js';
@@ -16,6 +17,9 @@ import type { SecurityKeys } from './security-keys.js';
 import { checkTotp, newTotpSecret, totpUri } from './totp.js';
 import { PROTOCOL_SCOPES, type Asp, type ProtocolScope, type Role, type User, type WebAuthnCredential } from './types.js';
 import { domainOf, normalizeUsername, validUsername } from './username.js';
+
+/** How long a profile link (a QR code for a phone's mail profile) may be opened. */
+export const PROFILE_LINK_TTL_MS = 10 * 60_000;
 
 export interface AccountSettings {
   aspMaxPerUser: number;
@@ -256,15 +260,72 @@ export class Accounts {
   ): Promise<NewAspResult> {
     const user = await this.get(username);
     await this.d.stepUp.require(actor, user);
+    return this.makeAsp(actor, user, input);
+  }
+
+  /**
+   * A single-use link that makes an ASP for IMAP and SMTP when it is opened (a phone scanning
+   * a QR code for its mail profile): asked for like an ASP (the same confirmation), it holds no
+   * secret itself, lives PROFILE_LINK_TTL_MS, and stops working once the account's credentials
+   * change. The token is stored only as a keyed hash.
+   */
+  async issueProfileLink(actor: Actor, username: string): Promise<{ token: string; expiresAt: Date }> {
+    const user = await this.get(username);
+    await this.d.stepUp.require(actor, user);
+    await this.aspRoom(user);
+    const secret = randomBytes(24).toString('base64url');
+    const expiresAt = new Date(this.now().getTime() + PROFILE_LINK_TTL_MS);
+    await this.d.store.challenges.put({
+      key: this.profileLinkKey(user.id, secret),
+      codeHash: String(user.credentialVersion),
+      triesLeft: 1,
+      createdAt: this.now(),
+      expiresAt,
+    });
+    await this.audit(actor, user, { action: 'asp.link', result: 'success' });
+    return { token: `${user.id}.${secret}`, expiresAt };
+  }
+
+  /** Opens a profile link once: the account and a new IMAP+SMTP ASP; not_found when used, expired or stale. */
+  async redeemProfileLink(token: string, ip: string | null): Promise<{ user: User } & NewAspResult> {
+    const gone = () => notFound('This setup link (it works once, for 10 minutes)');
+    const [userId = '', secret = '', extra] = token.split('.');
+    if (!userId || !secret || extra !== undefined) throw gone();
+    const key = this.profileLinkKey(userId, secret);
+    const link = await this.d.store.challenges.get(key, this.now());
+    // Whoever deletes it is the one who opens it: two phones racing get one profile.
+    if (!link || !(await this.d.store.challenges.delete(key))) throw gone();
+    const user = await this.d.store.users.findById(userId);
+    if (!user || user.status !== 'active' || String(user.credentialVersion) !== link.codeHash) throw gone();
+    const made = await this.makeAsp({ name: user.username, ip: ip ?? undefined, protocol: 'http' }, user, {
+      description: 'Apple Mail profile',
+      scopes: ['imap', 'smtp'],
+    });
+    return { user, ...made };
+  }
+
+  private profileLinkKey(userId: string, secret: string): string {
+    return `profile:${userId}:${keyedHash(this.d.serverKey, 'profile-link', secret)}`;
+  }
+
+  private async aspRoom(user: User): Promise<void> {
+    if ((await this.d.store.asps.countByUser(user.id)) >= this.d.settings.aspMaxPerUser) {
+      throw new PosternError('limit_reached', `at most ${this.d.settings.aspMaxPerUser} ASPs per user: revoke one first`);
+    }
+  }
+
+  private async makeAsp(
+    actor: Actor,
+    user: User,
+    input: { description: string; scopes: ProtocolScope[]; expiresInMs?: number | null; networks?: string[] },
+  ): Promise<NewAspResult> {
     const description = input.description.trim();
     if (description.length > 200) throw invalid('ASP description must be at most 200 characters');
     if (input.scopes.length === 0) throw invalid('an ASP needs at least one scope');
     const expiresAt = expiryAfter(this.now(), input.expiresInMs, 'the ASP lifetime');
     if ((input.networks?.length ?? 0) > 50) throw invalid('at most 50 networks per ASP');
     const networks = parseNetworks(input.networks ?? []);
-    if ((await this.d.store.asps.countByUser(user.id)) >= this.d.settings.aspMaxPerUser) {
-      throw new PosternError('limit_reached', `at most ${this.d.settings.aspMaxPerUser} ASPs per user: revoke one first`);
-    }
+    await this.aspRoom(user);
     const secret = generateAspSecret();
     const asp = await this.d.store.asps.create({
       userId: user.id,

@@ -172,6 +172,7 @@ export const AUDIT_ACTIONS = [
   'user.import',
   'asp.create',
   'asp.delete',
+  'asp.link',
   'totp.setup',
   'totp.enable',
   'totp.disable',

@@ -172,4 +172,40 @@ print(json.dumps(p))`);
     expect(await c.until(/^a /)).toMatch(/^a OK/m);
     c.close();
   });
+
+  it('goes to a phone by a one-time link: opened once, racing opens get one profile, and a credential change ends it', async () => {
+    const signIn = await fetch(`${base}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'alice@example.org', password: PW }),
+    });
+    const { token } = (await signIn.json()) as { token: string };
+    const link = async () => {
+      const r = await fetch(`${base}/api/v1/me/mobileconfig/link`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(r.status).toBe(201);
+      return (await r.json()) as { url: string; expiresAt: string; qr: string };
+    };
+    const first = await link();
+    expect(first.url).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${api.port}/setup/[0-9a-f]{24}\\.[A-Za-z0-9_-]{32}$`));
+    expect(first.qr).toMatch(/^data:image\/png;base64,/);
+    expect(new Date(first.expiresAt).getTime() - Date.now()).toBeLessThanOrEqual(600_000);
+    const asps = async () => (await gw.app.store.asps.listByUser((await gw.app.store.users.findByName('alice@example.org'))!.id)).length;
+    const before = await asps();
+    // Ten phones open the same link at once: one profile, one new ASP.
+    const opened = await Promise.all(Array.from({ length: 10 }, () => fetch(first.url)));
+    expect(opened.map((r) => r.status).sort()).toEqual([200, 404, 404, 404, 404, 404, 404, 404, 404, 404]);
+    expect(opened.find((r) => r.status === 200)!.headers.get('content-type')).toBe('application/x-apple-aspen-config');
+    expect(await asps()).toBe(before + 1);
+    expect((await fetch(first.url)).status).toBe(404);
+    // A link asked for before the password changed opens nothing after.
+    const second = await link();
+    await gw.app.accounts.setPassword({ name: 'test' }, 'alice@example.org', 'Changed-pass-2');
+    expect((await fetch(second.url)).status).toBe(404);
+    expect(await asps()).toBe(before + 1);
+    expect((await fetch(`${base}/setup/not-a-token`)).status).toBe(404);
+  });
 });

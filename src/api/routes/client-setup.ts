@@ -1,5 +1,16 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { autoconfigXml, autodiscoverErrorXml, autodiscoverRequest, autodiscoverXml, emailAddress, servesDomain, type ClientSetup } from '../client-setup.js';
+import type { ApiDeps } from '../deps.js';
+import {
+  accountProfile,
+  sendProfile,
+  autoconfigXml,
+  autodiscoverErrorXml,
+  autodiscoverRequest,
+  autodiscoverXml,
+  emailAddress,
+  servesDomain,
+  type ClientSetup,
+} from '../client-setup.js';
 
 const XML = 'application/xml; charset=utf-8';
 
@@ -9,7 +20,7 @@ const XML = 'application/xml; charset=utf-8';
  * Autodiscover (POX, both spellings of its path, and the JSON redirect newer Outlooks try
  * first). Public, and answering only with what any client may know: names and ports.
  */
-export const clientSetupRoutes: FastifyPluginAsync<{ setup: ClientSetup }> = async (api, { setup }) => {
+export const clientSetupRoutes: FastifyPluginAsync<{ setup: ClientSetup; deps: ApiDeps }> = async (api, { setup, deps }) => {
   // Autodiscover posts XML; only inside this plugin, and small.
   api.addContentTypeParser(['text/xml', 'application/xml'], { parseAs: 'string', bodyLimit: 16 * 1024 }, (_req, body, done) => done(null, body));
 
@@ -45,6 +56,16 @@ export const clientSetupRoutes: FastifyPluginAsync<{ setup: ClientSetup }> = asy
         return reply.status(400).send({ ErrorCode: 'ProtocolNotSupported', ErrorMessage: 'Only AutodiscoverV1 is offered' });
       }
       return { Protocol: 'AutodiscoverV1', Url: `https://${setup.host}/autodiscover/autodiscover.xml` };
+    },
+  );
+
+  // A phone opens its one-time setup link (from the page's QR code): the profile, once.
+  api.get<{ Params: { token: string } }>(
+    '/setup/:token',
+    { schema: { hide: true, params: { type: 'object', properties: { token: { type: 'string', maxLength: 200 } } } } },
+    async (req, reply) => {
+      const { user, password } = await deps.accounts.redeemProfileLink(req.params.token, req.ip);
+      return sendProfile(reply, setup.host, await accountProfile(setup, user, password, deps.profileSigner?.() ?? null));
     },
   );
 };

@@ -7,7 +7,7 @@ import { aspView, auditPage, errors, idParam, securityKeyView, userView as userS
 import { actorOf, requireEmailCode, requireSessionWith, sessionOf } from '../guards.js';
 import { HttpError, refusal } from '../http-errors.js';
 import type { ApiDeps } from '../deps.js';
-import { mobileconfigPlist, signProfile } from '../client-setup.js';
+import { accountProfile, sendProfile } from '../client-setup.js';
 import { userView } from '../views.js';
 import { secondFactorOf } from './session.js';
 
@@ -215,15 +215,31 @@ export const meRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (api, { dep
           const user = me(req);
           await requireEmailCode(d, req, 'asp', req.body?.emailCode);
           const { password } = await d.accounts.createAsp(actor(req), user.username, { description: 'Apple Mail profile', scopes: ['imap', 'smtp'] });
-          const email = user.username.includes('@') ? user.username : (user.email ?? `${user.username}@${setup.domains[0] ?? setup.host}`);
-          const profile = Buffer.from(mobileconfigPlist(setup, { email, username: user.username, password, name: user.displayName || user.username }));
-          const signer = d.profileSigner?.() ?? null;
-          const body = signer ? await signProfile(profile, signer.cert, signer.key) : profile;
-          return reply
-            .header('content-disposition', `attachment; filename="${setup.host}.mobileconfig"`)
-            .header('cache-control', 'no-store')
-            .type('application/x-apple-aspen-config')
-            .send(body);
+          return sendProfile(reply, setup.host, await accountProfile(setup, user, password, d.profileSigner?.() ?? null));
+        },
+      );
+
+      r.post<{ Body: { emailCode?: string } }>(
+        '/me/mobileconfig/link',
+        {
+          schema: {
+            tags: ['asps'],
+            summary: 'A one-time link (and its QR code) that gives a phone the Apple Mail profile',
+            description:
+              "The link works once, for 10 minutes, and only while the account's credentials stay as they are; opening it creates the ASP " +
+              '(IMAP and SMTP) and downloads the profile. Asked for with the same confirmation as POST /me/asps.',
+            body: { type: 'object', additionalProperties: false, properties: { emailCode: { type: 'string', pattern: '^[0-9]{6}$' } } },
+            response: {
+              201: { type: 'object', properties: { url: { type: 'string' }, expiresAt: { type: 'string', format: 'date-time' }, qr: { type: 'string' } } },
+              ...errors(401, 403, 409),
+            },
+          },
+        },
+        async (req, reply) => {
+          await requireEmailCode(d, req, 'asp', req.body?.emailCode);
+          const { token, expiresAt } = await d.accounts.issueProfileLink(actor(req), me(req).username);
+          const url = `${req.protocol}://${req.host}/setup/${token}`;
+          return reply.status(201).send({ url, expiresAt: expiresAt.toISOString(), qr: await QRCode.toDataURL(url) });
         },
       );
     }
