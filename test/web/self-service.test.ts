@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
@@ -68,6 +68,23 @@ describe('self-service page in a real browser', () => {
     expect(password).toMatch(/^[a-z]{4} [a-z]{4} [a-z]{4} [a-z]{4}$/);
     await page.waitForSelector('#asps tr:has-text("Thunderbird")');
     expect(await app.auth.authenticate({ username: 'alice', secret: password, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: true });
+    // What to type into a mail app, next to the new password.
+    const settings = (await page.textContent('#asp-settings'))!;
+    expect(settings).toContain('Incoming mail (IMAP)localhost, port 993, SSL/TLS');
+    expect(settings).toContain('Outgoing mail (SMTP)localhost, port 465, SSL/TLS');
+    expect(settings).toContain('User namealice');
+
+    // Apple Mail: a profile to download, and a QR code for a phone.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#apple-download')]);
+    expect(download.suggestedFilename()).toBe('localhost.mobileconfig');
+    const profile = readFileSync((await download.path())!, 'utf8');
+    expect(profile).toContain('<string>com.apple.mail.managed</string>');
+    expect(profile).toMatch(/<key>IncomingMailServerUsername<\/key>\s*<string>alice<\/string>/);
+    await page.waitForSelector('#asps tr:has-text("Apple Mail profile")');
+    await page.click('#apple-qr');
+    await page.waitForSelector('#apple-link:not([hidden])');
+    expect(await page.getAttribute('#apple-qr-img', 'src')).toMatch(/^data:image\/png;base64,/);
+    expect(await page.textContent('#apple-url')).toMatch(/\/setup\/[0-9a-f]{24}\./);
 
     // An app password that works only from the office network.
     await page.fill('#asp-create [name=description]', 'Office');
@@ -153,7 +170,7 @@ describe('self-service page in a real browser', () => {
     await context.close();
   }, 60_000);
 
-  it('trusts a device so the second factor is not asked on it until removed, and takes a PGP key (B4, D1)', async () => {
+  it('trusts a device so the second factor is not asked on it until removed, and takes a PGP key', async () => {
     await app.accounts.createUser({ name: 'admin' }, { username: 'lena', password: PW });
     const { secret } = await app.accounts.setupTotp({ name: 'lena' }, 'lena');
     await app.accounts.confirmTotp({ name: 'lena' }, 'lena', await totpCode(secret, new Date()));

@@ -59,6 +59,16 @@ export const clientSetupRoutes: FastifyPluginAsync<{ setup: ClientSetup; deps: A
     },
   );
 
+  // What the page tells a user to type into a mail app that finds nothing by itself.
+  api.get('/api/v1/client-setup', { schema: { tags: ['asps'], summary: 'The servers, ports and TLS modes mail clients connect to' } }, async () => ({
+    host: setup.host,
+    displayName: setup.displayName,
+    username: setup.username,
+    imap: setup.imap,
+    pop3: setup.pop3,
+    smtp: setup.smtp,
+  }));
+
   // A phone opens its one-time setup link (from the page's QR code): the profile, once.
   api.get<{ Params: { token: string } }>(
     '/setup/:token',

@@ -68,7 +68,18 @@ export const PAGE_HTML = `<!doctype html>
       <label>Only from (optional) <input type="text" name="networks" placeholder="203.0.113.0/24, 2001:db8::/32"></label>
       <button type="submit">Create app password</button>
     </form>
-    <p id="asp-new" hidden>New app password, shown only now: <span class="secret" id="asp-password"></span></p>
+    <div id="asp-new" hidden>
+      <p>New app password, shown only now: <span class="secret" id="asp-password"></span></p>
+      <p>In your mail app, choose a manual setup and enter:</p>
+      <dl id="asp-settings"></dl>
+    </div>
+    <div id="apple" hidden>
+      <h3>Apple Mail (iPhone, iPad, Mac)</h3>
+      <p>A profile sets the account up with an app password of its own.</p>
+      <button type="button" id="apple-download">Download the profile</button>
+      <button type="button" id="apple-qr">Show a QR code for a phone</button>
+      <p id="apple-link" hidden>Scan this with the phone's camera (it works once, for 10 minutes): <br><img id="apple-qr-img" alt="QR code that opens the setup link" width="200" height="200"><br><a id="apple-url"></a></p>
+    </div>
     <table><thead><tr><th>Description</th><th>Scopes</th><th>Only from</th><th>Created</th><th>Last used</th><th></th></tr></thead><tbody id="asps"></tbody></table>
   </section>
 
@@ -136,6 +147,8 @@ const showRecoveryCodes = (codes) => {
 
 async function refresh() {
   const me = await api('/me');
+  clientSetup = clientSetup || (await fetch('/api/v1/client-setup').then((r) => (r.ok ? r.json() : null), () => null));
+  $('apple').hidden = !clientSetup;
   $('signin').hidden = true;
   $('account').hidden = false;
   $('who').textContent = me.username;
@@ -236,6 +249,50 @@ $('pgp-set').onsubmit = async (ev) => {
 
 $('pgp-remove').onclick = () => api('/me/pgp', { method: 'DELETE' }).then(refresh, (e) => say(e.message));
 
+let clientSetup = null;
+const tlsName = (t) => (t === 'implicit' ? 'SSL/TLS' : 'STARTTLS');
+const showSettings = async (username) => {
+  clientSetup = clientSetup || (await fetch('/api/v1/client-setup').then((r) => (r.ok ? r.json() : null), () => null));
+  const dl = $('asp-settings');
+  dl.replaceChildren();
+  if (!clientSetup) return;
+  const add = (term, value) => {
+    const dt = document.createElement('dt');
+    dt.textContent = term;
+    const dd = document.createElement('dd');
+    dd.textContent = value;
+    dl.append(dt, dd);
+  };
+  add('Incoming mail (IMAP)', clientSetup.host + ', port ' + clientSetup.imap.port + ', ' + tlsName(clientSetup.imap.tls));
+  add('Incoming mail (POP3)', clientSetup.host + ', port ' + clientSetup.pop3.port + ', ' + tlsName(clientSetup.pop3.tls));
+  add('Outgoing mail (SMTP)', clientSetup.host + ', port ' + clientSetup.smtp.port + ', ' + tlsName(clientSetup.smtp.tls));
+  add('User name', username);
+  add('Password', 'the app password above');
+};
+$('apple-download').onclick = async () => {
+  try {
+    const token = sessionStorage.getItem('postern-token');
+    const r = await fetch('/api/v1/me/mobileconfig', { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer ' + token }, body: '{}' });
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).message || r.statusText);
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(await r.blob());
+    a.download = (clientSetup ? clientSetup.host : 'mail') + '.mobileconfig';
+    a.click();
+    say('');
+    await refresh();
+  } catch (e) { say(e.message); }
+};
+$('apple-qr').onclick = async () => {
+  try {
+    const r = await api('/me/mobileconfig/link', { method: 'POST', body: {} });
+    $('apple-qr-img').src = r.qr;
+    $('apple-url').textContent = r.url;
+    $('apple-url').href = r.url;
+    $('apple-link').hidden = false;
+    say('');
+  } catch (e) { say(e.message); }
+};
+
 $('asp-create').onsubmit = async (ev) => {
   ev.preventDefault();
   const f = new FormData(ev.target);
@@ -243,6 +300,7 @@ $('asp-create').onsubmit = async (ev) => {
     const networks = String(f.get('networks') || '').split(',').map((x) => x.trim()).filter(Boolean);
     const r = await api('/me/asps', { method: 'POST', body: { description: f.get('description') || '', scopes: f.getAll('scope'), ...(networks.length ? { networks } : {}) } });
     $('asp-password').textContent = r.password;
+    await showSettings((await api('/me')).username);
     $('asp-new').hidden = false;
     await refresh();
   } catch (e) { say(e.message); }
