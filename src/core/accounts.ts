@@ -398,7 +398,7 @@ export class Accounts {
   }
 
   /**
-   * Admin reset (B1, A9), for a user who lost their second factor: every factor goes, and the
+   * Admin reset, for a user who lost their second factor: every factor goes, and the
    * account starts again like a new one: a temporary password (master only, expiring, to be
    * changed before anything else) and fresh recovery codes as its only second factor, both
    * for the administrator to hand over. The reset never leaves the old password alone

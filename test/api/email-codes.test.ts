@@ -57,7 +57,7 @@ afterAll(async () => {
   await sink?.close();
 });
 
-describe('emailed verification codes (B5, B6)', () => {
+describe('emailed verification codes', () => {
   let token: string;
 
   it('asks a new device for an emailed code at sign-in; a wrong code fails, the right one works once', async () => {

@@ -24,7 +24,7 @@ beforeEach(async () => {
   c = await testCore();
 });
 
-describe('scopes (A2, A3)', () => {
+describe('scopes', () => {
   it('accepts the account password in every protocol scope when 2FA is off', async () => {
     await addUser();
     for (const scope of ['master', 'imap', 'pop3', 'smtp'] as const) {
@@ -100,7 +100,7 @@ describe('scopes (A2, A3)', () => {
   }, 30_000);
 });
 
-describe('second factor (A2, A4, A5)', () => {
+describe('second factor', () => {
   it('does not turn 2FA on until a valid code confirms the setup', async () => {
     await addUser();
     await c.accounts.setupTotp(actor, 'alice');

@@ -5,7 +5,7 @@ import { PASSWORD, actor, req, testCore } from '../helpers/core.js';
 
 const reason = (r: AuthResult) => (r.ok ? 'ok' : r.reason);
 
-describe('second-factor policy (B2, B3, B7)', () => {
+describe('second-factor policy', () => {
   it('mandatory 2FA: mail clients are refused with why, the account page opens only to set it up', async () => {
     const c = await testCore();
     await c.accounts.createUser(actor, { username: 'alice', password: PASSWORD });

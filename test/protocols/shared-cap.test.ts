@@ -57,7 +57,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-describe('per-user session cap across postern processes (C1, E5)', () => {
+describe('per-user session cap across postern processes', () => {
   it('counts sessions on every process sharing Redis, and frees a slot when a session ends', async () => {
     const one = await login(gw.ports.imap);
     const two = await login(second.imap);
