@@ -22,7 +22,7 @@ export interface SecurityKeySettings {
   rpName: string;
   /** Origins the page is served from, e.g. https://mail.example.org. */
   origins: string[];
-  /** How long a challenge may be answered (the nonce lifetime of B6). */
+  /** How long a challenge may be answered. */
   challengeTtlMs: number;
 }
 
