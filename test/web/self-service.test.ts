@@ -55,7 +55,7 @@ describe('self-service page in a real browser', () => {
     await page.fill('#signin [name=username]', 'alice');
     await page.fill('#signin [name=password]', 'Wrong-pass-1');
     await page.click('#signin button');
-    await page.waitForSelector('#message:has-text("Invalid username or password")');
+    await page.waitForSelector('#signin .feedback:has-text("That user name and password do not match.")');
     await page.fill('#signin [name=password]', PW);
     await page.click('#signin button');
     await page.waitForSelector('#account:not([hidden])');
@@ -110,7 +110,8 @@ describe('self-service page in a real browser', () => {
     await page.click('#asps tr:has-text("Thunderbird") button');
     await page.waitForSelector('#asps tr:has-text("Thunderbird")', { state: 'detached' });
     expect(await app.auth.authenticate({ username: 'alice', secret: password, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: false });
-    await page.waitForSelector('#history tr:has-text("asp.delete")');
+    await page.waitForSelector('#history tr:has-text("Revoked an app password")');
+    expect(await page.textContent('#history')).toContain('Signed in to this page');
     expect(errors).toEqual([]);
     await page.close();
   }, 60_000);
@@ -156,7 +157,7 @@ describe('self-service page in a real browser', () => {
     await page.waitForSelector('#signin:not([hidden])');
     await signIn();
     await page.waitForSelector('#account:not([hidden])');
-    await page.waitForSelector('#history tr:has-text("security_key.add")');
+    await page.waitForSelector('#history tr:has-text("Added a security key")');
     const keyRow = (await page.textContent('#keys-list tr:has-text("Desk key")'))!;
     expect(keyRow).not.toMatch(/-Remove$/);
 
@@ -193,7 +194,7 @@ describe('self-service page in a real browser', () => {
     await page.goto(`http://localhost:${api.port}/`);
 
     await signIn();
-    await page.waitForSelector('#message:has-text("A second factor is required")');
+    await page.waitForSelector('#signin .feedback:has-text("A second factor is required")');
     // Each sign-in needs a newer code than the last one accepted.
     await signIn({ totp: await totpCode(secret, new Date(Date.now() + 30_000)) }, true);
     await page.waitForSelector('#account:not([hidden])');
@@ -206,19 +207,47 @@ describe('self-service page in a real browser', () => {
     await page.waitForSelector('#devices tr', { state: 'detached' });
     await signOut();
     await signIn();
-    await page.waitForSelector('#message:has-text("A second factor is required")');
+    await page.waitForSelector('#signin .feedback:has-text("A second factor is required")');
 
     await signIn({ totp: await totpCode(secret, new Date(Date.now() + 60_000)) });
     await page.waitForSelector('#account:not([hidden])');
     const { publicKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'lena@example.test' }], format: 'armored' });
     await page.fill('#pgp-set [name=publicKey]', 'not a key');
     await page.click('#pgp-set button[type=submit]');
-    await page.waitForSelector('#message:has-text("armored OpenPGP public key")');
+    await page.waitForSelector('#pgp-set >> xpath=ancestor::section >> .feedback:has-text("armored OpenPGP public key")');
     await page.fill('#pgp-set [name=publicKey]', publicKey);
     await page.click('#pgp-set button[type=submit]');
     await page.waitForSelector('#pgp-status:has-text("new mail stored encrypted")');
     expect((await app.accounts.get('lena')).pgp?.encrypt).toBe(true);
     expect(errors).toEqual([]);
     await context.close();
+  }, 60_000);
+
+  it('fits a 375 px phone screen, and answers mistakes in words next to the form they are about', async () => {
+    await app.accounts.createUser({ name: 'admin' }, { username: 'lee', password: PW });
+    const page = await browser.newPage({ viewport: { width: 375, height: 800 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`http://127.0.0.1:${api.port}/`);
+    await page.fill('#signin [name=username]', 'lee');
+    await page.fill('#signin [name=password]', PW);
+    await page.click('#signin button');
+    await page.waitForSelector('#account:not([hidden])');
+    // Nothing wider than the screen: no sideways scrolling of the page itself.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
+    // An app password with no protocol: the sentence appears in that section, not developer text.
+    await page.uncheck('#asp-create [value=imap]');
+    await page.uncheck('#asp-create [value=smtp]');
+    await page.click('#asp-create button');
+    const asp = page.locator('#asp-create >> xpath=ancestor::section').locator('.feedback');
+    await asp.filter({ hasText: 'Choose at least one of IMAP, POP3 or SMTP.' }).waitFor();
+    expect(await page.textContent('#message')).toBe('');
+    // Once it succeeds, the error is replaced by a confirmation.
+    await page.check('#asp-create [value=imap]');
+    await page.click('#asp-create button');
+    await asp.filter({ hasText: 'App password created.' }).waitFor();
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
+    expect(errors).toEqual([]);
+    await page.close();
   }, 60_000);
 });

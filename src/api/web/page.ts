@@ -16,6 +16,11 @@ export const PAGE_HTML = `<!doctype html>
   td, th { border-bottom: 1px solid #ddd; padding: .3rem; text-align: left; font-size: .9rem; }
   .secret { font: 1.3rem monospace; background: #f3f3f3; padding: .5rem; display: inline-block; }
   .error { color: #a00; } .notice { color: #555; } [hidden] { display: none; }
+  .feedback { min-height: 1.2em; margin: .3rem 0; } .feedback.error { color: #a00; } .feedback.ok { color: #175e17; }
+  input, textarea { max-width: 100%; box-sizing: border-box; }
+  table { display: block; overflow-x: auto; } pre, code, .secret { overflow-wrap: anywhere; white-space: pre-wrap; }
+  dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem .8rem; } dd { margin: 0; }
+  @media (max-width: 30rem) { body { margin: 1rem auto; } dl { grid-template-columns: 1fr; } dd { margin-bottom: .4rem; } }
 </style>
 </head>
 <body>
@@ -31,6 +36,7 @@ export const PAGE_HTML = `<!doctype html>
   <label>Emailed code (when asked) <input type="text" name="emailCode" inputmode="numeric"></label>
   <label><input type="checkbox" name="trust"> Trust this device: no second factor here for a while</label>
   <button type="submit">Sign in</button>
+  <p class="feedback" role="status" aria-live="polite"></p>
 </form>
 
 <main id="account" hidden>
@@ -40,6 +46,7 @@ export const PAGE_HTML = `<!doctype html>
 
   <section id="totp">
     <h2>Authenticator app</h2>
+    <p class="feedback" role="status" aria-live="polite"></p>
     <button id="totp-setup" type="button">Set up an authenticator app</button>
     <div id="totp-enrol" hidden>
       <p>Scan this code, or type the key <code id="totp-secret"></code>, then enter the code the app shows.</p>
@@ -51,6 +58,7 @@ export const PAGE_HTML = `<!doctype html>
 
   <section id="keys">
     <h2>Security keys</h2>
+    <p class="feedback" role="status" aria-live="polite"></p>
     <form id="key-add">
       <label>Name <input type="text" name="label" maxlength="120" placeholder="e.g. YubiKey"></label>
       <button type="submit">Add a security key</button>
@@ -60,6 +68,7 @@ export const PAGE_HTML = `<!doctype html>
 
   <section>
     <h2>App passwords for mail clients</h2>
+    <p class="feedback" role="status" aria-live="polite"></p>
     <form id="asp-create">
       <label>Description <input type="text" name="description" maxlength="200"></label>
       <label><input type="checkbox" name="scope" value="imap" checked> IMAP</label>
@@ -85,11 +94,13 @@ export const PAGE_HTML = `<!doctype html>
 
   <section>
     <h2>Trusted devices</h2>
+    <p class="feedback" role="status" aria-live="polite"></p>
     <table><thead><tr><th>Device</th><th>Trusted since</th><th>Until</th><th></th></tr></thead><tbody id="devices"></tbody></table>
   </section>
 
   <section>
     <h2>Encrypted mail storage (PGP)</h2>
+    <p class="feedback" role="status" aria-live="polite"></p>
     <p>Key: <span id="pgp-status">none</span></p>
     <form id="pgp-set">
       <label>Public key <textarea name="publicKey" rows="6" cols="64" placeholder="-----BEGIN PGP PUBLIC KEY BLOCK-----"></textarea></label>
@@ -100,6 +111,7 @@ export const PAGE_HTML = `<!doctype html>
 
   <section>
     <h2>Recent sign-ins and changes</h2>
+    <p class="feedback" role="status" aria-live="polite"></p>
     <table><thead><tr><th>Time</th><th>What</th><th>Result</th><th>From</th></tr></thead><tbody id="history"></tbody></table>
   </section>
 </main>
@@ -122,7 +134,86 @@ const api = (path, opts = {}) => {
   });
 };
 const $ = (id) => document.getElementById(id);
-const say = (text) => { $('message').textContent = text || ''; };
+
+// Every sentence the page shows, in one place (ready for translation): what each API error
+// code means for the person reading it, what each form field expects, notices and history.
+const TEXT = {
+  errors: {
+    invalid_credentials: 'That user name and password do not match.',
+    locked: (e) => 'Too many failed attempts. Try again in ' + ((e.data && e.data.retryAfter) || 60) + ' seconds.',
+    account_disabled: 'This account is disabled. Ask your administrator.',
+    second_factor_required: 'A second factor is required: enter the code from your authenticator app or a recovery code, or use your security key.',
+    second_factor_invalid: 'That code is not right, or was used already. Enter the code the app shows now.',
+    two_factor_setup_required: 'Two-factor authentication is required for your account: set it up below first.',
+    password_expired: 'Your password has expired: ask your administrator for a new one.',
+    email_code_required: 'We sent you a code by email for this. Enter it and try again.',
+    email_code_invalid: 'That emailed code is not right.',
+    code_recently_sent: 'A code was sent a moment ago: use that one, or ask again in a few minutes.',
+    step_up_required: 'For this, confirm your password (and second factor) again first.',
+    password_change_required: 'You signed in with a temporary password: change it first.',
+    unauthenticated: 'Your session has ended. Sign in again.',
+    forbidden: 'Your account may not do this.',
+    limit_reached: 'You have reached the limit for this. Remove one first.',
+    conflict: 'That already exists, or does not fit what is there now.',
+    not_found: 'That is gone already. Reload the page.',
+    invalid_code: 'That code is not right.',
+    invalid_security_key: 'The security key could not be verified. Try again.',
+    totp_not_pending: 'Start the authenticator setup again.',
+    no_email: 'Add an email address to your account first.',
+    temporary_failure: 'The service is busy or partly down. Try again in a moment.',
+    address_denied: 'This password is not allowed from where you are.',
+    scope_denied: 'This password is not for this kind of access.',
+    asp_required: 'Use an app password for mail apps, not your account password.',
+  },
+  fields: {
+    scopes: 'Choose at least one of IMAP, POP3 or SMTP.',
+    description: 'The description is too long.',
+    networks: 'Give addresses or networks like 203.0.113.0/24, separated by commas.',
+    code: 'The code is the 6 digits your authenticator app shows.',
+    totp: 'The authenticator code is 6 digits.',
+    emailCode: 'The emailed code is 6 digits.',
+    publicKey: 'Paste an armored OpenPGP public key (it starts with -----BEGIN PGP PUBLIC KEY BLOCK-----).',
+    label: 'The name is too long.',
+  },
+  fallback: 'Something went wrong. Try again, or reload the page.',
+  notices: {
+    two_factor_reset_by_admin: 'An administrator reset your two-factor authentication: set up an authenticator app or security key again.',
+    two_factor_recommended: 'Two-factor authentication is recommended: set it up below.',
+    mustSetUpTwoFactor: 'Two-factor authentication is required: set it up below.',
+  },
+  protocols: { imap: 'mail (IMAP)', pop3: 'mail (POP3)', smtp: 'sending mail (SMTP)', http: 'this page', lmtp: 'mail delivery', cli: 'the command line' },
+  actions: {
+    'asp.create': 'Created an app password', 'asp.delete': 'Revoked an app password', 'asp.link': 'Asked for a phone setup link',
+    'password.change': 'Changed the password', 'password.reset': 'The password was reset', 'totp.setup': 'Started authenticator setup',
+    'totp.enable': 'Turned on the authenticator app', 'totp.disable': 'Turned off the authenticator app', '2fa.reset': 'Two-factor authentication was reset',
+    'recovery.regenerate': 'Made new recovery codes', 'recovery.use': 'Used a recovery code', 'pgp.update': 'Changed the PGP key',
+    'security_key.add': 'Added a security key', 'security_key.delete': 'Removed a security key', 'device.create': 'Trusted a device',
+    'device.delete': 'Removed a trusted device', 'session.signout': 'Signed out', 'user.update': 'Changed account details',
+  },
+};
+
+/** A sentence for an API error: its code's, a field's for a validation error, or a plain fallback. */
+const explain = (e) => {
+  const t = TEXT.errors[e.code];
+  if (t) return typeof t === 'function' ? t(e) : t;
+  if (e.code === 'invalid_input') {
+    // The request's validation names a field (body/scopes ...); the core's own messages are written for people.
+    const field = /^(?:body|querystring|params)\\/(\\w+)/.exec(e.message || '');
+    if (field) return TEXT.fields[field[1]] || 'Please check what you entered.';
+    if (e.message) return e.message;
+  }
+  return TEXT.fallback;
+};
+
+/** Shows a line next to the form it is about (its section's feedback), as an error or a confirmation. */
+const tell = (where, text, ok) => {
+  const box = (where && where.closest && where.closest('section, #signin')) ? where.closest('section, #signin').querySelector('.feedback') : null;
+  const el = box || $('message');
+  el.textContent = text || '';
+  el.classList.toggle('error', Boolean(text) && !ok);
+  el.classList.toggle('ok', Boolean(text) && Boolean(ok));
+};
+const failed = (where) => (e) => tell(where, explain(e));
 const cell = (text) => { const td = document.createElement('td'); td.textContent = text == null ? '' : String(text); return td; };
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : '-');
 /** A table row of texts, with a button that deletes path when removal is given. */
@@ -134,7 +225,7 @@ const row = (texts, removal) => {
     const b = document.createElement('button');
     b.type = 'button';
     b.textContent = removal.label;
-    b.onclick = () => api(removal.path, { method: 'DELETE' }).then(refresh, (e) => say(e.message));
+    b.onclick = () => api(removal.path, { method: 'DELETE' }).then(() => (tell(b, removal.done, true), refresh()), failed(b));
     td.appendChild(b);
     tr.appendChild(td);
   }
@@ -143,6 +234,18 @@ const row = (texts, removal) => {
 const showRecoveryCodes = (codes) => {
   $('recovery-codes').textContent = codes.join('\\n');
   $('recovery').hidden = false;
+};
+
+/** One history row as a sentence: "Signed in to mail (IMAP) with app password 'Thunderbird'". */
+const describe = (e, aspName) => {
+  if (e.action === 'auth') {
+    const where = TEXT.protocols[e.protocol] || 'the service';
+    const how = e.aspId ? " with app password '" + (aspName[e.aspId] || 'since revoked') + "'" : '';
+    const reason = TEXT.errors[e.reason];
+    const why = e.result === 'success' || !reason ? '' : ' (' + (typeof reason === 'function' ? 'too many attempts' : reason.replace(/\\.$/, '')) + ')';
+    return (e.result === 'success' ? 'Signed in to ' : 'Sign-in refused to ') + where + how + why;
+  }
+  return (TEXT.actions[e.action] || e.action) + (e.actor && e.actor !== e.username ? ' by ' + e.actor : '');
 };
 
 async function refresh() {
@@ -160,15 +263,14 @@ async function refresh() {
     api('/me/security-keys').catch(() => []),
     api('/me/history?limit=20').catch(() => ({ events: [] })),
   ]);
-  $('devices').replaceChildren(...devices.map((d) => row([d.label, when(d.createdAt), when(d.expiresAt)], { label: 'Remove', path: '/me/devices/' + d.id })));
+  $('devices').replaceChildren(...devices.map((d) => row([d.label, when(d.createdAt), when(d.expiresAt)], { label: 'Remove', path: '/me/devices/' + d.id, done: 'Device removed: it will be asked for a second factor again.' })));
   $('asps').replaceChildren(...asps.map((a) => row(
     [a.description || '(no description)', a.scopes.join(', '), (a.networks || []).join(', ') || 'anywhere', when(a.createdAt), a.lastUse ? when(a.lastUse.time) + ' ' + (a.lastUse.protocol || '') : 'never'],
-    { label: 'Revoke', path: '/me/asps/' + a.id },
+    { label: 'Revoke', path: '/me/asps/' + a.id, done: 'App password revoked.' },
   )));
-  $('keys-list').replaceChildren(...keys.map((k) => row([k.label, when(k.createdAt), when(k.lastUsedAt)], { label: 'Remove', path: '/me/security-keys/' + k.id })));
-  $('history').replaceChildren(...history.events.map((e) => row(
-    [when(e.time), e.action + (e.protocol ? ' (' + e.protocol + ')' : ''), e.result + (e.reason ? ': ' + e.reason : ''), e.ip],
-  )));
+  $('keys-list').replaceChildren(...keys.map((k) => row([k.label, when(k.createdAt), when(k.lastUsedAt)], { label: 'Remove', path: '/me/security-keys/' + k.id, done: 'Security key removed.' })));
+  const aspName = Object.fromEntries(asps.map((a) => [a.id, a.description || 'no description']));
+  $('history').replaceChildren(...history.events.map((e) => row([when(e.time), describe(e, aspName), e.result === 'success' ? 'done' : e.result === 'failure' ? 'refused' : 'failed (service trouble)', e.ip || ''])));
 }
 
 $('signin').onsubmit = async (ev) => {
@@ -185,17 +287,17 @@ $('signin').onsubmit = async (ev) => {
       // No code typed and the account has a security key: ask the key, then send its answer.
       const options = e.code === 'second_factor_required' && e.data.securityKeyOptions;
       if (!options) throw e;
-      say('Touch your security key');
+      tell(ev.target, 'Touch your security key.', true);
       body.securityKey = await SimpleWebAuthnBrowser.startAuthentication({ optionsJSON: options });
       return api('/session', { method: 'POST', body });
     });
     sessionStorage.setItem('postern-token', r.token);
     if (r.deviceToken) localStorage.setItem('postern-device', r.deviceToken);
-    say('');
-    $('notices').textContent = (r.notices || []).concat(r.mustSetUpTwoFactor ? ['two-factor authentication is required: set it up below'] : []).join(' · ');
+    tell(ev.target, '');
+    $('notices').textContent = (r.notices || []).concat(r.mustSetUpTwoFactor ? ['mustSetUpTwoFactor'] : []).map((n) => TEXT.notices[n] || '').filter(Boolean).join(' ');
     await refresh();
   } catch (e) {
-    say(e.message);
+    tell(ev.target, explain(e));
   }
 };
 
@@ -211,7 +313,8 @@ $('totp-setup').onclick = async () => {
     $('totp-secret').textContent = r.secret;
     $('totp-qr').src = r.qrCode;
     $('totp-enrol').hidden = false;
-  } catch (e) { say(e.message); }
+    tell($('totp-setup'), '');
+  } catch (e) { tell($('totp-setup'), explain(e)); }
 };
 
 $('totp-enable').onsubmit = async (ev) => {
@@ -220,21 +323,22 @@ $('totp-enable').onsubmit = async (ev) => {
     const r = await api('/me/totp/enable', { method: 'POST', body: { code: String(new FormData(ev.target).get('code')).trim() } });
     $('totp-enrol').hidden = true;
     showRecoveryCodes(r.recoveryCodes);
+    tell(ev.target, 'Two-factor authentication is on.', true);
     await refresh();
-  } catch (e) { say(e.message); }
+  } catch (e) { tell(ev.target, explain(e)); }
 };
 
 $('key-add').onsubmit = async (ev) => {
   ev.preventDefault();
   try {
     const options = await api('/me/security-keys/options', { method: 'POST' });
-    say('Touch your security key');
+    tell(ev.target, 'Touch your security key.', true);
     const response = await SimpleWebAuthnBrowser.startRegistration({ optionsJSON: options });
     const r = await api('/me/security-keys', { method: 'POST', body: { response, label: String(new FormData(ev.target).get('label') || '') } });
-    say('');
+    tell(ev.target, 'Security key added.', true);
     if (r.recoveryCodes) showRecoveryCodes(r.recoveryCodes);
     await refresh();
-  } catch (e) { say(e.message); }
+  } catch (e) { tell(ev.target, explain(e)); }
 };
 
 $('pgp-set').onsubmit = async (ev) => {
@@ -242,12 +346,12 @@ $('pgp-set').onsubmit = async (ev) => {
   const f = new FormData(ev.target);
   try {
     await api('/me/pgp', { method: 'PUT', body: { publicKey: String(f.get('publicKey') || ''), encrypt: f.get('encrypt') === 'on' } });
-    say('');
+    tell(ev.target, 'PGP key saved.', true);
     await refresh();
-  } catch (e) { say(e.message); }
+  } catch (e) { tell(ev.target, explain(e)); }
 };
 
-$('pgp-remove').onclick = () => api('/me/pgp', { method: 'DELETE' }).then(refresh, (e) => say(e.message));
+$('pgp-remove').onclick = () => api('/me/pgp', { method: 'DELETE' }).then(() => (tell($('pgp-remove'), 'PGP key removed.', true), refresh()), failed($('pgp-remove')));
 
 let clientSetup = null;
 const tlsName = (t) => (t === 'implicit' ? 'SSL/TLS' : 'STARTTLS');
@@ -273,14 +377,17 @@ $('apple-download').onclick = async () => {
   try {
     const token = sessionStorage.getItem('postern-token');
     const r = await fetch('/api/v1/me/mobileconfig', { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer ' + token }, body: '{}' });
-    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).message || r.statusText);
+    if (!r.ok) {
+      const data = await r.json().catch(() => ({}));
+      throw Object.assign(new Error(data.message || r.statusText), { code: data.code, data });
+    }
     const a = document.createElement('a');
     a.href = URL.createObjectURL(await r.blob());
     a.download = (clientSetup ? clientSetup.host : 'mail') + '.mobileconfig';
     a.click();
-    say('');
+    tell($('apple-download'), 'Profile downloaded: open it on the device to add the account.', true);
     await refresh();
-  } catch (e) { say(e.message); }
+  } catch (e) { tell($('apple-download'), explain(e)); }
 };
 $('apple-qr').onclick = async () => {
   try {
@@ -289,8 +396,8 @@ $('apple-qr').onclick = async () => {
     $('apple-url').textContent = r.url;
     $('apple-url').href = r.url;
     $('apple-link').hidden = false;
-    say('');
-  } catch (e) { say(e.message); }
+    tell($('apple-qr'), '');
+  } catch (e) { tell($('apple-qr'), explain(e)); }
 };
 
 $('asp-create').onsubmit = async (ev) => {
@@ -302,8 +409,9 @@ $('asp-create').onsubmit = async (ev) => {
     $('asp-password').textContent = r.password;
     await showSettings((await api('/me')).username);
     $('asp-new').hidden = false;
+    tell(ev.target, 'App password created.', true);
     await refresh();
-  } catch (e) { say(e.message); }
+  } catch (e) { tell(ev.target, explain(e)); }
 };
 
 if (sessionStorage.getItem('postern-token')) refresh().catch(() => sessionStorage.removeItem('postern-token'));
