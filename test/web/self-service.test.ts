@@ -251,3 +251,103 @@ describe('self-service page in a real browser', () => {
     await page.close();
   }, 60_000);
 });
+
+describe('every account function of the page', () => {
+  let app2: App;
+  let api2: { port: number; close(): Promise<void> };
+  beforeAll(async () => {
+    // A short step-up window, so that the page has to ask to confirm it is you.
+    app2 = await createApp(
+      loadConfig({
+        env: {
+          POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-web2-')),
+          POSTERN_AUTH__BCRYPT_ROUNDS: '10',
+          POSTERN_LOG__LEVEL: 'silent',
+          POSTERN_API__PORT: '0',
+          POSTERN_API__STEP_UP_WINDOW: '"1s"',
+        },
+      }),
+    );
+    api2 = await startApi(app2);
+  });
+  afterAll(async () => {
+    await api2?.close();
+    await app2?.close();
+  });
+
+  for (const width of [1280, 375]) {
+    it(`changes the password, asks to confirm before a sensitive change, sets the email, turns 2FA on and off, and makes an expiring ASP (${width} px)`, async () => {
+      const user = `max${width}`;
+      await app2.accounts.createUser({ name: 'admin' }, { username: user, password: PW });
+      const page = await browser.newPage({ viewport: { width, height: 900 } });
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      const section = (id: string) => page.locator(`#${id} .feedback`);
+      await page.goto(`http://127.0.0.1:${api2.port}/`);
+      await page.fill('#signin [name=username]', user);
+      await page.fill('#signin [name=password]', PW);
+      await page.click('#signin button');
+      await page.waitForSelector('#account:not([hidden])');
+
+      // Password: a typo in the repeat is caught on the page; then it changes.
+      await page.fill('#password-change [name=currentPassword]', PW);
+      await page.fill('#password-change [name=newPassword]', 'Brand-new-pass-7');
+      await page.fill('#password-change [name=again]', 'Brand-new-pass-8');
+      await page.click('#password-change button');
+      await section('password').filter({ hasText: 'The two new passwords are not the same.' }).waitFor();
+      await page.fill('#password-change [name=again]', 'Brand-new-pass-7');
+      await page.click('#password-change button');
+      await section('password').filter({ hasText: 'Password changed.' }).waitFor();
+      expect(await app2.auth.authenticate({ username: user, secret: 'Brand-new-pass-7', scope: 'master', ip: '127.0.0.1', protocol: 'http' })).toMatchObject({
+        ok: true,
+      });
+
+      // The step-up window (1 s) has passed: saving the email first asks for the password again.
+      await page.waitForTimeout(1200);
+      await page.fill('#email-set [name=email]', `${user}@example.org`);
+      await page.click('#email-set button');
+      await page.waitForSelector('#stepup:not([hidden])');
+      await page.fill('#stepup-form [name=password]', 'Wrong-pass-9');
+      await page.click('#stepup-form button[type=submit]');
+      await section('stepup').filter({ hasText: 'That user name and password do not match.' }).waitFor();
+      await page.fill('#stepup-form [name=password]', 'Brand-new-pass-7');
+      await page.click('#stepup-form button[type=submit]');
+      await section('email')
+        .filter({ hasText: `Security notices will go to ${user}@example.org.` })
+        .waitFor();
+      expect((await app2.store.users.findByName(user))?.email).toBe(`${user}@example.org`);
+
+      // Two-factor on, new recovery codes, then off again with a recovery code.
+      await page.click('#totp-setup');
+      await page.waitForSelector('#totp-enrol:not([hidden])');
+      const secret = (await page.textContent('#totp-secret'))!;
+      await page.fill('#totp-enable [name=code]', await totpCode(secret, new Date()));
+      await page.click('#totp-enable button');
+      await page.waitForSelector('#twofactor-on:not([hidden])');
+      await page.click('#recovery-new');
+      await section('totp').filter({ hasText: 'New recovery codes made' }).waitFor();
+      const codes = (await page.textContent('#recovery-codes'))!.split('\n');
+      expect(codes).toHaveLength(10);
+      await page.fill('#totp-disable [name=password]', 'Brand-new-pass-7');
+      await page.fill('#totp-disable [name=code]', codes[0]!);
+      await page.click('#totp-disable button');
+      await section('totp').filter({ hasText: 'Two-factor authentication is off.' }).waitFor();
+      expect(await page.textContent('#twofactor')).toBe('off');
+
+      // An app password that expires in 30 days.
+      await page.fill('#asp-create [name=description]', 'Laptop');
+      await page.selectOption('#asp-create [name=expiresIn]', '30d');
+      await page.click('#asp-create button');
+      await section('apps').filter({ hasText: 'App password created.' }).waitFor();
+      const [asp] = await app2.store.asps.listByUser((await app2.store.users.findByName(user))!.id);
+      expect(Math.round((asp!.expiresAt!.getTime() - Date.now()) / 86_400_000)).toBe(30);
+
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(width);
+      // Sign out everywhere: this page is back at the sign-in form.
+      await page.click('#signout-all');
+      await page.waitForSelector('#signin:not([hidden])');
+      expect(errors).toEqual([]);
+      await page.close();
+    }, 60_000);
+  }
+});

@@ -41,8 +41,31 @@ export const PAGE_HTML = `<!doctype html>
 
 <main id="account" hidden>
   <p>Signed in as <strong id="who"></strong> · two-factor: <span id="twofactor"></span>
-     <button id="signout" type="button">Sign out</button></p>
-  <p id="notices" class="notice"></p>
+     <button id="signout" type="button">Sign out</button> <button id="signout-all" type="button">Sign out everywhere</button></p>
+  <p id="notices" class="notice" role="status"></p>
+  <nav aria-label="Sections"><a href="#password">Password</a> · <a href="#totp">Two-factor</a> · <a href="#keys">Security keys</a> · <a href="#apps">App passwords</a> · <a href="#email">Email</a> · <a href="#history-section">History</a></nav>
+
+  <section id="stepup" hidden>
+    <h2>Confirm it is you</h2>
+    <p class="feedback" role="status" aria-live="polite"></p>
+    <p>This change needs your password again (and your second factor, when it is on).</p>
+    <form id="stepup-form">
+      <label>Password <input type="password" name="password" autocomplete="current-password" required></label>
+      <label>Authenticator or recovery code <input type="text" name="code" autocomplete="one-time-code"></label>
+      <button type="submit">Confirm and continue</button> <button type="button" id="stepup-cancel">Cancel</button>
+    </form>
+  </section>
+
+  <section id="password">
+    <h2>Password</h2>
+    <p class="feedback" role="status" aria-live="polite"></p>
+    <form id="password-change">
+      <label>Current password <input type="password" name="currentPassword" autocomplete="current-password" required></label>
+      <label>New password <input type="password" name="newPassword" autocomplete="new-password" required></label>
+      <label>New password again <input type="password" name="again" autocomplete="new-password" required></label>
+      <button type="submit">Change password</button>
+    </form>
+  </section>
 
   <section id="totp">
     <h2>Authenticator app</h2>
@@ -54,6 +77,14 @@ export const PAGE_HTML = `<!doctype html>
       <form id="totp-enable"><label>Code <input type="text" name="code" inputmode="numeric" required></label><button type="submit">Turn on</button></form>
     </div>
     <div id="recovery" hidden><p>Your recovery codes, shown only now. Keep them somewhere safe:</p><pre id="recovery-codes"></pre></div>
+    <div id="twofactor-on" hidden>
+      <button id="recovery-new" type="button">Make new recovery codes</button>
+      <form id="totp-disable">
+        <label>Password <input type="password" name="password" autocomplete="current-password" required></label>
+        <label>Authenticator or recovery code <input type="text" name="code" autocomplete="one-time-code" required></label>
+        <button type="submit">Turn two-factor authentication off</button>
+      </form>
+    </div>
   </section>
 
   <section id="keys">
@@ -66,7 +97,7 @@ export const PAGE_HTML = `<!doctype html>
     <table><thead><tr><th>Name</th><th>Added</th><th>Last used</th><th></th></tr></thead><tbody id="keys-list"></tbody></table>
   </section>
 
-  <section>
+  <section id="apps">
     <h2>App passwords for mail clients</h2>
     <p class="feedback" role="status" aria-live="polite"></p>
     <form id="asp-create">
@@ -75,6 +106,7 @@ export const PAGE_HTML = `<!doctype html>
       <label><input type="checkbox" name="scope" value="pop3"> POP3</label>
       <label><input type="checkbox" name="scope" value="smtp" checked> SMTP (sending)</label>
       <label>Only from (optional) <input type="text" name="networks" placeholder="203.0.113.0/24, 2001:db8::/32"></label>
+      <label>Expires <select name="expiresIn"><option value="">never</option><option value="30d">in 30 days</option><option value="90d">in 90 days</option><option value="365d">in a year</option></select></label>
       <button type="submit">Create app password</button>
     </form>
     <div id="asp-new" hidden>
@@ -89,7 +121,7 @@ export const PAGE_HTML = `<!doctype html>
       <button type="button" id="apple-qr">Show a QR code for a phone</button>
       <p id="apple-link" hidden>Scan this with the phone's camera (it works once, for 10 minutes): <br><img id="apple-qr-img" alt="QR code that opens the setup link" width="200" height="200"><br><a id="apple-url"></a></p>
     </div>
-    <table><thead><tr><th>Description</th><th>Scopes</th><th>Only from</th><th>Created</th><th>Last used</th><th></th></tr></thead><tbody id="asps"></tbody></table>
+    <table><thead><tr><th>Description</th><th>Scopes</th><th>Only from</th><th>Created</th><th>Expires</th><th>Last used</th><th></th></tr></thead><tbody id="asps"></tbody></table>
   </section>
 
   <section>
@@ -109,7 +141,16 @@ export const PAGE_HTML = `<!doctype html>
     </form>
   </section>
 
-  <section>
+  <section id="email">
+    <h2>Email for security notices</h2>
+    <p class="feedback" role="status" aria-live="polite"></p>
+    <form id="email-set">
+      <label>Email address <input type="email" name="email" autocomplete="email" placeholder="you@example.org"></label>
+      <button type="submit">Save</button> <span class="notice">Leave it empty to get no notices.</span>
+    </form>
+  </section>
+
+  <section id="history-section">
     <h2>Recent sign-ins and changes</h2>
     <p class="feedback" role="status" aria-live="polite"></p>
     <table><thead><tr><th>Time</th><th>What</th><th>Result</th><th>From</th></tr></thead><tbody id="history"></tbody></table>
@@ -256,6 +297,13 @@ async function refresh() {
   $('account').hidden = false;
   $('who').textContent = me.username;
   $('twofactor').textContent = me.twoFactor ? 'on' : 'off';
+  $('twofactor-on').hidden = !me.twoFactor;
+  if (document.activeElement === document.body || !document.activeElement) $('email-set').elements.email.value = me.email || '';
+  // A temporary password opens nothing but its own change: say so, and show that form first.
+  if (me.mustChangePassword) {
+    $('notices').textContent = TEXT.errors.password_change_required + ' (Password, below.)';
+    $('password').scrollIntoView();
+  }
   $('pgp-status').textContent = me.pgp ? me.pgp.fingerprint + (me.pgp.encrypt ? ' (new mail stored encrypted)' : ' (mail stored in clear)') : 'none';
   const [devices, asps, keys, history] = await Promise.all([
     api('/me/devices').catch(() => []),
@@ -265,7 +313,7 @@ async function refresh() {
   ]);
   $('devices').replaceChildren(...devices.map((d) => row([d.label, when(d.createdAt), when(d.expiresAt)], { label: 'Remove', path: '/me/devices/' + d.id, done: 'Device removed: it will be asked for a second factor again.' })));
   $('asps').replaceChildren(...asps.map((a) => row(
-    [a.description || '(no description)', a.scopes.join(', '), (a.networks || []).join(', ') || 'anywhere', when(a.createdAt), a.lastUse ? when(a.lastUse.time) + ' ' + (a.lastUse.protocol || '') : 'never'],
+    [a.description || '(no description)', a.scopes.join(', '), (a.networks || []).join(', ') || 'anywhere', when(a.createdAt), a.expiresAt ? when(a.expiresAt) : 'never', a.lastUse ? when(a.lastUse.time) + ' ' + (a.lastUse.protocol || '') : 'never'],
     { label: 'Revoke', path: '/me/asps/' + a.id, done: 'App password revoked.' },
   )));
   $('keys-list').replaceChildren(...keys.map((k) => row([k.label, when(k.createdAt), when(k.lastUsedAt)], { label: 'Remove', path: '/me/security-keys/' + k.id, done: 'Security key removed.' })));
@@ -400,12 +448,103 @@ $('apple-qr').onclick = async () => {
   } catch (e) { tell($('apple-qr'), explain(e)); }
 };
 
+/**
+ * Runs a change; when the API asks to confirm it is you (step_up_required), shows the form for
+ * that, and runs the change again once confirmed.
+ */
+let pendingStepUp = null;
+const confirmed = async (where, change) => {
+  try {
+    return await change();
+  } catch (e) {
+    if (e.code !== 'step_up_required') throw e;
+    $('stepup').hidden = false;
+    tell($('stepup-form'), '');
+    $('stepup').scrollIntoView();
+    return new Promise((resolve, reject) => { pendingStepUp = { change, resolve, reject, where }; });
+  }
+};
+$('stepup-form').onsubmit = async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const code = String(f.get('code') || '').trim();
+  const body = { password: String(f.get('password')) };
+  if (code) body[/^[0-9]{6}$/.test(code) ? 'totp' : 'recoveryCode'] = code;
+  try {
+    await api('/session/confirm', { method: 'POST', body });
+    ev.target.reset();
+    $('stepup').hidden = true;
+    const p = pendingStepUp;
+    pendingStepUp = null;
+    if (p) p.change().then(p.resolve, p.reject);
+  } catch (e) { tell(ev.target, explain(e)); }
+};
+$('stepup-cancel').onclick = () => {
+  $('stepup').hidden = true;
+  const p = pendingStepUp;
+  pendingStepUp = null;
+  if (p) p.reject(Object.assign(new Error('canceled'), { code: 'canceled' }));
+};
+TEXT.errors.canceled = 'Not changed.';
+
+$('password-change').onsubmit = async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  if (f.get('newPassword') !== f.get('again')) return tell(ev.target, 'The two new passwords are not the same.');
+  try {
+    await api('/me/password', { method: 'PUT', body: { currentPassword: String(f.get('currentPassword')), newPassword: String(f.get('newPassword')) } });
+    ev.target.reset();
+    tell(ev.target, 'Password changed. Your mail apps keep working with their app passwords.', true);
+    await refresh();
+  } catch (e) { tell(ev.target, explain(e)); }
+};
+
+$('email-set').onsubmit = async (ev) => {
+  ev.preventDefault();
+  const email = String(new FormData(ev.target).get('email') || '').trim();
+  try {
+    await confirmed(ev.target, () => api('/me/email', { method: 'PUT', body: { email: email || null } }));
+    tell(ev.target, email ? 'Security notices will go to ' + email + '.' : 'No more security notices by email.', true);
+    await refresh();
+  } catch (e) { tell(ev.target, explain(e)); }
+};
+
+$('recovery-new').onclick = async () => {
+  try {
+    const r = await confirmed($('recovery-new'), () => api('/me/recovery-codes', { method: 'POST' }));
+    showRecoveryCodes(r.recoveryCodes);
+    tell($('recovery-new'), 'New recovery codes made: the old ones no longer work.', true);
+  } catch (e) { tell($('recovery-new'), explain(e)); }
+};
+
+$('totp-disable').onsubmit = async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const code = String(f.get('code') || '').trim();
+  const body = { password: String(f.get('password')) };
+  body[/^[0-9]{6}$/.test(code) ? 'totp' : 'recoveryCode'] = code;
+  try {
+    await api('/me/totp/disable', { method: 'POST', body });
+    ev.target.reset();
+    tell(ev.target, 'Two-factor authentication is off.', true);
+    await refresh();
+  } catch (e) { tell(ev.target, explain(e)); }
+};
+
+$('signout-all').onclick = async () => {
+  await api('/sessions', { method: 'DELETE' }).catch(() => {});
+  sessionStorage.removeItem('postern-token');
+  location.reload();
+};
+
 $('asp-create').onsubmit = async (ev) => {
   ev.preventDefault();
   const f = new FormData(ev.target);
   try {
     const networks = String(f.get('networks') || '').split(',').map((x) => x.trim()).filter(Boolean);
-    const r = await api('/me/asps', { method: 'POST', body: { description: f.get('description') || '', scopes: f.getAll('scope'), ...(networks.length ? { networks } : {}) } });
+    const expiresIn = String(f.get('expiresIn') || '');
+    const body = { description: f.get('description') || '', scopes: f.getAll('scope'), ...(networks.length ? { networks } : {}), ...(expiresIn ? { expiresIn } : {}) };
+    const r = await confirmed(ev.target, () => api('/me/asps', { method: 'POST', body }));
     $('asp-password').textContent = r.password;
     await showSettings((await api('/me')).username);
     $('asp-new').hidden = false;
