@@ -1,7 +1,19 @@
 // JSON schemas shared by routes; Fastify validates requests and serialises responses with them.
 export const err = { $ref: 'Error#' } as const;
 
-export const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, err]));
+/** What each error status means for the caller; the body is always the Error schema. */
+const ERROR_RESPONSES: Record<number, string> = {
+  400: 'The request is not valid: `code` says why (invalid_input names the field), `message` says it in words.',
+  401: 'Not signed in, or the credentials are wrong: invalid_credentials, second_factor_required (with `methods`), …',
+  403: 'Not allowed now: the role (forbidden), a step-up first (step_up_required), a temporary password, 2FA setup first.',
+  404: 'No such thing (not_found).',
+  409: 'The state does not allow it: conflict, limit_reached, totp_not_pending, no_email.',
+  429: 'Too many attempts (locked) or a code sent a moment ago: wait the Retry-After seconds.',
+  503: 'A part postern depends on is down (temporary_failure): try again later; never a wrong password.',
+};
+
+/** Error responses by status, each described, all with the Error body. */
+export const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, { description: ERROR_RESPONSES[c] ?? 'Error', ...err }]));
 
 export const userView = {
   type: 'object',

@@ -53,6 +53,8 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   const app = Fastify({ logger: opts.logger ?? false, trustProxy: proxies.length ? proxies : false, bodyLimit: 64 * 1024 });
   app.addSchema(errorSchema);
   await app.register(swagger, {
+    // Shared schemas keep their names in the document (#/components/schemas/Error), not def-0.
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     openapi: {
       openapi: '3.0.3',
       info: { title: 'postern API', version: '1', description: 'Accounts, app passwords, second factors and audit of the postern mail gateway.' },

@@ -348,6 +348,16 @@ describe('web API over HTTP', () => {
     ]) {
       expect(paths).toContain(p);
     }
+    // Every error answer is described and names the one Error schema.
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, any> }>>)) {
+      for (const [method, op] of Object.entries(item)) {
+        for (const [status, r] of Object.entries(op.responses)) {
+          if (Number(status) < 400) continue;
+          expect(String(r.description), `${method} ${path} ${status}`).not.toMatch(/^(Default Response|Error|undefined)?$/);
+          expect(r.content['application/json'].schema, `${method} ${path} ${status}`).toEqual({ $ref: '#/components/schemas/Error' });
+        }
+      }
+    }
     expect((await fetch(`${base}/docs`)).status).toBeLessThan(400);
     const out = await new Promise<string>((resolve, reject) =>
       execFile(

@@ -188,6 +188,8 @@ async function startPosternProcess(dovecot: Dovecot) {
     POSTERN_POP3__ENABLED: 'false',
     POSTERN_SUBMISSION__ENABLED: 'false',
     POSTERN_LMTP__ENABLED: 'false',
+    // No web API: a process that is draining after SIGTERM still holds its port.
+    POSTERN_API__ENABLED: 'false',
     POSTERN_FRONTEND__MAX_PREAUTH_PER_IP: '1000',
     POSTERN_LIMITS__IP_FAILURES: '1000000',
     POSTERN_UPSTREAM__IMAP_PORT: String(dovecot.imapPort),
@@ -207,10 +209,25 @@ async function startPosternProcess(dovecot: Dovecot) {
   const child: ChildProcess = spawn(
     process.execPath,
     [...(process.env.POSTERN_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), join(root, 'dist/cli/postern.js'), 'serve'],
-    { env, stdio: 'ignore' },
+    { env, stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  await waitFor('postern process', () => imapLoginLogout(port, 'alice', asp), 30_000);
-  return { port, asp, piaAsp, pid: child.pid!, stop: () => child.kill('SIGTERM') };
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  await waitFor('postern process', () => imapLoginLogout(port, 'alice', asp), 30_000).catch((err: Error) => {
+    child.kill('SIGKILL');
+    throw new Error(`${err.message}\n${stderr}`);
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    port,
+    asp,
+    piaAsp,
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 /** Seconds per APPEND of `message`, over one session, best of `n`. */
@@ -331,14 +348,14 @@ async function main() {
     const e2e = await e2eFigures(dovecot, postern);
     // A fresh process for the memory figure: garbage from the phases above would be
     // collected in the middle of it and hide the cost of the sessions.
-    postern.stop();
+    await postern.stop();
     postern = await startPosternProcess(dovecot);
     const idle = await idleFigures(postern);
     const result = { date: new Date().toISOString(), node: process.version, ...hashing, ...e2e, ...idle };
     if (JSON_ONLY) console.log(JSON.stringify(result, null, 2));
     else printTable(result);
   } finally {
-    postern?.stop();
+    await postern?.stop();
     await dovecot.stop();
   }
 }
