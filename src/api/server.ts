@@ -6,6 +6,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { ApiDeps } from './deps.js';
+import { OPERATION_DOCS, operationKey } from './docs.js';
 import { errorSchema, sendError } from './http-errors.js';
 import { adminRoutes } from './routes/admin.js';
 import { auditRoutes } from './routes/audit.js';
@@ -52,6 +53,20 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   const proxies = deps.trustedProxies ?? [];
   const app = Fastify({ logger: opts.logger ?? false, trustProxy: proxies.length ? proxies : false, bodyLimit: 64 * 1024 });
   app.addSchema(errorSchema);
+  // Each operation's description and examples, from one table, as routes are registered.
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as Record<string, unknown> | undefined;
+    if (!schema || schema.hide) return;
+    for (const method of ([] as string[]).concat(route.method)) {
+      const doc = OPERATION_DOCS[operationKey(method, route.url)];
+      if (!doc) continue;
+      schema.description = schema.description ? `${String(schema.description)}\n\n${doc.description}` : doc.description;
+      if (doc.body && schema.body) schema.body = { ...(schema.body as object), examples: [doc.body] };
+      const responses = schema.response as Record<string, Record<string, unknown>> | undefined;
+      const ok = responses?.['200'] ?? responses?.['201'];
+      if (doc.answer !== undefined && ok && !('$ref' in ok)) Object.assign(ok, { examples: [doc.answer] });
+    }
+  });
   await app.register(swagger, {
     // Shared schemas keep their names in the document (#/components/schemas/Error), not def-0.
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },

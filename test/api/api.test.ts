@@ -348,6 +348,13 @@ describe('web API over HTTP', () => {
     ]) {
       expect(paths).toContain(p);
     }
+    // Every operation says what it is for, and every request body comes with an example.
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, any>>)) {
+      for (const [method, op] of Object.entries(item)) {
+        expect(String(op.description ?? '').length, `${method} ${path} description`).toBeGreaterThan(20);
+        if (op.requestBody) expect(op.requestBody.content['application/json'].example, `${method} ${path} example`).toBeDefined();
+      }
+    }
     // Every error answer is described and names the one Error schema.
     for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, any> }>>)) {
       for (const [method, op] of Object.entries(item)) {
