@@ -31,8 +31,9 @@ afterAll(async () => {
   await relay?.close();
 });
 
-async function inboxCount(): Promise<number> {
-  const c = new ImapFlow({
+/** An IMAP client of alice's through postern. */
+const aliceImap = () =>
+  new ImapFlow({
     host: '127.0.0.1',
     port: gw.ports.imap,
     secure: false,
@@ -40,6 +41,9 @@ async function inboxCount(): Promise<number> {
     auth: { user: 'alice@example.test', pass: PW },
     logger: false,
   });
+
+async function inboxCount(): Promise<number> {
+  const c = aliceImap();
   await c.connect();
   try {
     const status = await c.status('INBOX', { messages: true });
@@ -99,14 +103,7 @@ describe('LMTP delivery', () => {
 describe('LMTP, who delivered', () => {
   it("names the MTA that delivered in the mailbox server's Received header, not postern", async () => {
     await lmtp(['alice@example.test'], 'from afar', '127.0.0.3');
-    const c = new ImapFlow({
-      host: '127.0.0.1',
-      port: gw.ports.imap,
-      secure: false,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'alice@example.test', pass: PW },
-      logger: false,
-    });
+    const c = aliceImap();
     await c.connect();
     try {
       await c.mailboxOpen('INBOX');
