@@ -29,8 +29,6 @@ beforeAll(async () => {
     }),
   );
   api = await startApi(app);
-  await app.accounts.createUser({ name: 'admin' }, { username: 'alice', password: PW });
-  await app.accounts.createUser({ name: 'admin' }, { username: 'kim', password: PW });
   // Debian's Chromium, headless, with no network beyond this machine.
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -44,184 +42,196 @@ afterAll(async () => {
 });
 
 describe('self-service page in a real browser', () => {
-  it('signs in, creates an app password that then works for IMAP, enrols TOTP from the QR page, and revokes the password', async () => {
-    const page = await browser.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    // Failed requests (the wrong password's 401, the favicon) are expected; script errors are not.
-    page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && errors.push(m.text()));
-    await page.goto(`http://127.0.0.1:${api.port}/`);
+  for (const width of [1280, 375]) {
+    it(`signs in, creates an app password that then works for IMAP, enrols TOTP from the QR page, and revokes the password (${width} px)`, async () => {
+      const user = `alice${width}`;
+      await app.accounts.createUser({ name: 'admin' }, { username: user, password: PW });
+      const page = await browser.newPage({ viewport: { width, height: 900 } });
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      // Failed requests (the wrong password's 401, the favicon) are expected; script errors are not.
+      page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && errors.push(m.text()));
+      await page.goto(`http://127.0.0.1:${api.port}/`);
 
-    await page.fill('#signin [name=username]', 'alice');
-    await page.fill('#signin [name=password]', 'Wrong-pass-1');
-    await page.click('#signin button');
-    await page.waitForSelector('#signin .feedback:has-text("That user name and password do not match.")');
-    await page.fill('#signin [name=password]', PW);
-    await page.click('#signin button');
-    await page.waitForSelector('#account:not([hidden])');
-    expect(await page.textContent('#who')).toBe('alice');
-
-    await page.fill('#asp-create [name=description]', 'Thunderbird');
-    await page.click('#asp-create button');
-    await page.waitForSelector('#asp-new:not([hidden])');
-    const password = (await page.textContent('#asp-password'))!;
-    expect(password).toMatch(/^[a-z]{4} [a-z]{4} [a-z]{4} [a-z]{4}$/);
-    await page.waitForSelector('#asps tr:has-text("Thunderbird")');
-    expect(await app.auth.authenticate({ username: 'alice', secret: password, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: true });
-    // What to type into a mail app, next to the new password.
-    const settings = (await page.textContent('#asp-settings'))!;
-    expect(settings).toContain('Incoming mail (IMAP)localhost, port 993, SSL/TLS');
-    expect(settings).toContain('Outgoing mail (SMTP)localhost, port 465, SSL/TLS');
-    expect(settings).toContain('User namealice');
-
-    // Apple Mail: a profile to download, and a QR code for a phone.
-    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#apple-download')]);
-    expect(download.suggestedFilename()).toBe('localhost.mobileconfig');
-    const profile = readFileSync((await download.path())!, 'utf8');
-    expect(profile).toContain('<string>com.apple.mail.managed</string>');
-    expect(profile).toMatch(/<key>IncomingMailServerUsername<\/key>\s*<string>alice<\/string>/);
-    await page.waitForSelector('#asps tr:has-text("Apple Mail profile")');
-    await page.click('#apple-qr');
-    await page.waitForSelector('#apple-link:not([hidden])');
-    expect(await page.getAttribute('#apple-qr-img', 'src')).toMatch(/^data:image\/png;base64,/);
-    expect(await page.textContent('#apple-url')).toMatch(/\/setup\/[0-9a-f]{24}\./);
-
-    // An app password that works only from the office network.
-    await page.fill('#asp-create [name=description]', 'Office');
-    await page.fill('#asp-create [name=networks]', '192.0.2.0/24');
-    await page.click('#asp-create button');
-    await page.waitForSelector('#asps tr:has-text("Office"):has-text("192.0.2.0/24")');
-    const office = (await page.textContent('#asp-password'))!;
-    expect(await app.auth.authenticate({ username: 'alice', secret: office, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({
-      ok: false,
-      reason: 'address_denied',
-    });
-
-    await page.click('#totp-setup');
-    await page.waitForSelector('#totp-enrol:not([hidden])');
-    expect(await page.getAttribute('#totp-qr', 'src')).toMatch(/^data:image\/png;base64,/);
-    const secret = (await page.textContent('#totp-secret'))!;
-    await page.fill('#totp-enable [name=code]', await totpCode(secret, new Date()));
-    await page.click('#totp-enable button');
-    await page.waitForSelector('#recovery:not([hidden])');
-    expect((await page.textContent('#recovery-codes'))!.split('\n')).toHaveLength(10);
-    expect(await page.textContent('#twofactor')).toBe('on');
-
-    await page.click('#asps tr:has-text("Thunderbird") button');
-    await page.waitForSelector('#asps tr:has-text("Thunderbird")', { state: 'detached' });
-    expect(await app.auth.authenticate({ username: 'alice', secret: password, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: false });
-    await page.waitForSelector('#history tr:has-text("Revoked an app password")');
-    expect(await page.textContent('#history')).toContain('Signed in to this page');
-    expect(errors).toEqual([]);
-    await page.close();
-  }, 60_000);
-
-  it('adds a security key, signs in with it, and falls back to a recovery code once the key is gone', async () => {
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    // Chromium's own virtual FIDO2 authenticator: the real WebAuthn stack of the browser answers.
-    const cdp = await context.newCDPSession(page);
-    await cdp.send('WebAuthn.enable');
-    const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-      options: {
-        protocol: 'ctap2',
-        transport: 'usb',
-        hasResidentKey: false,
-        hasUserVerification: true,
-        isUserVerified: true,
-        automaticPresenceSimulation: true,
-      },
-    });
-    const signIn = async (extra: Record<string, string> = {}) => {
-      await page.fill('#signin [name=username]', 'kim');
-      await page.fill('#signin [name=password]', PW);
-      for (const [name, value] of Object.entries(extra)) await page.fill(`#signin [name=${name}]`, value);
+      await page.fill('#signin [name=username]', user);
+      await page.fill('#signin [name=password]', 'Wrong-pass-1');
       await page.click('#signin button');
-    };
-    await page.goto(`http://localhost:${api.port}/`);
-    await signIn();
-    await page.waitForSelector('#account:not([hidden])');
-
-    await page.fill('#key-add [name=label]', 'Desk key');
-    await page.click('#key-add button');
-    await page.waitForSelector('#keys-list tr:has-text("Desk key")');
-    await page.waitForSelector('#recovery:not([hidden])');
-    const recoveryCodes = (await page.textContent('#recovery-codes'))!.split('\n');
-    expect(recoveryCodes).toHaveLength(10);
-    expect(await page.textContent('#twofactor')).toBe('on');
-    expect((await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials).toHaveLength(1);
-
-    await page.click('#signout');
-    await page.waitForSelector('#signin:not([hidden])');
-    await signIn();
-    await page.waitForSelector('#account:not([hidden])');
-    await page.waitForSelector('#history tr:has-text("Added a security key")');
-    const keyRow = (await page.textContent('#keys-list tr:has-text("Desk key")'))!;
-    expect(keyRow).not.toMatch(/-Remove$/);
-
-    // The key is lost: a typed recovery code signs in without asking for it.
-    await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId });
-    await page.click('#signout');
-    await page.waitForSelector('#signin:not([hidden])');
-    await signIn({ recoveryCode: recoveryCodes[0]! });
-    await page.waitForSelector('#account:not([hidden])');
-    expect(errors).toEqual([]);
-    await context.close();
-  }, 60_000);
-
-  it('trusts a device so the second factor is not asked on it until removed, and takes a PGP key', async () => {
-    await app.accounts.createUser({ name: 'admin' }, { username: 'lena', password: PW });
-    const { secret } = await app.accounts.setupTotp({ name: 'lena' }, 'lena');
-    await app.accounts.confirmTotp({ name: 'lena' }, 'lena', await totpCode(secret, new Date()));
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    const signIn = async (extra: Record<string, string> = {}, trust = false) => {
-      await page.fill('#signin [name=username]', 'lena');
+      await page.waitForSelector('#signin .feedback:has-text("That user name and password do not match.")');
       await page.fill('#signin [name=password]', PW);
-      await page.fill('#signin [name=totp]', '');
-      for (const [name, value] of Object.entries(extra)) await page.fill(`#signin [name=${name}]`, value);
-      await page.setChecked('#signin [name=trust]', trust);
       await page.click('#signin button');
-    };
-    const signOut = async () => {
+      await page.waitForSelector('#account:not([hidden])');
+      expect(await page.textContent('#who')).toBe(user);
+
+      await page.fill('#asp-create [name=description]', 'Thunderbird');
+      await page.click('#asp-create button');
+      await page.waitForSelector('#asp-new:not([hidden])');
+      const password = (await page.textContent('#asp-password'))!;
+      expect(password).toMatch(/^[a-z]{4} [a-z]{4} [a-z]{4} [a-z]{4}$/);
+      await page.waitForSelector('#asps tr:has-text("Thunderbird")');
+      expect(await app.auth.authenticate({ username: user, secret: password, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: true });
+      // What to type into a mail app, next to the new password.
+      const settings = (await page.textContent('#asp-settings'))!;
+      expect(settings).toContain('Incoming mail (IMAP)localhost, port 993, SSL/TLS');
+      expect(settings).toContain('Outgoing mail (SMTP)localhost, port 465, SSL/TLS');
+      expect(settings).toContain(`User name${user}`);
+
+      // Apple Mail: a profile to download, and a QR code for a phone.
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click('#apple-download')]);
+      expect(download.suggestedFilename()).toBe('localhost.mobileconfig');
+      const profile = readFileSync((await download.path())!, 'utf8');
+      expect(profile).toContain('<string>com.apple.mail.managed</string>');
+      expect(profile).toMatch(new RegExp(`<key>IncomingMailServerUsername</key>\\s*<string>${user}</string>`));
+      await page.waitForSelector('#asps tr:has-text("Apple Mail profile")');
+      await page.click('#apple-qr');
+      await page.waitForSelector('#apple-link:not([hidden])');
+      expect(await page.getAttribute('#apple-qr-img', 'src')).toMatch(/^data:image\/png;base64,/);
+      expect(await page.textContent('#apple-url')).toMatch(/\/setup\/[0-9a-f]{24}\./);
+
+      // An app password that works only from the office network.
+      await page.fill('#asp-create [name=description]', 'Office');
+      await page.fill('#asp-create [name=networks]', '192.0.2.0/24');
+      await page.click('#asp-create button');
+      await page.waitForSelector('#asps tr:has-text("Office"):has-text("192.0.2.0/24")');
+      const office = (await page.textContent('#asp-password'))!;
+      expect(await app.auth.authenticate({ username: user, secret: office, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({
+        ok: false,
+        reason: 'address_denied',
+      });
+
+      await page.click('#totp-setup');
+      await page.waitForSelector('#totp-enrol:not([hidden])');
+      expect(await page.getAttribute('#totp-qr', 'src')).toMatch(/^data:image\/png;base64,/);
+      const secret = (await page.textContent('#totp-secret'))!;
+      await page.fill('#totp-enable [name=code]', await totpCode(secret, new Date()));
+      await page.click('#totp-enable button');
+      await page.waitForSelector('#recovery:not([hidden])');
+      expect((await page.textContent('#recovery-codes'))!.split('\n')).toHaveLength(10);
+      expect(await page.textContent('#twofactor')).toBe('on');
+
+      await page.click('#asps tr:has-text("Thunderbird") button');
+      await page.waitForSelector('#asps tr:has-text("Thunderbird")', { state: 'detached' });
+      expect(await app.auth.authenticate({ username: user, secret: password, scope: 'imap', ip: '127.0.0.1', protocol: 'imap' })).toMatchObject({ ok: false });
+      await page.waitForSelector('#history tr:has-text("Revoked an app password")');
+      expect(await page.textContent('#history')).toContain('Signed in to this page');
+      expect(errors).toEqual([]);
+      await page.close();
+    }, 60_000);
+
+    it(`adds a security key, signs in with it, and falls back to a recovery code once the key is gone (${width} px)`, async () => {
+      const user = `kim${width}`;
+      await app.accounts.createUser({ name: 'admin' }, { username: user, password: PW });
+      const context = await browser.newContext({ viewport: { width, height: 900 } });
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      // Chromium's own virtual FIDO2 authenticator: the real WebAuthn stack of the browser answers.
+      const cdp = await context.newCDPSession(page);
+      await cdp.send('WebAuthn.enable');
+      const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+        options: {
+          protocol: 'ctap2',
+          transport: 'usb',
+          hasResidentKey: false,
+          hasUserVerification: true,
+          isUserVerified: true,
+          automaticPresenceSimulation: true,
+        },
+      });
+      const signIn = async (extra: Record<string, string> = {}) => {
+        await page.fill('#signin [name=username]', user);
+        await page.fill('#signin [name=password]', PW);
+        for (const [name, value] of Object.entries(extra)) await page.fill(`#signin [name=${name}]`, value);
+        await page.click('#signin button');
+      };
+      await page.goto(`http://localhost:${api.port}/`);
+      await signIn();
+      await page.waitForSelector('#account:not([hidden])');
+
+      await page.fill('#key-add [name=label]', 'Desk key');
+      await page.click('#key-add button');
+      await page.waitForSelector('#keys-list tr:has-text("Desk key")');
+      await page.waitForSelector('#recovery:not([hidden])');
+      const recoveryCodes = (await page.textContent('#recovery-codes'))!.split('\n');
+      expect(recoveryCodes).toHaveLength(10);
+      expect(await page.textContent('#twofactor')).toBe('on');
+      expect((await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials).toHaveLength(1);
+
       await page.click('#signout');
       await page.waitForSelector('#signin:not([hidden])');
-    };
-    await page.goto(`http://localhost:${api.port}/`);
+      await signIn();
+      await page.waitForSelector('#account:not([hidden])');
+      await page.waitForSelector('#history tr:has-text("Added a security key")');
+      const keyRow = (await page.textContent('#keys-list tr:has-text("Desk key")'))!;
+      expect(keyRow).not.toMatch(/-Remove$/);
 
-    await signIn();
-    await page.waitForSelector('#signin .feedback:has-text("A second factor is required")');
-    // Each sign-in needs a newer code than the last one accepted.
-    await signIn({ totp: await totpCode(secret, new Date(Date.now() + 30_000)) }, true);
-    await page.waitForSelector('#account:not([hidden])');
-    await page.waitForSelector('#devices tr');
-    await signOut();
+      // The key is lost: a typed recovery code signs in without asking for it.
+      await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId });
+      await page.click('#signout');
+      await page.waitForSelector('#signin:not([hidden])');
+      await signIn({ recoveryCode: recoveryCodes[0]! });
+      await page.waitForSelector('#account:not([hidden])');
+      expect(errors).toEqual([]);
+      await context.close();
+    }, 60_000);
 
-    await signIn();
-    await page.waitForSelector('#account:not([hidden])');
-    await page.click('#devices tr button');
-    await page.waitForSelector('#devices tr', { state: 'detached' });
-    await signOut();
-    await signIn();
-    await page.waitForSelector('#signin .feedback:has-text("A second factor is required")');
+    it(`trusts a device so the second factor is not asked on it until removed, and takes a PGP key (${width} px)`, async () => {
+      const user = `lena${width}`;
+      await app.accounts.createUser({ name: 'admin' }, { username: user, password: PW });
+      const { secret } = await app.accounts.setupTotp({ name: user }, user);
+      await app.accounts.confirmTotp({ name: user }, user, await totpCode(secret, new Date()));
+      const context = await browser.newContext({ viewport: { width, height: 900 } });
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      const signIn = async (extra: Record<string, string> = {}, trust = false) => {
+        await page.fill('#signin [name=username]', user);
+        await page.fill('#signin [name=password]', PW);
+        await page.fill('#signin [name=totp]', '');
+        for (const [name, value] of Object.entries(extra)) await page.fill(`#signin [name=${name}]`, value);
+        await page.setChecked('#signin [name=trust]', trust);
+        await page.click('#signin button');
+      };
+      const signOut = async () => {
+        await page.click('#signout');
+        await page.waitForSelector('#signin:not([hidden])');
+      };
+      await page.goto(`http://localhost:${api.port}/`);
 
-    await signIn({ totp: await totpCode(secret, new Date(Date.now() + 60_000)) });
-    await page.waitForSelector('#account:not([hidden])');
-    const { publicKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'lena@example.test' }], format: 'armored' });
-    await page.fill('#pgp-set [name=publicKey]', 'not a key');
-    await page.click('#pgp-set button[type=submit]');
-    await page.waitForSelector('#pgp-set >> xpath=ancestor::section >> .feedback:has-text("armored OpenPGP public key")');
-    await page.fill('#pgp-set [name=publicKey]', publicKey);
-    await page.click('#pgp-set button[type=submit]');
-    await page.waitForSelector('#pgp-status:has-text("new mail stored encrypted")');
-    expect((await app.accounts.get('lena')).pgp?.encrypt).toBe(true);
-    expect(errors).toEqual([]);
-    await context.close();
-  }, 60_000);
+      await signIn();
+      await page.waitForSelector('#signin .feedback:has-text("A second factor is required")');
+      // Each sign-in needs a newer code than the last one accepted.
+      await signIn({ totp: await totpCode(secret, new Date(Date.now() + 30_000)) }, true);
+      await page.waitForSelector('#account:not([hidden])');
+      await page.waitForSelector('#devices tr');
+      await signOut();
+
+      await signIn();
+      await page.waitForSelector('#account:not([hidden])');
+      await page.click('#devices tr button');
+      await page.waitForSelector('#devices tr', { state: 'detached' });
+      await signOut();
+      await signIn();
+      await page.waitForSelector('#signin .feedback:has-text("A second factor is required")');
+
+      await signIn({ totp: await totpCode(secret, new Date(Date.now() + 60_000)) });
+      await page.waitForSelector('#account:not([hidden])');
+      const { publicKey } = await openpgp.generateKey({
+        type: 'ecc',
+        curve: 'curve25519Legacy',
+        userIDs: [{ email: `${user}@example.test` }],
+        format: 'armored',
+      });
+      await page.fill('#pgp-set [name=publicKey]', 'not a key');
+      await page.click('#pgp-set button[type=submit]');
+      await page.waitForSelector('#pgp-set >> xpath=ancestor::section >> .feedback:has-text("armored OpenPGP public key")');
+      await page.fill('#pgp-set [name=publicKey]', publicKey);
+      await page.click('#pgp-set button[type=submit]');
+      await page.waitForSelector('#pgp-status:has-text("new mail stored encrypted")');
+      expect((await app.accounts.get(user)).pgp?.encrypt).toBe(true);
+      expect(errors).toEqual([]);
+      await context.close();
+    }, 60_000);
+  }
 
   it('fits a 375 px phone screen, and answers mistakes in words next to the form they are about', async () => {
     await app.accounts.createUser({ name: 'admin' }, { username: 'lee', password: PW });
@@ -229,9 +239,12 @@ describe('self-service page in a real browser', () => {
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`http://127.0.0.1:${api.port}/`);
-    await page.fill('#signin [name=username]', 'lee');
-    await page.fill('#signin [name=password]', PW);
-    await page.click('#signin button');
+    // By keyboard alone: the user name first, Tab to the password, Enter signs in.
+    await page.focus('#signin [name=username]');
+    await page.keyboard.type('lee');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(PW);
+    await page.keyboard.press('Enter');
     await page.waitForSelector('#account:not([hidden])');
     // Nothing wider than the screen: no sideways scrolling of the page itself.
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
