@@ -56,7 +56,10 @@ export const OPERATION_DOCS: Record<string, OperationDoc> = {
     description: 'Step-up: proves it is still you, so that changes answering 403 step_up_required go through for the step-up window ([api] step_up_window).',
     body: CONFIRM,
   },
-  'DELETE /api/v1/sessions': { description: 'Signs out every web session of this account, this one included.', answer: { signedOut: 3 } },
+  'DELETE /api/v1/sessions': {
+    description: 'Signs out every web session of this account, this one included; with others=true every one but this (after a lost laptop, say).',
+    answer: { signedOut: 3 },
+  },
   'GET /api/v1/me': {
     description: 'The signed-in account: name, role, whether 2FA and PGP storage are on, and whether the password must be changed first.',
     answer: USER,

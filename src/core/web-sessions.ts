@@ -220,8 +220,9 @@ export class WebSessions {
     return gone;
   }
 
-  async signOutEverywhere(user: User): Promise<number> {
-    const n = await this.d.store.sessions.deleteAllOfUser(user.id);
+  /** Ends the account's web sessions; `keep`: this one stays signed in ("sign out my other sessions"). */
+  async signOutEverywhere(user: User, keep?: string): Promise<number> {
+    const n = await this.d.store.sessions.deleteAllOfUser(user.id, keep);
     await this.d.audit.record({
       action: 'session.signout',
       result: 'success',
@@ -229,7 +230,7 @@ export class WebSessions {
       username: user.username,
       actor: user.username,
       protocol: 'http',
-      reason: `all:${n}`,
+      reason: `${keep ? 'others' : 'all'}:${n}`,
     });
     return n;
   }

@@ -199,6 +199,14 @@ describe('web API over HTTP', () => {
     const { events } = await app.store.audit.query({ username: 'alice', action: 'session.signout', limit: 5 }, new Date());
     expect(events).toHaveLength(2);
   });
+  it('signs out the other sessions and keeps this one', async () => {
+    const here = await tokenOf('alice', PW);
+    const there = [await tokenOf('alice', PW), await tokenOf('alice', PW)];
+    expect((await call('DELETE', '/api/v1/sessions?others=true', { token: here })).json.signedOut).toBeGreaterThanOrEqual(2);
+    for (const t of there) expect((await call('GET', '/api/v1/me', { token: t })).status).toBe(401);
+    expect((await call('GET', '/api/v1/me', { token: here })).status).toBe(200);
+    expect((await call('DELETE', '/api/v1/session', { token: here })).status).toBe(204);
+  });
 
   it('changes the password under the policy, and the old one stops working', async () => {
     const t = await tokenOf('alice', PW);

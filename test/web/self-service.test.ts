@@ -356,6 +356,17 @@ describe('every account function of the page', () => {
       expect(Math.round((asp!.expiresAt!.getTime() - Date.now()) / 86_400_000)).toBe(30);
 
       expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(width);
+      // Another sign-in elsewhere, signed out from here; this page stays signed in.
+      const elsewhere = await fetch(`http://127.0.0.1:${api2.port}/api/v1/session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: user, password: 'Brand-new-pass-7' }),
+      });
+      const other = ((await elsewhere.json()) as { token: string }).token;
+      await page.click('#signout-others');
+      await page.waitForSelector('#message:has-text("One other session signed out.")');
+      expect((await fetch(`http://127.0.0.1:${api2.port}/api/v1/me`, { headers: { authorization: `Bearer ${other}` } })).status).toBe(401);
+      expect(await page.isVisible('#account')).toBe(true);
       // Sign out everywhere: this page is back at the sign-in form.
       await page.click('#signout-all');
       await page.waitForSelector('#signin:not([hidden])');

@@ -146,16 +146,20 @@ export const sessionRoutes: FastifyPluginAsync<{ deps: ApiDeps }> = async (api, 
     },
   );
 
-  api.delete(
+  api.delete<{ Querystring: { others?: boolean } }>(
     '/sessions',
     {
       schema: {
         tags: ['session'],
-        summary: 'Sign out every session of this account',
+        summary: 'Sign out every session of this account (others=true: all but this one)',
+        querystring: { type: 'object', additionalProperties: false, properties: { others: { type: 'boolean' } } },
         response: { 200: { type: 'object', properties: { signedOut: { type: 'integer' } } }, ...errors(401, 403) },
       },
       preHandler: requireSessionWith(d.policy),
     },
-    async (req) => ({ signedOut: await d.sessions.signOutEverywhere(sessionOf(req).user) }),
+    async (req) => {
+      const p = sessionOf(req);
+      return { signedOut: await d.sessions.signOutEverywhere(p.user, req.query.others ? p.session.id : undefined) };
+    },
   );
 };

@@ -41,7 +41,7 @@ export const PAGE_HTML = `<!doctype html>
 
 <main id="account" hidden>
   <p>Signed in as <strong id="who"></strong> · two-factor: <span id="twofactor"></span>
-     <button id="signout" type="button">Sign out</button> <button id="signout-all" type="button">Sign out everywhere</button></p>
+     <button id="signout" type="button">Sign out</button> <button id="signout-others" type="button">Sign out my other sessions</button> <button id="signout-all" type="button">Sign out everywhere</button></p>
   <p id="notices" class="notice" role="status"></p>
   <nav aria-label="Sections"><a href="#password">Password</a> · <a href="#totp">Two-factor</a> · <a href="#keys">Security keys</a> · <a href="#apps">App passwords</a> · <a href="#email">Email</a> · <a href="#history-section">History</a></nav>
 
@@ -529,6 +529,13 @@ $('totp-disable').onsubmit = async (ev) => {
     tell(ev.target, 'Two-factor authentication is off.', true);
     await refresh();
   } catch (e) { tell(ev.target, explain(e)); }
+};
+
+$('signout-others').onclick = async () => {
+  try {
+    const r = await api('/sessions?others=true', { method: 'DELETE' });
+    tell(null, r.signedOut === 1 ? 'One other session signed out.' : r.signedOut + ' other sessions signed out.', true);
+  } catch (e) { tell(null, explain(e)); }
 };
 
 $('signout-all').onclick = async () => {
