@@ -167,6 +167,7 @@ const schema = z.strictObject({
     tls_ca: z.string(),
     tls_verify: z.boolean(),
     proxy_protocol: z.enum(['off', 'v1', 'v2']),
+    spare_connections: z.number().int().min(0).max(64),
   }),
 });
 

@@ -130,6 +130,7 @@ export function upstreamSettings(cfg: Config): UpstreamSettings {
     separator: up.master_separator,
     tls: { mode: up.tls, ca: up.tls_ca ? readPem('upstream.tls_ca', up.tls_ca) : null, verify: up.tls_verify },
     proxyProtocol: up.proxy_protocol,
+    spareConnections: up.spare_connections,
   };
 }
 

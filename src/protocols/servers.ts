@@ -144,6 +144,7 @@ export async function startListeners(app: ListenerDeps): Promise<RunningListener
   } catch (err) {
     unsubscribe();
     live.close();
+    ctx.upstream.close();
     await Promise.all(running.map((l) => l.close(0)));
     throw err;
   }
@@ -156,6 +157,7 @@ export async function startListeners(app: ListenerDeps): Promise<RunningListener
       live.close();
       // Stop accepting first, then tell every session to go; what is still open after the
       // grace is closed.
+      ctx.upstream.close();
       const closing = running.map((l) => l.close(graceMs));
       live.endAll();
       for (const s of [...ctx.preLogin]) s.shutdown();

@@ -129,6 +129,31 @@ async function imapLoginLogout(port: number, user: string, pass: string): Promis
 }
 
 /**
+ * Milliseconds from sending LOGIN to its tagged OK, one login at a time on fresh connections
+ * (the greeting already read): what a person waits when a mail app connects. p50 and p99.
+ */
+async function loginLatency(port: number, user: string, pass: string, n: number): Promise<{ p50: number; p99: number }> {
+  const ms: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = await RawClient.open(port);
+    try {
+      await c.until(/^\* OK/);
+      const t0 = process.hrtime.bigint();
+      c.write(`a LOGIN "${user}" "${pass}"\r\n`);
+      const r = await c.until(/^a /);
+      ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (!/^a OK/m.test(r)) throw new Error(`login failed: ${r}`);
+      c.write('b LOGOUT\r\n');
+      await c.until(/^b /);
+    } finally {
+      c.close();
+    }
+  }
+  ms.sort((a, b) => a - b);
+  return { p50: ms[Math.floor(n / 2)]!, p99: ms[Math.min(n - 1, Math.floor(n * 0.99))]! };
+}
+
+/**
  * FETCH BODY[] of message 1 on a bare socket that keeps Buffers, counts bytes and looks for
  * the tagged OK at the tail only, so the client is never the bottleneck.
  */
@@ -252,6 +277,8 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
   const conc = 8;
   const direct = await rate(conc, SECONDS, () => imapLoginLogout(dovecot.imapPort, 'alice', 'upstream-pass'));
   const viaPostern = await rate(conc, SECONDS, () => imapLoginLogout(postern.port, 'alice', postern.asp));
+  const latDirect = await loginLatency(dovecot.imapPort, 'alice', 'upstream-pass', 200);
+  const latPostern = await loginLatency(postern.port, 'alice', postern.asp, 200);
 
   const line = `${'y'.repeat(998)}\r\n`;
   const message = Buffer.from(`Subject: big\r\n\r\n${line.repeat(128 * 1024)}`);
@@ -295,6 +322,10 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
     direct_dovecot_logins_per_s: direct,
     postern_warm_logins_per_s: viaPostern,
     warm_e2e_vs_direct: viaPostern / direct,
+    login_latency_direct_p50_ms: latDirect.p50,
+    login_latency_direct_p99_ms: latDirect.p99,
+    login_latency_postern_p50_ms: latPostern.p50,
+    login_latency_postern_p99_ms: latPostern.p99,
     fetch_message_mb: message.length / 1e6,
     fetch_direct_mb_per_s: fetchDirect,
     fetch_postern_mb_per_s: fetchPostern,
@@ -378,6 +409,12 @@ function printTable(r: Record<string, string | number>) {
     ],
     ['IMAP connect+login+logout/s: Dovecot direct', f(r.direct_dovecot_logins_per_s!), 'baseline'],
     ['IMAP connect+login+logout/s: through postern (warm)', f(r.postern_warm_logins_per_s!), `${f(r.warm_e2e_vs_direct!)} x direct`],
+    ['LOGIN latency p50 / p99 ms, one at a time: Dovecot direct', `${f(r.login_latency_direct_p50_ms!)} / ${f(r.login_latency_direct_p99_ms!)}`, 'baseline'],
+    [
+      'LOGIN latency p50 / p99 ms: through postern (warm)',
+      `${f(r.login_latency_postern_p50_ms!)} / ${f(r.login_latency_postern_p99_ms!)}`,
+      `direct + ${f(Number(r.login_latency_postern_p50_ms) - Number(r.login_latency_direct_p50_ms))} ms at p50`,
+    ],
     [`FETCH ${f(r.fetch_message_mb!)} MB: Dovecot direct MB/s`, f(r.fetch_direct_mb_per_s!), 'baseline'],
     [
       'FETCH through socat (minimal C relay) MB/s',

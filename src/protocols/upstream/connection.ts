@@ -149,6 +149,11 @@ export class UpstreamConnection {
     return { socket: this.socket, pending: this.reader.drain() };
   }
 
+  /** Still open, with nothing unread: a spare that can be used for a login. */
+  get usable(): boolean {
+    return !this.failure && !this.socket.destroyed && this.reader.buffered === 0;
+  }
+
   close(): void {
     this.socket.destroy();
   }

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { proxyHeader } from '../proxy-protocol.js';
 import { b64 } from '../sasl.js';
 import { UpstreamConnection, upstreamDown, type Endpoint, type UpstreamTls } from './connection.js';
+import { SpareConnections } from './spares.js';
 
 export interface UpstreamSettings {
   /** Dovecot: IMAP, POP3 and LMTP. */
@@ -20,6 +21,8 @@ export interface UpstreamSettings {
   tls: UpstreamTls;
   /** A PROXY protocol header first on every IMAP and POP3 connection (Dovecot's haproxy listeners). */
   proxyProtocol: 'off' | 'v1' | 'v2';
+  /** Greeted connections kept ready per protocol (none with the PROXY protocol: its header names the client). */
+  spareConnections: number;
 }
 
 export interface ClientInfo {
@@ -42,7 +45,74 @@ const imapQuote = (s: string) => `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 
 /** Logs in to the upstream as the user, on the master credentials postern holds. */
 export class MailUpstream {
-  constructor(private readonly s: UpstreamSettings) {}
+  private readonly spares: { imap: SpareConnections; pop3: SpareConnections } | null;
+
+  constructor(private readonly s: UpstreamSettings) {
+    const keep = s.proxyProtocol === 'off' ? s.spareConnections : 0;
+    this.spares =
+      keep > 0
+        ? { imap: new SpareConnections(() => this.greeted('imap', null), keep), pop3: new SpareConnections(() => this.greeted('pop3', null), keep) }
+        : null;
+  }
+
+  /** Closes the spare connections (postern is stopping). */
+  close(): void {
+    this.spares?.imap.close();
+    this.spares?.pop3.close();
+  }
+
+  /** A connection to the IMAP or POP3 port, greeted and (with STARTTLS) upgraded: ready for the login. */
+  private async greeted(kind: 'imap' | 'pop3', client: ClientInfo | null): Promise<UpstreamConnection> {
+    const port = kind === 'imap' ? this.s.imapPort : this.s.pop3Port;
+    const conn = await UpstreamConnection.open(client ? this.mailEndpoint(port, client) : this.endpoint(port));
+    try {
+      const greeting = await conn.line();
+      if (kind === 'imap') {
+        if (!greeting.startsWith('* OK')) throw upstreamDown(`IMAP greeting "${greeting.slice(0, 80)}"`);
+        if (conn.startTlsWanted) {
+          conn.write('P0 STARTTLS\r\n');
+          const { tagged } = await this.imapTagged(conn, 'P0');
+          if (!/^P0 OK/i.test(tagged)) throw upstreamDown(`IMAP STARTTLS refused: ${tagged.slice(3, 120)}`);
+          await conn.upgrade();
+        }
+      } else {
+        if (!greeting.startsWith('+OK')) throw upstreamDown(`POP3 greeting "${greeting.slice(0, 80)}"`);
+        if (conn.startTlsWanted) {
+          conn.write('STLS\r\n');
+          const r = await conn.line();
+          if (!r.startsWith('+OK')) throw upstreamDown(`POP3 STLS refused: ${r.slice(0, 80)}`);
+          await conn.upgrade();
+        }
+      }
+      return conn;
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Runs a login on a greeted connection: a spare when there is one. A spare the upstream
+   * closed meanwhile (a restart, its idle timeout) costs one retry on a new connection, never
+   * the user's login.
+   */
+  private async withGreeted<T>(kind: 'imap' | 'pop3', client: ClientInfo, login: (conn: UpstreamConnection) => Promise<T>): Promise<T> {
+    const pool = this.spares?.[kind];
+    const { conn, spare } = pool ? await pool.take() : { conn: await this.greeted(kind, client), spare: false };
+    try {
+      return await login(conn);
+    } catch (err) {
+      conn.close();
+      if (!spare || (err instanceof PosternError && err.code === 'no_mailbox')) throw err;
+      const fresh = await this.greeted(kind, client);
+      try {
+        return await login(fresh);
+      } catch (again) {
+        fresh.close();
+        throw again;
+      }
+    }
+  }
 
   private plain(username: string): string {
     const { masterUser, masterPassword, separator } = this.s;
@@ -67,16 +137,7 @@ export class MailUpstream {
 
   /** An IMAP connection logged in as the user, still read line by line, and its capabilities. */
   private async imapLogin(username: string, client: ClientInfo): Promise<{ conn: UpstreamConnection; capabilities: string }> {
-    const conn = await UpstreamConnection.open(this.mailEndpoint(this.s.imapPort, client));
-    try {
-      const greeting = await conn.line();
-      if (!greeting.startsWith('* OK')) throw upstreamDown(`IMAP greeting "${greeting.slice(0, 80)}"`);
-      if (conn.startTlsWanted) {
-        conn.write('P0 STARTTLS\r\n');
-        const { tagged } = await this.imapTagged(conn, 'P0');
-        if (!/^P0 OK/i.test(tagged)) throw upstreamDown(`IMAP STARTTLS refused: ${tagged.slice(3, 120)}`);
-        await conn.upgrade();
-      }
+    return this.withGreeted('imap', client, async (conn) => {
       // The client's real address reaches the upstream (Dovecot trusts it from login_trusted_networks).
       const id = [
         ['x-originating-ip', client.ip],
@@ -103,10 +164,7 @@ export class MailUpstream {
         caps = capabilityLine((await this.imapTagged(conn, 'P3')).untagged) ?? 'IMAP4rev1';
       }
       return { conn, capabilities: caps };
-    } catch (err) {
-      conn.close();
-      throw err;
-    }
+    });
   }
 
   async imap(username: string, client: ClientInfo): Promise<UpstreamSession> {
@@ -164,16 +222,7 @@ export class MailUpstream {
   }
 
   async pop3(username: string, client: ClientInfo): Promise<UpstreamSession> {
-    const conn = await UpstreamConnection.open(this.mailEndpoint(this.s.pop3Port, client));
-    try {
-      const greeting = await conn.line();
-      if (!greeting.startsWith('+OK')) throw upstreamDown(`POP3 greeting "${greeting.slice(0, 80)}"`);
-      if (conn.startTlsWanted) {
-        conn.write('STLS\r\n');
-        const r = await conn.line();
-        if (!r.startsWith('+OK')) throw upstreamDown(`POP3 STLS refused: ${r.slice(0, 80)}`);
-        await conn.upgrade();
-      }
+    return this.withGreeted('pop3', client, async (conn) => {
       conn.write('CAPA\r\n');
       const capa = await this.pop3Multiline(conn);
       if (capa.some((l) => /^XCLIENT\b/i.test(l))) {
@@ -189,10 +238,7 @@ export class MailUpstream {
         throw new PosternError('no_mailbox', `the mail server refused the account ${username}: ${r.slice(5, 120)}`);
       if (!r.startsWith('+OK')) throw upstreamDown(`POP3 login for ${username} refused: ${r.slice(0, 120)}`);
       return { ...conn.handOver(), capabilities: '' };
-    } catch (err) {
-      conn.close();
-      throw err;
-    }
+    });
   }
 
   private async pop3Multiline(conn: UpstreamConnection): Promise<string[]> {
