@@ -374,4 +374,27 @@ describe('every account function of the page', () => {
       await page.close();
     }, 60_000);
   }
+
+  for (const width of [1280, 375]) {
+    it(`deletes the account from the page, after refusing a wrong password (${width} px)`, async () => {
+      const user = `gone${width}`;
+      await app2.accounts.createUser({ name: 'admin' }, { username: user, password: PW });
+      const page = await browser.newPage({ viewport: { width, height: 900 } });
+      await page.goto(`http://127.0.0.1:${api2.port}/`);
+      await page.fill('#signin [name=username]', user);
+      await page.fill('#signin [name=password]', PW);
+      await page.click('#signin button');
+      await page.waitForSelector('#account:not([hidden])');
+      await page.fill('#delete-account [name=password]', 'Wrong-pass-9');
+      await page.check('#delete-account [name=sure]');
+      await page.click('#delete-account button');
+      await page.locator('#delete .feedback').filter({ hasText: 'That user name and password do not match.' }).waitFor();
+      expect(await app2.store.users.findByName(user)).not.toBeNull();
+      await page.fill('#delete-account [name=password]', PW);
+      await page.click('#delete-account button');
+      await page.waitForSelector('#signin .feedback:has-text("Your account was deleted.")');
+      expect(await app2.store.users.findByName(user)).toBeNull();
+      await page.close();
+    }, 60_000);
+  }
 });

@@ -43,7 +43,7 @@ export const PAGE_HTML = `<!doctype html>
   <p>Signed in as <strong id="who"></strong> · two-factor: <span id="twofactor"></span>
      <button id="signout" type="button">Sign out</button> <button id="signout-others" type="button">Sign out my other sessions</button> <button id="signout-all" type="button">Sign out everywhere</button></p>
   <p id="notices" class="notice" role="status"></p>
-  <nav aria-label="Sections"><a href="#password">Password</a> · <a href="#totp">Two-factor</a> · <a href="#keys">Security keys</a> · <a href="#apps">App passwords</a> · <a href="#email">Email</a> · <a href="#history-section">History</a></nav>
+  <nav aria-label="Sections"><a href="#password">Password</a> · <a href="#totp">Two-factor</a> · <a href="#keys">Security keys</a> · <a href="#apps">App passwords</a> · <a href="#email">Email</a> · <a href="#history-section">History</a> · <a href="#delete">Delete account</a></nav>
 
   <section id="stepup" hidden>
     <h2>Confirm it is you</h2>
@@ -147,6 +147,18 @@ export const PAGE_HTML = `<!doctype html>
     <form id="email-set">
       <label>Email address <input type="email" name="email" autocomplete="email" placeholder="you@example.org"></label>
       <button type="submit">Save</button> <span class="notice">Leave it empty to get no notices.</span>
+    </form>
+  </section>
+
+  <section id="delete">
+    <h2>Delete my account</h2>
+    <p class="feedback" role="status" aria-live="polite"></p>
+    <p>This removes your sign-in, app passwords, keys and sessions here. Your mailbox on the mail server stays.</p>
+    <form id="delete-account">
+      <label>Password <input type="password" name="password" autocomplete="current-password" required></label>
+      <label>Authenticator or recovery code (when two-factor is on) <input type="text" name="code" autocomplete="one-time-code"></label>
+      <label><input type="checkbox" name="sure" required> I understand this cannot be undone</label>
+      <button type="submit">Delete my account</button>
     </form>
   </section>
 
@@ -528,6 +540,21 @@ $('totp-disable').onsubmit = async (ev) => {
     ev.target.reset();
     tell(ev.target, 'Two-factor authentication is off.', true);
     await refresh();
+  } catch (e) { tell(ev.target, explain(e)); }
+};
+
+$('delete-account').onsubmit = async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const code = String(f.get('code') || '').trim();
+  const body = { password: String(f.get('password')) };
+  if (code) body[/^[0-9]{6}$/.test(code) ? 'totp' : 'recoveryCode'] = code;
+  try {
+    await api('/me', { method: 'DELETE', body });
+    sessionStorage.removeItem('postern-token');
+    $('account').hidden = true;
+    $('signin').hidden = false;
+    tell($('signin'), 'Your account was deleted.', true);
   } catch (e) { tell(ev.target, explain(e)); }
 };
 
