@@ -62,7 +62,9 @@ const vitest = spawnSync(
 // No results file: vitest itself failed, which counts as one failure.
 const r = existsSync(results) ? JSON.parse(readFileSync(results, 'utf8')) : { numPassedTests: 0, numFailedTests: 1, numPendingTests: 0 };
 const passed = r.numPassedTests;
-const failed = r.numFailedTests + (r.numFailedTestSuites ?? 0) + lintFailed;
+// A file that failed without a failed test (it did not load, a hook threw) counts as one.
+const brokenFiles = (r.testResults ?? []).filter((f) => f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed')).length;
+const failed = r.numFailedTests + brokenFiles + lintFailed;
 const skipped = r.numPendingTests + (r.numTodoTests ?? 0);
 if (skipped) console.log(`${skipped} skipped (MongoDB contract runs only when MONGODB_URL is set)`);
 console.log(`${passed} passed, ${failed} failed`);
