@@ -460,6 +460,14 @@ $('apple-qr').onclick = async () => {
   } catch (e) { tell($('apple-qr'), explain(e)); }
 };
 
+/** The password, and the code typed beside it as a TOTP (6 digits) or a recovery code. */
+const proof = (f) => {
+  const code = String(f.get('code') || '').trim();
+  const body = { password: String(f.get('password')) };
+  if (code) body[/^[0-9]{6}$/.test(code) ? 'totp' : 'recoveryCode'] = code;
+  return body;
+};
+
 /**
  * Runs a change; when the API asks to confirm it is you (step_up_required), shows the form for
  * that, and runs the change again once confirmed.
@@ -478,10 +486,7 @@ const confirmed = async (where, change) => {
 };
 $('stepup-form').onsubmit = async (ev) => {
   ev.preventDefault();
-  const f = new FormData(ev.target);
-  const code = String(f.get('code') || '').trim();
-  const body = { password: String(f.get('password')) };
-  if (code) body[/^[0-9]{6}$/.test(code) ? 'totp' : 'recoveryCode'] = code;
+  const body = proof(new FormData(ev.target));
   try {
     await api('/session/confirm', { method: 'POST', body });
     ev.target.reset();
@@ -531,10 +536,7 @@ $('recovery-new').onclick = async () => {
 
 $('totp-disable').onsubmit = async (ev) => {
   ev.preventDefault();
-  const f = new FormData(ev.target);
-  const code = String(f.get('code') || '').trim();
-  const body = { password: String(f.get('password')) };
-  body[/^[0-9]{6}$/.test(code) ? 'totp' : 'recoveryCode'] = code;
+  const body = proof(new FormData(ev.target));
   try {
     await api('/me/totp/disable', { method: 'POST', body });
     ev.target.reset();
@@ -545,10 +547,7 @@ $('totp-disable').onsubmit = async (ev) => {
 
 $('delete-account').onsubmit = async (ev) => {
   ev.preventDefault();
-  const f = new FormData(ev.target);
-  const code = String(f.get('code') || '').trim();
-  const body = { password: String(f.get('password')) };
-  if (code) body[/^[0-9]{6}$/.test(code) ? 'totp' : 'recoveryCode'] = code;
+  const body = proof(new FormData(ev.target));
   try {
     await api('/me', { method: 'DELETE', body });
     sessionStorage.removeItem('postern-token');
