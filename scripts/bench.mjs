@@ -9,7 +9,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 // Debian packages the benchmark runs: command → packages.
-const DEBIAN = { dovecot: ['dovecot-imapd', 'dovecot-pop3d', 'dovecot-lmtpd'], socat: ['socat'] };
+const DEBIAN = { dovecot: ['dovecot-imapd', 'dovecot-pop3d', 'dovecot-lmtpd'], socat: ['socat'], nginx: ['nginx', 'libnginx-mod-mail'] };
 const missing = Object.entries(DEBIAN)
   .filter(([cmd]) => !have(cmd))
   .flatMap(([, pkgs]) => pkgs);

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 //   --seconds S     length of each timed phase (default 5)
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
@@ -200,7 +200,7 @@ function rssKb(pid: number): number {
 }
 
 /** postern as its own process (as in production), so that its RSS and its CPU are its own. */
-async function startPosternProcess(dovecot: Dovecot) {
+async function startPosternProcess(dovecot: Dovecot, extra: Record<string, string> = {}) {
   const root = fileURLToPath(new URL('../..', import.meta.url));
   const port = await freePort();
   const env = {
@@ -220,6 +220,7 @@ async function startPosternProcess(dovecot: Dovecot) {
     POSTERN_UPSTREAM__IMAP_PORT: String(dovecot.imapPort),
     POSTERN_UPSTREAM__MASTER_USER: dovecot.masterUser,
     POSTERN_UPSTREAM__MASTER_PASSWORD: dovecot.masterPassword,
+    ...extra,
   };
   const cli = (args: string[], input = '') => execFileSync(join(root, 'bin/postern'), args, { input, env, encoding: 'utf8' });
   cli(['user', 'add', 'alice'], `${PASSWORD}\n`);
@@ -255,6 +256,51 @@ async function startPosternProcess(dovecot: Dovecot) {
   };
 }
 
+/**
+ * nginx's mail proxy (Debian's module) asking a postern process's auth_http endpoint, the
+ * way sites run it: nginx carries the session, postern only decides. The peer baseline for
+ * postern's own relay.
+ */
+async function startNginxBaseline(dovecot: Dovecot) {
+  const apiPort = await freePort();
+  const decider = await startPosternProcess(dovecot, {
+    POSTERN_API__ENABLED: 'true',
+    POSTERN_API__PORT: String(apiPort),
+    POSTERN_NGINX__ENABLED: 'true',
+    POSTERN_UPSTREAM__LOGIN: 'separator',
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'postern-bench-nginx-'));
+  const port = await freePort();
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    [
+      'load_module /usr/lib/nginx/modules/ngx_mail_module.so;',
+      `pid ${dir}/nginx.pid;`,
+      `error_log ${dir}/error.log warn;`,
+      'daemon off;',
+      'worker_processes 1;',
+      `events { worker_connections ${IDLE * 2 + 200}; }`,
+      'mail {',
+      '  server_name bench.postern.test;',
+      `  auth_http 127.0.0.1:${apiPort}/auth/nginx;`,
+      `  server { listen 127.0.0.1:${port}; protocol imap; }`,
+      '}',
+      '',
+    ].join('\n'),
+  );
+  const proc = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: 'ignore' });
+  await waitFor('nginx', () => imapLoginLogout(port, 'alice', decider.asp), 30_000);
+  return {
+    port,
+    asp: decider.asp,
+    pid: proc.pid!,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      await decider.stop();
+    },
+  };
+}
+
 /** Seconds per APPEND of `message`, over one session, best of `n`. */
 async function appendSeconds(port: number, user: string, pass: string, message: Buffer, n: number): Promise<number> {
   const c = new ImapFlow({ host: '127.0.0.1', port, secure: false, doSTARTTLS: false, auth: { user, pass }, logger: false });
@@ -272,13 +318,19 @@ async function appendSeconds(port: number, user: string, pass: string, message: 
   }
 }
 
-async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string; piaAsp: string; pid: number }) {
+async function e2eFigures(
+  dovecot: Dovecot,
+  postern: { port: number; asp: string; piaAsp: string; pid: number },
+  nginx: { port: number; asp: string; pid: number },
+) {
   log('end-to-end logins and FETCH throughput...');
   const conc = 8;
   const direct = await rate(conc, SECONDS, () => imapLoginLogout(dovecot.imapPort, 'alice', 'upstream-pass'));
   const viaPostern = await rate(conc, SECONDS, () => imapLoginLogout(postern.port, 'alice', postern.asp));
+  const viaNginx = await rate(conc, SECONDS, () => imapLoginLogout(nginx.port, 'alice', nginx.asp));
   const latDirect = await loginLatency(dovecot.imapPort, 'alice', 'upstream-pass', 200);
   const latPostern = await loginLatency(postern.port, 'alice', postern.asp, 200);
+  const latNginx = await loginLatency(nginx.port, 'alice', nginx.asp, 200);
 
   const line = `${'y'.repeat(998)}\r\n`;
   const message = Buffer.from(`Subject: big\r\n\r\n${line.repeat(128 * 1024)}`);
@@ -293,6 +345,7 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
   let fetchDirect = 0;
   let fetchPostern = 0;
   let fetchSocat = 0;
+  let fetchNginx = 0;
   let fetchInspected = 0;
   let relayed = 0;
   let relayCpu = 0;
@@ -305,6 +358,8 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
     fetchDirect = Math.max(fetchDirect, d.bytes / 1e6 / d.seconds);
     const x = await fetchBytes(socatPort, 'alice', 'upstream-pass');
     fetchSocat = Math.max(fetchSocat, x.bytes / 1e6 / x.seconds);
+    const n = await fetchBytes(nginx.port, 'alice', nginx.asp);
+    fetchNginx = Math.max(fetchNginx, n.bytes / 1e6 / n.seconds);
     const cpu0 = cpuSeconds(postern.pid);
     const p = await fetchBytes(postern.port, 'alice', postern.asp);
     relayCpu += cpuSeconds(postern.pid) - cpu0;
@@ -322,6 +377,10 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
     direct_dovecot_logins_per_s: direct,
     postern_warm_logins_per_s: viaPostern,
     warm_e2e_vs_direct: viaPostern / direct,
+    nginx_logins_per_s: viaNginx,
+    nginx_vs_direct: viaNginx / direct,
+    login_latency_nginx_p50_ms: latNginx.p50,
+    login_latency_nginx_p99_ms: latNginx.p99,
     login_latency_direct_p50_ms: latDirect.p50,
     login_latency_direct_p99_ms: latDirect.p99,
     login_latency_postern_p50_ms: latPostern.p50,
@@ -332,6 +391,8 @@ async function e2eFigures(dovecot: Dovecot, postern: { port: number; asp: string
     fetch_vs_direct: fetchPostern / fetchDirect,
     fetch_socat_mb_per_s: fetchSocat,
     fetch_vs_socat: fetchPostern / fetchSocat,
+    fetch_nginx_mb_per_s: fetchNginx,
+    fetch_vs_nginx: fetchPostern / fetchNginx,
     fetch_inspected_mb_per_s: fetchInspected,
     fetch_inspected_vs_direct: fetchInspected / fetchDirect,
     append_mb: draft.length / 1e6,
@@ -376,7 +437,9 @@ async function main() {
   let postern: Awaited<ReturnType<typeof startPosternProcess>> | null = null;
   try {
     postern = await startPosternProcess(dovecot);
-    const e2e = await e2eFigures(dovecot, postern);
+    const nginx = await startNginxBaseline(dovecot);
+    const e2e = await e2eFigures(dovecot, postern, nginx);
+    await nginx.stop();
     // A fresh process for the memory figure: garbage from the phases above would be
     // collected in the middle of it and hide the cost of the sessions.
     await postern.stop();
@@ -409,11 +472,17 @@ function printTable(r: Record<string, string | number>) {
     ],
     ['IMAP connect+login+logout/s: Dovecot direct', f(r.direct_dovecot_logins_per_s!), 'baseline'],
     ['IMAP connect+login+logout/s: through postern (warm)', f(r.postern_warm_logins_per_s!), `${f(r.warm_e2e_vs_direct!)} x direct`],
+    ['IMAP connect+login+logout/s: nginx mail proxy, postern deciding', f(r.nginx_logins_per_s!), `${f(r.nginx_vs_direct!)} x direct`],
     ['LOGIN latency p50 / p99 ms, one at a time: Dovecot direct', `${f(r.login_latency_direct_p50_ms!)} / ${f(r.login_latency_direct_p99_ms!)}`, 'baseline'],
     [
       'LOGIN latency p50 / p99 ms: through postern (warm)',
       `${f(r.login_latency_postern_p50_ms!)} / ${f(r.login_latency_postern_p99_ms!)}`,
       `direct + ${f(Number(r.login_latency_postern_p50_ms) - Number(r.login_latency_direct_p50_ms))} ms at p50`,
+    ],
+    [
+      'LOGIN latency p50 / p99 ms: nginx mail proxy, postern deciding',
+      `${f(r.login_latency_nginx_p50_ms!)} / ${f(r.login_latency_nginx_p99_ms!)}`,
+      `direct + ${f(Number(r.login_latency_nginx_p50_ms) - Number(r.login_latency_direct_p50_ms))} ms at p50`,
     ],
     [`FETCH ${f(r.fetch_message_mb!)} MB: Dovecot direct MB/s`, f(r.fetch_direct_mb_per_s!), 'baseline'],
     [
@@ -421,7 +490,12 @@ function printTable(r: Record<string, string | number>) {
       f(r.fetch_socat_mb_per_s!),
       `${f(Number(r.fetch_socat_mb_per_s) / Number(r.fetch_direct_mb_per_s))} x direct`,
     ],
-    ['FETCH through postern MB/s', f(r.fetch_postern_mb_per_s!), `${f(r.fetch_vs_direct!)} x direct, ${f(r.fetch_vs_socat!)} x socat`],
+    ['FETCH through nginx mail proxy MB/s', f(r.fetch_nginx_mb_per_s!), `${f(Number(r.fetch_nginx_mb_per_s) / Number(r.fetch_direct_mb_per_s))} x direct`],
+    [
+      'FETCH through postern MB/s',
+      f(r.fetch_postern_mb_per_s!),
+      `${f(r.fetch_vs_direct!)} x direct, ${f(r.fetch_vs_socat!)} x socat, ${f(r.fetch_vs_nginx!)} x nginx`,
+    ],
     ['  postern CPU seconds per GB relayed', f(r.relay_cpu_s_per_gb!), `${f(1 / Number(r.relay_cpu_s_per_gb))} GB/s per core`],
     ['FETCH through postern, PGP user (session read) MB/s', f(r.fetch_inspected_mb_per_s!), `${f(r.fetch_inspected_vs_direct!)} x direct`],
     [`APPEND ${f(r.append_mb!)} MB: Dovecot direct ms`, f(r.append_direct_ms!), 'baseline'],
