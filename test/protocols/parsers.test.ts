@@ -5,14 +5,7 @@ import { ImapCommandAssembler, ImapSyntaxError, type ImapCommand } from '../../s
 import { LineReader, LineTooLong } from '../../src/protocols/line-reader.js';
 import { SaslExchange, decodePlain } from '../../src/protocols/sasl.js';
 import { dotStuff } from '../../src/protocols/upstream/smtp-client.js';
-
-/** Every way of cutting `input` in two, and the one-byte-at-a-time feed. */
-function feeds(input: Buffer): Buffer[][] {
-  const out: Buffer[][] = [];
-  for (let at = 0; at <= input.length; at++) out.push([input.subarray(0, at), input.subarray(at)]);
-  out.push([...input].map((b) => Buffer.from([b])));
-  return out;
-}
+import { feeds } from '../helpers/feeds.js';
 
 describe('LineReader', () => {
   const input = Buffer.from('a1 NOOP\r\nbare LF line\n\r\nwith \u00e9 utf-8\r\npartial');

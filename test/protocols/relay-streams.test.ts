@@ -4,13 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { CommandStream, ResponseStream } from '../../src/protocols/imap/encrypting-relay.js';
 import { ByteBudget } from '../../src/protocols/limits.js';
+import { feeds } from '../helpers/feeds.js';
 
-function feeds(input: Buffer): Buffer[][] {
-  const out: Buffer[][] = [];
-  for (let at = 0; at <= input.length; at++) out.push([input.subarray(0, at), input.subarray(at)]);
-  out.push([...input].map((b) => Buffer.from([b])));
-  return out;
-}
 const ticks = async (n = 20) => {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
 };

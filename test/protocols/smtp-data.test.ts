@@ -31,6 +31,16 @@ afterAll(async () => {
   await relay?.close();
 });
 
+/** A submission client of alice's through postern (STARTTLS), with the given ASP. */
+const submitting = (pass: string) =>
+  nodemailer.createTransport({
+    host: '127.0.0.1',
+    port: gw.ports.submission,
+    secure: false,
+    tls: { rejectUnauthorized: false },
+    auth: { user: 'alice@example.test', pass },
+  });
+
 /** An IMAP client of alice's through postern. */
 const aliceImap = () =>
   new ImapFlow({
@@ -120,13 +130,7 @@ describe('LMTP, who delivered', () => {
 describe('submission', () => {
   it('never relays a message over the size limit, and relays one within it', async () => {
     const { password } = await gw.app.accounts.createAsp({ name: 'test' }, 'alice@example.test', { description: '', scopes: ['smtp'] });
-    const t = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: gw.ports.submission,
-      secure: false,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'alice@example.test', pass: password },
-    });
+    const t = submitting(password);
     await expect(t.sendMail({ from: 'alice@example.test', to: 'bob@example.org', text: 'y'.repeat(LIMIT * 3) })).rejects.toMatchObject({ responseCode: 552 });
     expect(relay.inbox).toHaveLength(0);
     await t.sendMail({ from: 'alice@example.test', to: 'bob@example.org', subject: 'small', text: 'fits' });
@@ -138,13 +142,7 @@ describe('submission', () => {
 describe('submission recipients', () => {
   it("settles each recipient with the relay at RCPT time: one refused, the others get the mail and DATA's 250 is true", async () => {
     const { password } = await gw.app.accounts.createAsp({ name: 'test' }, 'alice@example.test', { description: '', scopes: ['smtp'] });
-    const t = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: gw.ports.submission,
-      secure: false,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'alice@example.test', pass: password },
-    });
+    const t = submitting(password);
     const before = relay.inbox.length;
     const info = await t.sendMail({
       from: 'alice@example.test',

@@ -260,8 +260,8 @@ const explain = (e) => {
 
 /** Shows a line next to the form it is about (its section's feedback), as an error or a confirmation. */
 const tell = (where, text, ok) => {
-  const box = (where && where.closest && where.closest('section, #signin')) ? where.closest('section, #signin').querySelector('.feedback') : null;
-  const el = box || $('message');
+  const section = where && where.closest ? where.closest('section, #signin') : null;
+  const el = (section && section.querySelector('.feedback')) || $('message');
   el.textContent = text || '';
   el.classList.toggle('error', Boolean(text) && !ok);
   el.classList.toggle('ok', Boolean(text) && Boolean(ok));
