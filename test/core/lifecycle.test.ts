@@ -120,6 +120,20 @@ describe('live mail sessions are checked again by the core rules', () => {
   });
 });
 
+describe('profile links', () => {
+  it('open once within their lifetime, and never after it', async () => {
+    const s = await ok();
+    const me = { name: 'alice', sessionId: s.session.id };
+    const used = await c.accounts.issueProfileLink(me, 'alice');
+    expect((await c.accounts.redeemProfileLink(used.token, '192.0.2.10')).asp.scopes).toEqual(['imap', 'smtp']);
+    await expect(c.accounts.redeemProfileLink(used.token, '192.0.2.10')).rejects.toMatchObject({ code: 'not_found' });
+    const late = await c.accounts.issueProfileLink(me, 'alice');
+    c.clock.advance(10 * 60_000);
+    await expect(c.accounts.redeemProfileLink(late.token, '192.0.2.10')).rejects.toMatchObject({ code: 'not_found' });
+    await expect(c.accounts.redeemProfileLink(`${s.user.id}.guessed`, null)).rejects.toMatchObject({ code: 'not_found' });
+  });
+});
+
 describe('step-up: sensitive changes need a recent proof', () => {
   it('allows them within the window after a sign-in, and again after the password is entered anew', async () => {
     const s = await ok();
@@ -130,6 +144,8 @@ describe('step-up: sensitive changes need a recent proof', () => {
     await expect(c.accounts.setupTotp(me, 'alice')).rejects.toMatchObject({ code: 'step_up_required' });
     await expect(c.accounts.regenerateRecoveryCodes(me, 'alice')).rejects.toMatchObject({ code: 'step_up_required' });
     await expect(c.accounts.setPgpKey(me, 'alice', null, false)).rejects.toMatchObject({ code: 'step_up_required' });
+    await expect(c.accounts.issueProfileLink(me, 'alice')).rejects.toMatchObject({ code: 'step_up_required' });
+    await expect(c.accounts.setEmail(me, 'alice', 'alice@example.org')).rejects.toMatchObject({ code: 'step_up_required' });
     await expect(c.sessions.createApiToken(me, 'auditor', '', null)).rejects.toMatchObject({ code: 'step_up_required' });
     expect((await c.sessions.confirm({ session: s.session, user: s.user }, { password: 'Wrong-pass-9!', ip: null, userAgent: null })).ok).toBe(false);
     await expect(c.accounts.createAsp(me, 'alice', { description: 'tablet', scopes: ['imap'] })).rejects.toMatchObject({ code: 'step_up_required' });
