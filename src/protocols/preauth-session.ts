@@ -3,7 +3,7 @@ import { fail } from '../core/authenticate.js';
 import { PosternError } from '../core/errors.js';
 import type { AuthResult, ProtocolScope } from '../core/types.js';
 import { clientInfo, newSessionId, startTls, type FrontendContext } from './context.js';
-import { splice } from './relay.js';
+import { endRelayed, splice } from './relay.js';
 import { LineReader, LineTooLong } from './line-reader.js';
 import type { ProxiedPeer } from './proxy-protocol.js';
 import type { ClientInfo, UpstreamSession } from './upstream/mail-upstream.js';
@@ -247,7 +247,9 @@ export abstract class PreauthSession {
       return this.send(`${prefix}${this.words.refusal(fail('temporary_failure'))}`);
     }
     if (!taken) return this.send(`${prefix}${this.words.tooManySessions}`);
-    const release = once(() => void this.ctx.slots.release(slot, this.id).catch(() => undefined));
+    const { slots } = this.ctx;
+    const id = this.id;
+    const release = once(() => void slots.release(slot, id).catch(() => undefined));
     try {
       const relay = await this.relayFor(result);
       const up = await this.openUpstream(result.username, clientInfo(this.socket, this.id, this.peer));
@@ -259,24 +261,27 @@ export abstract class PreauthSession {
       this.handedOver = true;
       this.releasePreauth();
       this.detach(this.socket);
-      this.ctx.onSession?.(this.scope, 1);
+      // From here the session object is let go: what the relayed session keeps alive is
+      // captured below by value (an idle session's memory is mostly these closures).
+      const { ctx, scope, words } = this;
+      ctx.onSession?.(scope, 1);
       const client = this.socket;
-      const unregister = this.ctx.live.add(result.grant, result.username, this.id, (why) =>
-        endRelayed(client, up, why === 'shutdown' ? this.words.shuttingDown : this.words.credentialChanged),
+      const upstream = up.socket;
+      const unregister = ctx.live.add(result.grant, result.username, this.id, (why) =>
+        endRelayed(client, upstream, why === 'shutdown' ? words.shuttingDown : words.credentialChanged),
       );
       relay(
         client,
         up,
         this.reader.drain(),
         () => {
-          this.done = true;
-          this.ctx.onSession?.(this.scope, -1);
+          ctx.onSession?.(scope, -1);
           unregister();
           release();
         },
         this.clientEnded,
       );
-      this.socket.resume();
+      client.resume();
     } catch (err) {
       release();
       this.ctx.onUpstreamError?.(this.scope);
@@ -285,24 +290,6 @@ export abstract class PreauthSession {
       this.send(`${prefix}${noMailbox ? this.words.noMailbox : this.words.upstreamDown}`);
     }
   }
-}
-
-/**
- * Ends a relayed session from outside: nothing more flows either way, the client gets the
- * protocol's last line, then both sockets close (at the latest after 5 s).
- */
-function endRelayed(client: Socket, up: UpstreamSession, line: string): void {
-  up.socket.unpipe(client);
-  client.unpipe(up.socket);
-  up.socket.pause();
-  client.pause();
-  const destroy = () => {
-    client.destroy();
-    up.socket.destroy();
-  };
-  setTimeout(destroy, 5000).unref();
-  if (client.writable) client.end(`${line}\r\n`, destroy);
-  else destroy();
 }
 
 function once(fn: () => void): () => void {
