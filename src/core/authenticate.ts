@@ -109,6 +109,18 @@ export class Authenticator {
   constructor(private readonly d: AuthDeps) {}
 
   async authenticate(req: AuthRequest): Promise<AuthResult> {
+    const { result, recorded } = await this.decideAndRecord(req);
+    await recorded;
+    return result;
+  }
+
+  /**
+   * The decision as soon as it is made, and its audit event being stored. An edge may start
+   * what the answer needs (opening the upstream session) while the event is written, but lets
+   * nobody in, and answers nothing, before `recorded` has settled; when it rejects (the event
+   * could be neither stored nor spooled) the answer is a temporary failure.
+   */
+  async decideAndRecord(req: AuthRequest): Promise<{ result: AuthResult; recorded: Promise<void> }> {
     const started = performance.now();
     const username = normalizeUsername(req.username);
     let outcome: Outcome;
@@ -132,7 +144,7 @@ export class Authenticator {
       session: req.sessionId ?? null,
       ms: Math.round((performance.now() - started) * 10) / 10,
     });
-    await this.d.audit.record({
+    const recorded = this.d.audit.record({
       action: 'auth',
       result: verdict,
       reason,
@@ -145,7 +157,10 @@ export class Authenticator {
       sessionId: req.sessionId ?? null,
       userAgent: req.userAgent ?? null,
     });
-    return result;
+    // Handled here as well, so that a failure before the caller awaits it is not reported as
+    // unhandled; the caller still sees it.
+    recorded.catch(() => undefined);
+    return { result, recorded };
   }
 
   private async decide(req: AuthRequest, username: string): Promise<Outcome> {

@@ -223,7 +223,7 @@ export abstract class PreauthSession {
    * once the upstream session is ready.
    */
   protected async login(username: string, password: string, ok: (up: UpstreamSession) => string, prefix = ''): Promise<void> {
-    const result = await this.ctx.auth.authenticate({
+    const { result, recorded } = await this.ctx.auth.decideAndRecord({
       username,
       secret: password,
       scope: this.scope,
@@ -233,69 +233,99 @@ export abstract class PreauthSession {
       userAgent: this.clientName,
     });
     if (!result.ok) {
+      await recorded;
       this.send(`${prefix}${this.words.refusal(result)}`);
       if (result.reason !== 'temporary_failure' && ++this.failures >= this.ctx.settings.maxAuthFailures) {
         this.close(this.words.tooManyFailures);
       }
       return;
     }
+    // The upstream login runs while the audit event is written (a user waits for the longer of
+    // the two, not for both); no answer goes out before the event is stored.
+    const unrecorded = recorded.then(
+      () => null,
+      (err: unknown) => err as Error,
+    );
+    const answer = async (line: string) => {
+      await unrecorded;
+      this.send(`${prefix}${line}`);
+    };
     const slot = `${this.scope}:${result.username}`;
     let taken: boolean;
     try {
       taken = await this.ctx.slots.acquire(slot, this.id, this.maxSessions);
     } catch {
-      return this.send(`${prefix}${this.words.refusal(fail('temporary_failure'))}`);
+      return answer(this.words.refusal(fail('temporary_failure')));
     }
-    if (!taken) return this.send(`${prefix}${this.words.tooManySessions}`);
-    const { slots } = this.ctx;
-    const id = this.id;
-    const release = once(() => void slots.release(slot, id).catch(() => undefined));
+    if (!taken) return answer(this.words.tooManySessions);
+    const release = releaser(this.ctx.slots, slot, this.id);
     try {
       const relay = await this.relayFor(result);
       const up = await this.openUpstream(result.username, clientInfo(this.socket, this.id, this.peer));
+      const notStored = await unrecorded;
+      if (notStored) {
+        up.socket.destroy();
+        release();
+        this.ctx.log.error(
+          { err: notStored.message, session: this.id, user: result.username, protocol: this.scope },
+          'login refused: its audit event could not be stored',
+        );
+        return this.send(`${prefix}${this.words.refusal(fail('temporary_failure'))}`);
+      }
       if (this.done) {
         up.socket.destroy();
         return release();
       }
       this.send(ok(up));
-      this.handedOver = true;
-      this.releasePreauth();
-      this.detach(this.socket);
-      // From here the session object is let go: what the relayed session keeps alive is
-      // captured below by value (an idle session's memory is mostly these closures).
-      const { ctx, scope, words } = this;
-      ctx.onSession?.(scope, 1);
-      const client = this.socket;
-      const upstream = up.socket;
-      const unregister = ctx.live.add(result.grant, result.username, this.id, (why) =>
-        endRelayed(client, upstream, why === 'shutdown' ? words.shuttingDown : words.credentialChanged),
-      );
-      relay(
-        client,
-        up,
-        this.reader.drain(),
-        () => {
-          ctx.onSession?.(scope, -1);
-          unregister();
-          release();
-        },
-        this.clientEnded,
-      );
-      client.resume();
+      this.handOver(result, up, relay, release);
     } catch (err) {
       release();
       this.ctx.onUpstreamError?.(this.scope);
       this.ctx.log.error({ err: (err as Error).message, session: this.id, user: result.username, protocol: this.scope }, 'upstream login failed');
       const noMailbox = err instanceof PosternError && err.code === 'no_mailbox';
-      this.send(`${prefix}${noMailbox ? this.words.noMailbox : this.words.upstreamDown}`);
+      await answer(noMailbox ? this.words.noMailbox : this.words.upstreamDown);
     }
+  }
+
+  /**
+   * Becomes a byte pipe. A method of its own so that the closures the relayed session keeps
+   * alive share no scope with the login's: they capture what they use by value, and the
+   * session object itself is let go (an idle session's memory is mostly these closures).
+   */
+  private handOver(result: Granted, up: UpstreamSession, relay: Relay, release: () => void): void {
+    this.handedOver = true;
+    this.releasePreauth();
+    this.detach(this.socket);
+    const { ctx, scope, words } = this;
+    ctx.onSession?.(scope, 1);
+    const client = this.socket;
+    const upstream = up.socket;
+    const unregister = ctx.live.add(result.grant, result.username, this.id, (why) =>
+      endRelayed(client, upstream, why === 'shutdown' ? words.shuttingDown : words.credentialChanged),
+    );
+    relay(
+      client,
+      up,
+      this.reader.drain(),
+      () => {
+        ctx.onSession?.(scope, -1);
+        unregister();
+        release();
+      },
+      this.clientEnded,
+    );
+    client.resume();
   }
 }
 
-function once(fn: () => void): () => void {
+/**
+ * Gives the session slot back, once. Made out here, so that the closure a relayed session
+ * keeps captures these three values and not the scope of the login that took the slot.
+ */
+function releaser(slots: FrontendContext['slots'], slot: string, id: string): () => void {
   let called = false;
   return () => {
-    if (!called) fn();
+    if (!called) void slots.release(slot, id).catch(() => undefined);
     called = true;
   };
 }

@@ -30,7 +30,15 @@ export function splice(client: Socket, up: UpstreamSession, clientPending: Buffe
   // The client half-closed already: the upstream is told once it has what was sent.
   if (clientEnded) upstream.end();
   forward(client, upstream);
-  forward(upstream, client);
+  // The bulk direction (FETCH): the upstream's chunk may sit in a buffer its next read reuses,
+  // so a chunk the client socket could not take at once is kept.
+  up.read((chunk, keep) => {
+    const more = client.write(chunk);
+    if (client.writableLength > 0) keep();
+    return more;
+  });
+  client.on('drain', () => upstream.resume());
+  upstream.on('end', () => client.end());
   client.on('error', close).on('close', close);
   upstream.on('error', close).on('close', close);
 }

@@ -2,13 +2,15 @@ import { fileURLToPath } from 'node:url';
 // `npm run bench`: postern's speed and memory, each figure beside a baseline measured in
 // the same run (these machines are noisy; ratios travel, absolute numbers do not).
 //   --json          print JSON only
-//   --idle N        idle IMAP sessions for the memory figure (default 2000)
+//   --idle N        idle IMAP sessions for the memory figures (default 4000; a process holds
+//                   two descriptors per session, so `ulimit -n` must allow twice this)
 //   --seconds S     length of each timed phase (default 5)
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ImapFlow } from 'imapflow';
@@ -30,7 +32,7 @@ const flag = (name: string, dflt: number) => {
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
 const JSON_ONLY = args.includes('--json');
-const IDLE = flag('--idle', 2000);
+const IDLE = flag('--idle', 4000);
 const SECONDS = flag('--seconds', 5);
 const CORES = availableParallelism();
 const log = (...a: unknown[]) => {
@@ -157,10 +159,10 @@ async function loginLatency(port: number, user: string, pass: string, n: number)
  * FETCH BODY[] of message 1 on a bare socket that keeps Buffers, counts bytes and looks for
  * the tagged OK at the tail only, so the client is never the bottleneck.
  */
-function fetchBytes(port: number, user: string, pass: string): Promise<{ bytes: number; seconds: number }> {
+function fetchBytes(port: number, user: string, pass: string, tls = false): Promise<{ bytes: number; seconds: number }> {
   return new Promise((resolve, reject) => {
     let started = 0n;
-    const socket = netConnect(port, '127.0.0.1');
+    const socket: Socket = tls ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : netConnect(port, '127.0.0.1');
     let stage = 0;
     let bytes = 0;
     let tail = '';
@@ -199,16 +201,56 @@ function rssKb(pid: number): number {
   return m ? Number(m[1]) : 0;
 }
 
-/** postern as its own process (as in production), so that its RSS and its CPU are its own. */
+/** One certificate for every TLS listener of the run (postern, nginx, socat): the same key and handshake for all. */
+function makeCertificate(): { cert: string; key: string; pem: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'postern-bench-tls-'));
+  const [cert, key, pem] = ['cert.pem', 'key.pem', 'both.pem'].map((f) => join(dir, f)) as [string, string, string];
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=bench.postern.test',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    {
+      stdio: 'ignore',
+    },
+  );
+  writeFileSync(pem, readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
+  return { cert, key, pem };
+}
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CERT = makeCertificate();
+
+/**
+ * postern as its own process, started the way it ships (bin/postern, with its node flags),
+ * so that its RSS and its CPU are its own.
+ */
 async function startPosternProcess(dovecot: Dovecot, extra: Record<string, string> = {}) {
-  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const root = ROOT;
   const port = await freePort();
+  const tlsPort = await freePort();
   const env = {
     ...process.env,
     POSTERN_SERVER__DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-bench-')),
     POSTERN_LOG__LEVEL: 'warn',
     POSTERN_IMAP__PORT: String(port),
-    POSTERN_IMAP__TLS_PORT: '0',
+    POSTERN_IMAP__TLS_PORT: String(tlsPort),
+    POSTERN_TLS__CERT: CERT.cert,
+    POSTERN_TLS__KEY: CERT.key,
     POSTERN_IMAP__MAX_SESSIONS_PER_USER: String(IDLE + 100),
     POSTERN_POP3__ENABLED: 'false',
     POSTERN_SUBMISSION__ENABLED: 'false',
@@ -232,11 +274,13 @@ async function startPosternProcess(dovecot: Dovecot, extra: Record<string, strin
   cli(['pgp', 'set', 'pia', '-'], publicKey);
   const piaAsp = /password: ([a-z ]+)/.exec(cli(['asp', 'create', 'pia', '--scope', 'imap']))![1]!.trim();
   dovecot.addUser('pia', 'upstream-pass');
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [...(process.env.POSTERN_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), join(root, 'dist/cli/postern.js'), 'serve'],
-    { env, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  // bin/postern execs node, so the child's pid is postern's own. POSTERN_BENCH_NODE_FLAGS adds
+  // node options, to compare settings.
+  const flags = process.env.POSTERN_BENCH_NODE_FLAGS;
+  const child: ChildProcess = spawn(join(root, 'bin/postern'), ['serve'], {
+    env: flags ? { ...env, NODE_OPTIONS: flags } : env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   await waitFor('postern process', () => imapLoginLogout(port, 'alice', asp), 30_000).catch((err: Error) => {
@@ -246,6 +290,7 @@ async function startPosternProcess(dovecot: Dovecot, extra: Record<string, strin
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return {
     port,
+    tlsPort,
     asp,
     piaAsp,
     pid: child.pid!,
@@ -271,6 +316,7 @@ async function startNginxBaseline(dovecot: Dovecot) {
   });
   const dir = mkdtempSync(join(tmpdir(), 'postern-bench-nginx-'));
   const port = await freePort();
+  const tlsPort = await freePort();
   writeFileSync(
     join(dir, 'nginx.conf'),
     [
@@ -279,21 +325,32 @@ async function startNginxBaseline(dovecot: Dovecot) {
       `error_log ${dir}/error.log warn;`,
       'daemon off;',
       'worker_processes 1;',
+      `worker_rlimit_nofile ${IDLE * 2 + 400};`,
       `events { worker_connections ${IDLE * 2 + 200}; }`,
       'mail {',
       '  server_name bench.postern.test;',
       `  auth_http 127.0.0.1:${apiPort}/auth/nginx;`,
+      `  ssl_certificate ${CERT.cert};`,
+      `  ssl_certificate_key ${CERT.key};`,
       `  server { listen 127.0.0.1:${port}; protocol imap; }`,
+      `  server { listen 127.0.0.1:${tlsPort} ssl; protocol imap; }`,
       '}',
       '',
     ].join('\n'),
   );
   const proc = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: 'ignore' });
   await waitFor('nginx', () => imapLoginLogout(port, 'alice', decider.asp), 30_000);
+  // The worker carries the sessions: its memory is the figure, not the master's.
+  const worker = Number(
+    execFileSync('pgrep', ['-P', String(proc.pid)], { encoding: 'utf8' })
+      .trim()
+      .split('\n')[0],
+  );
   return {
     port,
+    tlsPort,
     asp: decider.asp,
-    pid: proc.pid!,
+    pid: worker,
     stop: async () => {
       proc.kill('SIGTERM');
       await decider.stop();
@@ -320,11 +377,11 @@ async function appendSeconds(port: number, user: string, pass: string, message: 
 
 async function e2eFigures(
   dovecot: Dovecot,
-  postern: { port: number; asp: string; piaAsp: string; pid: number },
-  nginx: { port: number; asp: string; pid: number },
+  postern: { port: number; tlsPort: number; asp: string; piaAsp: string; pid: number },
+  nginx: { port: number; tlsPort: number; asp: string; pid: number },
 ) {
   log('end-to-end logins and FETCH throughput...');
-  const conc = 8;
+  const conc = 16;
   const direct = await rate(conc, SECONDS, () => imapLoginLogout(dovecot.imapPort, 'alice', 'upstream-pass'));
   const viaPostern = await rate(conc, SECONDS, () => imapLoginLogout(postern.port, 'alice', postern.asp));
   const viaNginx = await rate(conc, SECONDS, () => imapLoginLogout(nginx.port, 'alice', nginx.asp));
@@ -353,6 +410,27 @@ async function e2eFigures(
   const socatPort = await freePort();
   const socat = spawn('socat', [`TCP-LISTEN:${socatPort},bind=127.0.0.1,fork,reuseaddr`, `TCP:127.0.0.1:${dovecot.imapPort}`], { stdio: 'ignore' });
   await waitFor('socat', () => imapLoginLogout(socatPort, 'alice', 'upstream-pass'));
+  // The same over TLS: each relay ends the client's TLS and speaks plain IMAP to Dovecot.
+  const socatTlsPort = await freePort();
+  const socatTls = spawn(
+    'socat',
+    [`OPENSSL-LISTEN:${socatTlsPort},bind=127.0.0.1,fork,reuseaddr,cert=${CERT.pem},verify=0`, `TCP:127.0.0.1:${dovecot.imapPort}`],
+    { stdio: 'ignore' },
+  );
+  await waitFor('socat (TLS)', () => fetchBytes(socatTlsPort, 'alice', 'upstream-pass', true).then(() => undefined));
+  let tlsSocat = 0;
+  let tlsNginx = 0;
+  let tlsPostern = 0;
+  for (let i = 0; i < 5; i++) {
+    const best = async (port: number, user: string, pass: string, tls: boolean, was: number) => {
+      const r = await fetchBytes(port, user, pass, tls);
+      return Math.max(was, r.bytes / 1e6 / r.seconds);
+    };
+    tlsSocat = await best(socatTlsPort, 'alice', 'upstream-pass', true, tlsSocat);
+    tlsNginx = await best(nginx.tlsPort, 'alice', nginx.asp, true, tlsNginx);
+    tlsPostern = await best(postern.tlsPort, 'alice', postern.asp, true, tlsPostern);
+  }
+  socatTls.kill();
   for (let i = 0; i < 5; i++) {
     const d = await fetchBytes(dovecot.imapPort, 'alice', 'upstream-pass');
     fetchDirect = Math.max(fetchDirect, d.bytes / 1e6 / d.seconds);
@@ -393,6 +471,11 @@ async function e2eFigures(
     fetch_vs_socat: fetchPostern / fetchSocat,
     fetch_nginx_mb_per_s: fetchNginx,
     fetch_vs_nginx: fetchPostern / fetchNginx,
+    fetch_tls_socat_mb_per_s: tlsSocat,
+    fetch_tls_nginx_mb_per_s: tlsNginx,
+    fetch_tls_postern_mb_per_s: tlsPostern,
+    fetch_tls_vs_nginx: tlsPostern / tlsNginx,
+    fetch_tls_vs_socat: tlsPostern / tlsSocat,
     fetch_inspected_mb_per_s: fetchInspected,
     fetch_inspected_vs_direct: fetchInspected / fetchDirect,
     append_mb: draft.length / 1e6,
@@ -403,32 +486,42 @@ async function e2eFigures(
   };
 }
 
-/** N sessions logged in through postern and waiting in IDLE; RSS growth per session. */
-async function idleFigures(postern: { port: number; asp: string; pid: number }) {
-  log(`memory of ${IDLE} idle IMAP sessions...`);
+/**
+ * RSS per idle IMAP session of one relay process: sessions logged in and waiting in IDLE, the
+ * growth from a quarter of them to all of them, each point taken once the process settled.
+ * Measured from a quarter on, the figure is the steady cost of one more session, not the
+ * process warming up (heap, caches, the young generation growing).
+ */
+async function idleFigure(label: string, target: { port: number; pid: number }, tls: boolean, user: string, pass: string): Promise<number> {
+  log(`memory of ${IDLE} idle IMAP sessions: ${label}...`);
   const clients: RawClient[] = [];
   const open = async () => {
-    const c = await RawClient.open(postern.port);
+    const c = await RawClient.open(target.port, tls);
+    clients.push(c);
     await c.until(/^\* OK/);
-    c.write(`a LOGIN alice "${postern.asp}"\r\n`);
+    c.write(`a LOGIN ${user} "${pass}"\r\n`);
     await c.until(/^a OK/);
     c.write('b SELECT INBOX\r\nc IDLE\r\n');
     await c.until(/^\+ idling/);
-    clients.push(c);
   };
   const openMany = async (n: number) => {
     for (let i = 0; i < n; i += 50) await Promise.all(Array.from({ length: Math.min(50, n - i) }, open));
   };
-  // Warm up first (heap, store caches), so the figure is the steady cost of one more session.
-  const warm = Math.min(200, Math.floor(IDLE / 10));
-  await openMany(warm);
-  await new Promise((r) => setTimeout(r, 2000));
-  const before = rssKb(postern.pid);
-  await openMany(IDLE - warm);
-  await new Promise((r) => setTimeout(r, 2000));
-  const after = rssKb(postern.pid);
-  for (const c of clients) c.close();
-  return { idle_sessions: IDLE, postern_rss_mb: after / 1024, rss_kb_per_idle_session: (after - before) / (IDLE - warm) };
+  const settled = async () => {
+    await new Promise((r) => setTimeout(r, 3000));
+    return rssKb(target.pid);
+  };
+  try {
+    const first = Math.floor(IDLE / 4);
+    await openMany(first);
+    const before = await settled();
+    await openMany(IDLE - first);
+    const after = await settled();
+    return (after - before) / (IDLE - first);
+  } finally {
+    for (const c of clients) c.close();
+    await new Promise((r) => setTimeout(r, 1000));
+  }
 }
 
 async function main() {
@@ -439,12 +532,26 @@ async function main() {
     postern = await startPosternProcess(dovecot);
     const nginx = await startNginxBaseline(dovecot);
     const e2e = await e2eFigures(dovecot, postern, nginx);
+    const nginxPlain = await idleFigure('nginx', nginx, false, 'alice', nginx.asp);
+    const nginxTls = await idleFigure('nginx, TLS', { port: nginx.tlsPort, pid: nginx.pid }, true, 'alice', nginx.asp);
     await nginx.stop();
-    // A fresh process for the memory figure: garbage from the phases above would be
+    // A fresh process for each memory figure: garbage from the phases before would be
     // collected in the middle of it and hide the cost of the sessions.
-    await postern.stop();
-    postern = await startPosternProcess(dovecot);
-    const idle = await idleFigures(postern);
+    const posternIdle: number[] = [];
+    for (const tls of [false, true]) {
+      await postern.stop();
+      postern = await startPosternProcess(dovecot);
+      posternIdle.push(
+        await idleFigure(tls ? 'postern, TLS' : 'postern', { port: tls ? postern.tlsPort : postern.port, pid: postern.pid }, tls, 'alice', postern.asp),
+      );
+    }
+    const idle = {
+      idle_sessions: IDLE,
+      rss_kb_per_idle_session: posternIdle[0]!,
+      rss_kb_per_idle_session_tls: posternIdle[1]!,
+      nginx_rss_kb_per_idle_session: nginxPlain,
+      nginx_rss_kb_per_idle_session_tls: nginxTls,
+    };
     const result = { date: new Date().toISOString(), node: process.version, ...hashing, ...e2e, ...idle };
     if (JSON_ONLY) console.log(JSON.stringify(result, null, 2));
     else printTable(result);
@@ -470,7 +577,7 @@ function printTable(r: Record<string, string | number>) {
       f(r.warm_core_logins_per_s!),
       `${f(Number(r.warm_core_logins_per_s) / Number(r.raw_verifies_per_s))} x ceiling`,
     ],
-    ['IMAP connect+login+logout/s: Dovecot direct', f(r.direct_dovecot_logins_per_s!), 'baseline'],
+    ['IMAP connect+login+logout/s, 16 clients: Dovecot direct', f(r.direct_dovecot_logins_per_s!), 'baseline'],
     ['IMAP connect+login+logout/s: through postern (warm)', f(r.postern_warm_logins_per_s!), `${f(r.warm_e2e_vs_direct!)} x direct`],
     ['IMAP connect+login+logout/s: nginx mail proxy, postern deciding', f(r.nginx_logins_per_s!), `${f(r.nginx_vs_direct!)} x direct`],
     ['LOGIN latency p50 / p99 ms, one at a time: Dovecot direct', `${f(r.login_latency_direct_p50_ms!)} / ${f(r.login_latency_direct_p99_ms!)}`, 'baseline'],
@@ -497,10 +604,19 @@ function printTable(r: Record<string, string | number>) {
       `${f(r.fetch_vs_direct!)} x direct, ${f(r.fetch_vs_socat!)} x socat, ${f(r.fetch_vs_nginx!)} x nginx`,
     ],
     ['  postern CPU seconds per GB relayed', f(r.relay_cpu_s_per_gb!), `${f(1 / Number(r.relay_cpu_s_per_gb))} GB/s per core`],
+    ['FETCH over TLS: socat / nginx MB/s', `${f(r.fetch_tls_socat_mb_per_s!)} / ${f(r.fetch_tls_nginx_mb_per_s!)}`, 'baselines'],
+    ['FETCH over TLS through postern MB/s', f(r.fetch_tls_postern_mb_per_s!), `${f(r.fetch_tls_vs_nginx!)} x nginx, ${f(r.fetch_tls_vs_socat!)} x socat`],
     ['FETCH through postern, PGP user (session read) MB/s', f(r.fetch_inspected_mb_per_s!), `${f(r.fetch_inspected_vs_direct!)} x direct`],
     [`APPEND ${f(r.append_mb!)} MB: Dovecot direct ms`, f(r.append_direct_ms!), 'baseline'],
     ['APPEND through postern, sealed with PGP, ms', f(r.append_sealed_ms!), `${f(Number(r.append_sealed_ms) / Number(r.append_direct_ms))} x direct`],
-    [`RSS per idle IMAP session (${r.idle_sessions} in IDLE)`, `${f(r.rss_kb_per_idle_session!)} KB`, `postern RSS ${f(r.postern_rss_mb!)} MB`],
+    [`RSS per idle IMAP session (${r.idle_sessions} in IDLE): nginx`, `${f(r.nginx_rss_kb_per_idle_session!)} KB`, 'baseline'],
+    ['  through postern', `${f(r.rss_kb_per_idle_session!)} KB`, `${f(Number(r.rss_kb_per_idle_session) / Number(r.nginx_rss_kb_per_idle_session))} x nginx`],
+    ['RSS per idle IMAP session over TLS: nginx', `${f(r.nginx_rss_kb_per_idle_session_tls!)} KB`, 'baseline'],
+    [
+      '  through postern',
+      `${f(r.rss_kb_per_idle_session_tls!)} KB`,
+      `${f(Number(r.rss_kb_per_idle_session_tls) / Number(r.nginx_rss_kb_per_idle_session_tls))} x nginx`,
+    ],
   ];
   const w = Math.max(...rows.map((x) => x[0].length));
   const w2 = Math.max(...rows.map((x) => x[1].length));

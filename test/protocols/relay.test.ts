@@ -2,6 +2,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { endRelayed, PIPE_HIGH_WATER_MARK, splice } from '../../src/protocols/relay.js';
+import { UpstreamConnection } from '../../src/protocols/upstream/connection.js';
 
 /**
  * A connected pair of real TCP sockets: [the side postern holds, the far end]. postern's
@@ -21,13 +22,26 @@ async function socketPair(servers: Server[], opts: { nearHalfOpen: boolean; farH
   return [near, far];
 }
 
-/** The client's and the upstream's sides, spliced by postern's relay. */
+/**
+ * The client's and the upstream's sides, spliced by postern's relay; the upstream side is a
+ * real upstream connection (its reads land in a reused buffer) handed over after a greeting.
+ */
 async function relayed(servers: Server[], clientHalfOpen = true) {
   const [clientNear, client] = await socketPair(servers, { nearHalfOpen: true, farHalfOpen: clientHalfOpen });
-  const [upstreamNear, upstream] = await socketPair(servers, { nearHalfOpen: false, farHalfOpen: true });
+  const server = createServer({ allowHalfOpen: true });
+  servers.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const accepted = once(server, 'connection') as Promise<[Socket]>;
+  const conn = await UpstreamConnection.open({ host: '127.0.0.1', port: (server.address() as { port: number }).port, timeoutMs: 2000 });
+  const [upstream] = await accepted;
+  upstream.on('error', () => {});
+  upstream.write('* OK ready\r\n');
+  expect(await conn.line()).toBe('* OK ready');
+  const up = { ...conn.handOver(), capabilities: '' };
   let closed = 0;
-  splice(clientNear, { socket: upstreamNear, pending: Buffer.alloc(0), capabilities: '' }, Buffer.alloc(0), () => closed++);
-  return { client, upstream, clientNear, upstreamNear, closed: () => closed };
+  splice(clientNear, up, Buffer.alloc(0), () => closed++);
+  return { client, upstream, clientNear, upstreamNear: up.socket, closed: () => closed };
 }
 
 const collect = (s: Socket) => {
@@ -55,6 +69,21 @@ describe('the byte relay of a logged-in session', () => {
     expect(r.upstream.writableLength).toBeGreaterThan(16 * 1024 * 1024);
     const got = collect(r.client);
     r.client.resume();
+    await new Promise<void>((res) => {
+      const tick = setInterval(() => got().length >= body.length && (clearInterval(tick), res()), 20);
+    });
+    expect(got().equals(body)).toBe(true);
+    r.client.destroy();
+    r.upstream.destroy();
+  });
+
+  it('delivers a bulk download intact while the client reads along, the read buffer reused', async () => {
+    const r = await relayed(servers);
+    const got = collect(r.client);
+    const body = Buffer.alloc(64 * 1024 * 1024);
+    for (let i = 0; i < body.length; i += 4) body.writeUInt32BE(i, i);
+    // Written in pieces of odd sizes, so reads end anywhere.
+    for (let i = 0, n = 1; i < body.length; i += n, n = (n * 7 + 13) % 300_000) r.upstream.write(body.subarray(i, i + n));
     await new Promise<void>((res) => {
       const tick = setInterval(() => got().length >= body.length && (clearInterval(tick), res()), 20);
     });

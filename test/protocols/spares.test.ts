@@ -39,11 +39,14 @@ describe('spare upstream connections', () => {
       expect(pool.ready).toBe(0);
       const first = await pool.take();
       expect(first.spare).toBe(false);
+      expect(pool.ready).toBe(0);
+      pool.topUp();
       await waitFor('spares', async () => {
         if (pool.ready !== 2) throw new Error(`ready ${pool.ready}`);
       });
       const second = await pool.take();
       expect(second.spare).toBe(true);
+      pool.topUp();
       second.conn.close();
       first.conn.close();
       // The upstream drops every connection it holds: the spares are not handed out.
@@ -64,6 +67,7 @@ describe('spare upstream connections', () => {
     const pool = new SpareConnections(greetedOpen, 2, 200);
     try {
       (await pool.take()).conn.close();
+      pool.topUp();
       await waitFor('spares', async () => {
         if (pool.ready !== 2) throw new Error(`ready ${pool.ready}`);
       });

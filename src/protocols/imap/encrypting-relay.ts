@@ -552,7 +552,11 @@ export function spliceEncrypting(
   };
   client.setTimeout(0);
   client.on('data', (chunk: Buffer) => commands.push(chunk));
-  upstream.on('data', (chunk: Buffer) => responses.push(chunk));
+  // Copied: the response stream may hold a chunk back, and the read buffer is reused.
+  up.read((chunk) => {
+    responses.push(Buffer.from(chunk));
+    return true;
+  });
   if (up.pending.length) responses.push(up.pending);
   if (clientPending.length) commands.push(clientPending);
   for (const sock of [client, upstream]) {

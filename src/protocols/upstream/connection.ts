@@ -1,4 +1,4 @@
-import { Socket, type SocketConstructorOpts } from 'node:net';
+import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { PosternError, temporary } from '../../core/errors.js';
 import { PIPE_HIGH_WATER_MARK } from '../relay.js';
@@ -26,26 +26,73 @@ export function upstreamDown(message: string, cause?: unknown): PosternError {
 }
 
 /**
- * A plain TCP connection to the upstream with line-by-line reads, used only until the
- * session is handed over to a byte pipe. Every read is bounded by the timeout.
+ * What the upstream sends, chunk by chunk, to `fn`, which returns false to pause reading
+ * (`socket.resume()` goes on). A chunk is valid only during the call: it may live in a buffer
+ * the next read reuses, unless `fn` calls `keep()`. Copy it to hold on to it otherwise.
+ */
+export type UpstreamReader = (fn: (chunk: Buffer, keep: () => void) => boolean) => void;
+
+/** For chunks in a buffer of their own (Node's reads, or a copy): there is nothing to keep. */
+const nothingToKeep = (): void => {};
+
+/** Bytes a plain upstream connection reads at a time. */
+const READ_SIZE = 64 * 1024;
+
+/**
+ * The buffer a plain upstream socket reads into, the same from read to read. Node's own reads
+ * give each chunk a new buffer; relayed at FETCH speed those count as external memory and make
+ * V8 mark its whole heap every few dozen MB, which cost postern about as much CPU as moving
+ * the bytes. A chunk still referenced by a pending write is kept, and the next read gets a
+ * new buffer.
+ */
+class ReusedReadBuffer {
+  private buf = Buffer.allocUnsafeSlow(READ_SIZE);
+  private kept = false;
+
+  readonly next = (): Buffer => {
+    if (this.kept) {
+      this.buf = Buffer.allocUnsafeSlow(READ_SIZE);
+      this.kept = false;
+    }
+    return this.buf;
+  };
+
+  readonly keep = (): void => {
+    this.kept = true;
+  };
+}
+
+/**
+ * A TCP connection to the upstream with line-by-line reads, used until the session is handed
+ * over to a byte pipe. Every read is bounded by the timeout.
  */
 export class UpstreamConnection {
   private reader = new LineReader(64 * 1024);
   private waiting: (() => void) | null = null;
   private failure: Error | null = null;
+  /** Where a plain socket's reads go (its onread callback); null once it is TLS or handed over. */
+  private onBytes: ((chunk: Buffer, keep: () => void) => boolean) | null = null;
+  private readonly reused: ReusedReadBuffer | null;
 
   private constructor(
     public socket: Socket,
     private readonly ep: Endpoint,
+    reused: ReusedReadBuffer | null,
   ) {
+    this.reused = reused;
     this.attach(socket);
   }
 
+  /** Line reading: the chunk is copied, since a plain socket's buffer is read into again. */
+  private readonly toLines = (chunk: Buffer): boolean => {
+    this.reader.push(Buffer.from(chunk));
+    this.wake();
+    return true;
+  };
+
   private attach(socket: Socket): void {
-    socket.on('data', (chunk: Buffer) => {
-      this.reader.push(chunk);
-      this.wake();
-    });
+    if (this.reused) this.onBytes = this.toLines;
+    else socket.on('data', this.toLines);
     const fail = (err: Error) => {
       this.failure ??= err;
       this.wake();
@@ -55,6 +102,7 @@ export class UpstreamConnection {
   }
 
   private detach(): void {
+    this.onBytes = null;
     for (const ev of ['data', 'error', 'close']) this.socket.removeAllListeners(ev);
   }
 
@@ -63,7 +111,14 @@ export class UpstreamConnection {
   }
 
   static async open(ep: Endpoint): Promise<UpstreamConnection> {
-    const conn = new UpstreamConnection(await UpstreamConnection.tcp(ep), ep);
+    // Only a socket that stays plain reads into a reused buffer: TLS reads its own.
+    const reused = (ep.tls?.mode ?? 'none') === 'none' ? new ReusedReadBuffer() : null;
+    let conn: UpstreamConnection | null = null;
+    const socket = await UpstreamConnection.tcp(
+      ep,
+      reused && { buffer: reused.next, callback: (n, buf) => conn?.onBytes?.((buf as Buffer).subarray(0, n), reused.keep) ?? true },
+    );
+    conn = new UpstreamConnection(socket, ep, reused);
     if (ep.tls?.mode === 'implicit') await conn.upgrade();
     return conn;
   }
@@ -92,10 +147,10 @@ export class UpstreamConnection {
     this.attach(secure);
   }
 
-  private static tcp(ep: Endpoint): Promise<Socket> {
+  private static tcp(ep: Endpoint, onread: OnReadOpts | null): Promise<Socket> {
     return new Promise((resolve, reject) => {
       // highWaterMark is a stream option net.Socket passes on; @types/node does not list it.
-      const socket = new Socket({ highWaterMark: PIPE_HIGH_WATER_MARK } as SocketConstructorOpts).connect(ep.port, ep.host);
+      const socket = new Socket({ highWaterMark: PIPE_HIGH_WATER_MARK, ...(onread ? { onread } : {}) } as SocketConstructorOpts).connect(ep.port, ep.host);
       const timer = setTimeout(() => {
         socket.destroy();
         reject(upstreamDown(`${ep.host}:${ep.port} did not answer in ${ep.timeoutMs} ms`));
@@ -141,12 +196,28 @@ export class UpstreamConnection {
     this.socket.write(data);
   }
 
-  /** Stops line reading and returns the socket with anything already buffered. */
-  handOver(): { socket: Socket; pending: Buffer } {
-    this.socket.removeAllListeners('data');
-    this.socket.removeAllListeners('error');
-    this.socket.removeAllListeners('close');
-    return { socket: this.socket, pending: this.reader.drain() };
+  /**
+   * Stops line reading and returns the socket, anything already buffered, and how to read on.
+   * Whatever arrives before `read` is called is kept and goes first.
+   */
+  handOver(): { socket: Socket; pending: Buffer; read: UpstreamReader } {
+    const { socket } = this;
+    socket.removeAllListeners('error');
+    socket.removeAllListeners('close');
+    const pending = this.reader.drain();
+    const read: UpstreamReader = (fn) => {
+      const late = this.reader.drain();
+      if (late.length && !fn(late, nothingToKeep)) socket.pause();
+      if (this.onBytes) {
+        this.onBytes = fn;
+        return;
+      }
+      socket.removeListener('data', this.toLines);
+      socket.on('data', (chunk: Buffer) => {
+        if (!fn(chunk, nothingToKeep)) socket.pause();
+      });
+    };
+    return { socket, pending, read };
   }
 
   /** Still open, with nothing unread: a spare that can be used for a login. */

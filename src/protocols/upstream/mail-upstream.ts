@@ -2,7 +2,7 @@ import { PosternError } from '../../core/errors.js';
 import type { Socket } from 'node:net';
 import { proxyHeader } from '../proxy-protocol.js';
 import { b64 } from '../sasl.js';
-import { UpstreamConnection, upstreamDown, type Endpoint, type UpstreamTls } from './connection.js';
+import { UpstreamConnection, upstreamDown, type Endpoint, type UpstreamReader, type UpstreamTls } from './connection.js';
 import { SpareConnections } from './spares.js';
 
 export interface UpstreamSettings {
@@ -37,6 +37,8 @@ export interface UpstreamSession {
   socket: Socket;
   /** Bytes the upstream sent after the login answer, to pass on first. */
   pending: Buffer;
+  /** Where the upstream's bytes go from now on (not the socket's 'data' events, which may never come). */
+  read: UpstreamReader;
   /** IMAP: the capabilities as the upstream sees them after login. */
   capabilities: string;
 }
@@ -98,19 +100,23 @@ export class MailUpstream {
    */
   private async withGreeted<T>(kind: 'imap' | 'pop3', client: ClientInfo, login: (conn: UpstreamConnection) => Promise<T>): Promise<T> {
     const pool = this.spares?.[kind];
-    const { conn, spare } = pool ? await pool.take() : { conn: await this.greeted(kind, client), spare: false };
     try {
-      return await login(conn);
-    } catch (err) {
-      conn.close();
-      if (!spare || (err instanceof PosternError && err.code === 'no_mailbox')) throw err;
-      const fresh = await this.greeted(kind, client);
+      const { conn, spare } = pool ? await pool.take() : { conn: await this.greeted(kind, client), spare: false };
       try {
-        return await login(fresh);
-      } catch (again) {
-        fresh.close();
-        throw again;
+        return await login(conn);
+      } catch (err) {
+        conn.close();
+        if (!spare || (err instanceof PosternError && err.code === 'no_mailbox')) throw err;
+        const fresh = await this.greeted(kind, client);
+        try {
+          return await login(fresh);
+        } catch (again) {
+          fresh.close();
+          throw again;
+        }
       }
+    } finally {
+      pool?.topUp();
     }
   }
 

@@ -21,7 +21,7 @@ export class SpareConnections {
     this.sweep.unref();
   }
 
-  /** A greeted connection: a spare when one is ready, else a new one; either way the spares are topped up. */
+  /** A greeted connection: a spare when one is ready, else a new one. Call `topUp` once the login on it is done. */
   async take(): Promise<{ conn: UpstreamConnection; spare: boolean }> {
     this.expire(Date.now());
     let spare: UpstreamConnection | null = null;
@@ -30,7 +30,6 @@ export class SpareConnections {
       if (s.conn.usable) spare = s.conn;
       else s.conn.close();
     }
-    this.refill();
     return spare ? { conn: spare, spare: true } : { conn: await this.open(), spare: false };
   }
 
@@ -45,7 +44,11 @@ export class SpareConnections {
     this.spares = [];
   }
 
-  private refill(): void {
+  /**
+   * Opens what is missing. Called after a login rather than when it takes its connection: a
+   * new connection greeted by the upstream meanwhile would slow that very login down.
+   */
+  topUp(): void {
     while (!this.closed && this.spares.length + this.opening < this.size) {
       this.opening++;
       this.open().then(
