@@ -35,23 +35,28 @@ export type UpstreamReader = (fn: (chunk: Buffer, keep: () => void) => boolean) 
 /** For chunks in a buffer of their own (Node's reads, or a copy): there is nothing to keep. */
 const nothingToKeep = (): void => {};
 
-/** Bytes a plain upstream connection reads at a time. */
-const READ_SIZE = 64 * 1024;
+/** Read sizes of a plain upstream connection: while it is quiet, and while it streams. */
+const QUIET_READ = 1024;
+const BULK_READ = 64 * 1024;
 
 /**
  * The buffer a plain upstream socket reads into, the same from read to read. Node's own reads
  * give each chunk a new buffer; relayed at FETCH speed those count as external memory and make
  * V8 mark its whole heap every few dozen MB, which cost postern about as much CPU as moving
  * the bytes. A chunk still referenced by a pending write is kept, and the next read gets a
- * new buffer.
+ * new buffer. An idle session holds only a small buffer (a slice of Node's pool): a read that
+ * fills it switches to the large one, a short read switches back.
  */
 class ReusedReadBuffer {
-  private buf = Buffer.allocUnsafeSlow(READ_SIZE);
+  private buf = Buffer.allocUnsafe(QUIET_READ);
   private kept = false;
+  /** Bytes the last read brought. */
+  lastRead = 0;
 
   readonly next = (): Buffer => {
-    if (this.kept) {
-      this.buf = Buffer.allocUnsafeSlow(READ_SIZE);
+    const size = this.lastRead >= this.buf.length ? BULK_READ : this.lastRead < QUIET_READ ? QUIET_READ : this.buf.length;
+    if (this.kept || size !== this.buf.length) {
+      this.buf = size === BULK_READ ? Buffer.allocUnsafeSlow(BULK_READ) : Buffer.allocUnsafe(QUIET_READ);
       this.kept = false;
     }
     return this.buf;
@@ -116,7 +121,13 @@ export class UpstreamConnection {
     let conn: UpstreamConnection | null = null;
     const socket = await UpstreamConnection.tcp(
       ep,
-      reused && { buffer: reused.next, callback: (n, buf) => conn?.onBytes?.((buf as Buffer).subarray(0, n), reused.keep) ?? true },
+      reused && {
+        buffer: reused.next,
+        callback: (n, buf) => {
+          reused.lastRead = n;
+          return conn?.onBytes?.((buf as Buffer).subarray(0, n), reused.keep) ?? true;
+        },
+      },
     );
     conn = new UpstreamConnection(socket, ep, reused);
     if (ep.tls?.mode === 'implicit') await conn.upgrade();
