@@ -1,5 +1,6 @@
 // Carrying a logged-in session: bytes both ways between client and upstream.
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { UpstreamSession } from './upstream/mail-upstream.js';
 
 /**
@@ -31,10 +32,15 @@ export function splice(client: Socket, up: UpstreamSession, clientPending: Buffe
   if (clientEnded) upstream.end();
   forward(client, upstream);
   // The bulk direction (FETCH): the upstream's chunk may sit in a buffer its next read reuses,
-  // so a chunk the client socket could not take at once is kept.
+  // so a chunk the client socket could not take at once is kept. A TLS socket handed a
+  // chunk with nothing queued before it has taken it for good: Node's TLSWrap encrypts it
+  // into records (or copies what OpenSSL cannot take yet) before write() returns; only the
+  // write's callback is left pending. test/protocols/relay.test.ts checks this over TLS.
+  const encrypts = client instanceof TLSSocket;
   up.read((chunk, keep) => {
+    const queuedBefore = client.writableLength > 0;
     const more = client.write(chunk);
-    if (client.writableLength > 0) keep();
+    if (client.writableLength > 0 && (queuedBefore || !encrypts)) keep();
     return more;
   });
   client.on('drain', () => upstream.resume());
