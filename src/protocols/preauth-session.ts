@@ -52,6 +52,12 @@ export abstract class PreauthSession {
   /** The client half-closed: no more commands will come. */
   private clientEnded = false;
   private deadline: NodeJS.Timeout | null = null;
+  /**
+   * The idle timeout, reset by every byte the client sends. A timer of postern's own rather
+   * than socket.setTimeout(), which leaves its timer object on the socket for the whole
+   * relayed session even once turned off.
+   */
+  private idle: NodeJS.Timeout | null = null;
   private failures = 0;
   /** What the client says it is (IMAP ID name/version), for the audit trail. */
   protected clientName: string | undefined;
@@ -94,13 +100,14 @@ export abstract class PreauthSession {
     // The idle timeout alone is reset by every byte; this one is not.
     this.deadline = setTimeout(() => this.close(this.words.tooSlow), this.ctx.settings.preauthDeadlineMs);
     this.deadline.unref();
+    this.idle = setTimeout(() => this.close(this.words.idle), this.ctx.settings.preauthTimeoutMs);
+    this.idle.unref();
     this.greet();
   }
 
   private attach(socket: Socket): void {
-    socket.setTimeout(this.ctx.settings.preauthTimeoutMs);
-    socket.on('timeout', () => this.close(this.words.idle));
     socket.on('data', (chunk: Buffer) => {
+      this.idle?.refresh();
       this.reader.push(chunk);
       this.pump();
     });
@@ -116,7 +123,7 @@ export abstract class PreauthSession {
   }
 
   private detach(socket: Socket): void {
-    for (const ev of ['data', 'timeout', 'end', 'close', 'error']) socket.removeAllListeners(ev);
+    for (const ev of ['data', 'end', 'close', 'error']) socket.removeAllListeners(ev);
   }
 
   protected get plaintextOk(): boolean {
@@ -164,6 +171,8 @@ export abstract class PreauthSession {
     this.ctx.preLogin.delete(this);
     if (this.deadline) clearTimeout(this.deadline);
     this.deadline = null;
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = null;
     if (this.holdsPreauth) this.ctx.preauth.release(this.ip);
     this.holdsPreauth = false;
   }
