@@ -130,6 +130,9 @@ export async function listen(
 ): Promise<Listening> {
   const open = new Set<Socket>();
   const track = (s: Socket, secure: boolean, peer: ProxiedPeer | null = null) => {
+    // Answers go out as they are written: with Nagle's algorithm a reply written while the
+    // last one is unacknowledged waits for the client's delayed ACK (up to 40 ms).
+    s.setNoDelay(true);
     open.add(s);
     s.once('close', () => open.delete(s));
     onConnection(s, secure, peer);
