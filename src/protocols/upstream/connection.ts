@@ -36,7 +36,7 @@ export type UpstreamReader = (fn: (chunk: Buffer, keep: () => void) => boolean) 
 const nothingToKeep = (): void => {};
 
 /** Read sizes of a plain upstream connection: while it is quiet, and while it streams. */
-const QUIET_READ = 1024;
+const QUIET_READ = 256;
 const BULK_READ = 64 * 1024;
 
 /**
@@ -44,7 +44,7 @@ const BULK_READ = 64 * 1024;
  * give each chunk a new buffer; relayed at FETCH speed those count as external memory and make
  * V8 mark its whole heap every few dozen MB, which cost postern about as much CPU as moving
  * the bytes. A chunk still referenced by a pending write is kept, and the next read gets a
- * new buffer. An idle session holds only a small buffer (a slice of Node's pool): a read that
+ * new buffer. An idle session holds only a small buffer (256 bytes of Node's pool): a read that
  * fills it switches to the large one, a short read switches back.
  */
 class ReusedReadBuffer {
