@@ -247,6 +247,8 @@ type PendingEvent = { event: AuditEvent; expiresAt: Date; done: (err?: unknown) 
 
 class EmbeddedAudit implements AuditStore {
   private pending: PendingEvent[] = [];
+  /** Prepared at the first write (the table exists only once the store is migrated). */
+  private insert: Database.Statement | null = null;
 
   constructor(private readonly db: Database.Database) {}
 
@@ -269,10 +271,10 @@ class EmbeddedAudit implements AuditStore {
     guard('audit', () =>
       this.db.transaction(() => {
         // An id already stored is this very event written before: keep the one copy.
-        const insert = this.db.prepare(
+        const insert = (this.insert ??= this.db.prepare(
           `INSERT INTO audit (event_id, time, expires_at, action, result, username, ip, protocol, doc)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-        );
+        ));
         for (const { event, expiresAt } of batch) {
           const { id, ...doc } = event;
           insert.run(id ?? null, event.time.getTime(), expiresAt.getTime(), event.action, event.result, event.username, event.ip, event.protocol, toJson(doc));
