@@ -11,8 +11,6 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ImapFlow } from 'imapflow';
@@ -26,6 +24,7 @@ import { WorkerPool } from '../../src/workers/worker-pool.js';
 import { testSettings } from '../helpers/core.js';
 import { startDovecot, type Dovecot } from '../helpers/dovecot.js';
 import { freePort, waitFor } from '../helpers/ports.js';
+import { fetchFirstMessage } from '../helpers/imap-fetch.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 const args = process.argv.slice(2);
@@ -160,39 +159,17 @@ async function loginLatency(port: number, user: string, pass: string, n: number)
   return { p50: ms[Math.floor(n / 2)]!, p99: ms[Math.min(n - 1, Math.floor(n * 0.99))]! };
 }
 
-/**
- * FETCH BODY[] of message 1 on a bare socket that keeps Buffers, counts bytes and looks for
- * the tagged OK at the tail only, so the client is never the bottleneck.
- */
-function fetchBytes(port: number, user: string, pass: string, tls = false): Promise<{ bytes: number; seconds: number }> {
-  return new Promise((resolve, reject) => {
-    let started = 0n;
-    const socket: Socket = tls ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : netConnect(port, '127.0.0.1');
-    let stage = 0;
-    let bytes = 0;
-    let tail = '';
-    socket.on('error', reject);
-    socket.on('data', (d: Buffer) => {
-      tail = (tail + d.subarray(Math.max(0, d.length - 128)).toString('latin1')).slice(-128);
-      if (stage === 0 && tail.includes('* OK')) {
-        stage = 1;
-        tail = '';
-        socket.write(`a LOGIN "${user}" "${pass}"\r\nb SELECT INBOX\r\n`);
-      } else if (stage === 1 && /\r\nb OK[^\n]*\r\n$/.test(tail)) {
-        stage = 2;
-        tail = '';
-        // Timed from the FETCH on: logging in is measured by the login figures.
-        started = process.hrtime.bigint();
-        socket.write('c FETCH 1 BODY.PEEK[]\r\n');
-      } else if (stage === 2) {
-        bytes += d.length;
-        if (/\r\nc OK[^\n]*\r\n$/.test(tail)) {
-          socket.destroy();
-          resolve({ bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
-        }
-      }
-    });
-  });
+/** Bytes of FETCH BODY[] of message 1 and the seconds it took, from the FETCH on. */
+async function fetchBytes(port: number, user: string, pass: string, tls = false): Promise<{ bytes: number; seconds: number }> {
+  let bytes = 0;
+  let started = 0n;
+  // Timed from the FETCH on: logging in is measured by the login figures.
+  await fetchFirstMessage(
+    { port, tls, user, pass },
+    (d) => (bytes += d.length),
+    () => (started = process.hrtime.bigint()),
+  );
+  return { bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
 
 /** User+system CPU seconds a process has used so far (from /proc, in clock ticks of 10 ms). */
@@ -245,7 +222,6 @@ const CERT = makeCertificate();
  * so that its RSS and its CPU are its own.
  */
 async function startPosternProcess(dovecot: Dovecot, extra: Record<string, string> = {}) {
-  const root = ROOT;
   const port = await freePort();
   const tlsPort = await freePort();
   const env = {
@@ -269,7 +245,7 @@ async function startPosternProcess(dovecot: Dovecot, extra: Record<string, strin
     POSTERN_UPSTREAM__MASTER_PASSWORD: dovecot.masterPassword,
     ...extra,
   };
-  const cli = (args: string[], input = '') => execFileSync(join(root, 'bin/postern'), args, { input, env, encoding: 'utf8' });
+  const cli = (args: string[], input = '') => execFileSync(join(ROOT, 'bin/postern'), args, { input, env, encoding: 'utf8' });
   cli(['user', 'add', 'alice'], `${PASSWORD}\n`);
   const asp = /password: ([a-z ]+)/.exec(cli(['asp', 'create', 'alice', '--scope', 'imap']))![1]!.trim();
   dovecot.addUser('alice', 'upstream-pass');
@@ -282,7 +258,7 @@ async function startPosternProcess(dovecot: Dovecot, extra: Record<string, strin
   // bin/postern execs node, so the child's pid is postern's own. POSTERN_BENCH_NODE_FLAGS adds
   // node options, to compare settings.
   const flags = process.env.POSTERN_BENCH_NODE_FLAGS;
-  const child: ChildProcess = spawn(join(root, 'bin/postern'), ['serve'], {
+  const child: ChildProcess = spawn(join(ROOT, 'bin/postern'), ['serve'], {
     env: flags ? { ...env, NODE_OPTIONS: flags } : env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });

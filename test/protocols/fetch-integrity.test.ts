@@ -1,54 +1,33 @@
 import { createHash } from 'node:crypto';
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type Gateway } from '../helpers/gateway.js';
+import { fetchFirstMessage } from '../helpers/imap-fetch.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /**
- * FETCH BODY[] of message 1 on a bare socket; the literal as it arrived. `stall`: the client
- * stops reading for a while in the middle, so the relay's writes back up.
+ * The literal of FETCH BODY[] of message 1, as it arrived. `stall`: the client stops reading
+ * for a while in the middle, so the relay's writes back up.
  */
-function fetchLiteral(port: number, tls: boolean, user: string, pass: string, stall: boolean): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const s: Socket = tls ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : netConnect(port, '127.0.0.1');
-    let stage = 0;
-    let tail = '';
-    let received = 0;
-    let stalled = false;
-    const parts: Buffer[] = [];
-    s.on('error', reject);
-    s.on('data', (d: Buffer) => {
-      tail = (tail + d.toString('latin1')).slice(-200);
-      if (stage === 0 && tail.includes('* OK')) {
-        stage = 1;
-        tail = '';
-        s.write(`a LOGIN "${user}" "${pass}"\r\nb SELECT INBOX\r\n`);
-      } else if (stage === 1 && /\r\nb OK[^\n]*\r\n$/.test(tail)) {
-        stage = 2;
-        tail = '';
-        s.write('c FETCH 1 BODY.PEEK[]\r\n');
-      } else if (stage === 2) {
-        parts.push(d);
-        received += d.length;
-        if (stall && !stalled && received > 4 * 1024 * 1024) {
-          stalled = true;
-          s.pause();
-          setTimeout(() => s.resume(), 700);
-        }
-        if (/\r\nc OK[^\n]*\r\n$/.test(tail)) {
-          s.destroy();
-          const all = Buffer.concat(parts);
-          const m = /\{(\d+)\}\r\n/.exec(all.subarray(0, 300).toString('latin1'));
-          if (!m) return reject(new Error(`no literal in ${all.subarray(0, 300).toString('latin1')}`));
-          const start = m.index + m[0].length;
-          resolve(all.subarray(start, start + Number(m[1])));
-        }
-      }
-    });
+async function fetchLiteral(port: number, tls: boolean, user: string, pass: string, stall: boolean): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let received = 0;
+  let stalled = false;
+  await fetchFirstMessage({ port, tls, user, pass }, (d, socket) => {
+    parts.push(d);
+    received += d.length;
+    if (stall && !stalled && received > 4 * 1024 * 1024) {
+      stalled = true;
+      socket.pause();
+      setTimeout(() => socket.resume(), 700);
+    }
   });
+  const all = Buffer.concat(parts);
+  const m = /\{(\d+)\}\r\n/.exec(all.subarray(0, 300).toString('latin1'));
+  if (!m) throw new Error(`no literal in ${all.subarray(0, 300).toString('latin1')}`);
+  const start = m.index + m[0].length;
+  return all.subarray(start, start + Number(m[1]));
 }
 
 // The relay reuses its read buffer from read to read: a large message must still come out
