@@ -279,7 +279,7 @@ export abstract class PreauthSession {
           { err: notStored.message, session: this.id, user: result.username, protocol: this.scope },
           'login refused: its audit event could not be stored',
         );
-        return this.send(`${prefix}${this.words.refusal(fail('temporary_failure'))}`);
+        return answer(this.words.refusal(fail('temporary_failure')));
       }
       if (this.done) {
         up.socket.destroy();

@@ -9,8 +9,8 @@ import type { UpstreamSession } from './upstream/mail-upstream.js';
  * together once either side is gone.
  *
  * Written out instead of `pipe()`: a relayed session is mostly idle, and pipe() keeps a dozen
- * closures per direction alive for its whole life (about 2 KB of heap per session), where
- * this keeps three; it also moves each chunk with fewer event hops.
+ * closures per direction alive for its whole life (about 2 KB of heap per session); this
+ * keeps a few, and moves each chunk with fewer event hops.
  */
 export function splice(client: Socket, up: UpstreamSession, clientPending: Buffer, onClose: () => void, clientEnded = false): void {
   const upstream = up.socket;

@@ -48,6 +48,33 @@ describe('a mail login and its audit event', () => {
     }
   });
 
+  it('holds for a dozen logins at once: every OK comes after its own event is stored', async () => {
+    storeAppend.append = async (event, expiresAt) => {
+      await new Promise((r) => setTimeout(r, 100 + Math.random() * 300));
+      await original(event, expiresAt);
+    };
+    const since = new Date(Date.now() - 1);
+    const stored = async () =>
+      (await gw.app.store.audit.query({ username: 'alice', action: 'auth', result: 'success', since, limit: 100 }, new Date())).events.length;
+    let answered = 0;
+    try {
+      const sessions = await Promise.all(
+        Array.from({ length: 12 }, async (_, i) => {
+          const { c, answer } = await login(`p${i}`);
+          expect(answer).toMatch(new RegExp(`^p${i} OK`, 'm'));
+          answered++;
+          // However many have been answered so far, at least that many events are stored.
+          expect(await stored()).toBeGreaterThanOrEqual(answered);
+          return c;
+        }),
+      );
+      expect(await stored()).toBe(12);
+      for (const c of sessions) c.close();
+    } finally {
+      storeAppend.append = original;
+    }
+  });
+
   it('refuses as a temporary failure, and relays nothing, when the event can be neither stored nor spooled', async () => {
     const spool = (gw.app.audit as unknown as { fallback: { append: Append } }).fallback;
     const spoolAppend = spool.append;
