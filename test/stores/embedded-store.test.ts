@@ -71,3 +71,54 @@ describe('embedded store durability', () => {
     await s.close();
   });
 });
+
+describe('embedded audit commits', () => {
+  const event = (i: number) => ({
+    id: `ev${String(i).padStart(22, '0')}`,
+    time: new Date(),
+    action: 'auth' as const,
+    result: 'success' as const,
+    reason: null,
+    userId: null,
+    username: 'alice',
+    ip: '192.0.2.1',
+    protocol: 'imap' as const,
+    scope: null,
+    aspId: null,
+    sessionId: null,
+    userAgent: null,
+    actor: null,
+  });
+  const later = () => new Date(Date.now() + 86_400_000);
+
+  it('waits for a locked database file off the event loop, then stores the event', async () => {
+    const path = join(dir, 'locked.sqlite');
+    const s = new EmbeddedStore(path);
+    await s.init();
+    // Another process holds the write lock. A commit made on the main thread would sit in
+    // SQLite's busy wait there, and no timer, socket or login could run meanwhile.
+    const other = new Database(path);
+    other.exec('BEGIN EXCLUSIVE');
+    let settled = false;
+    const stored = s.audit.append(event(1), later()).finally(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(settled).toBe(false);
+    other.exec('COMMIT');
+    other.close();
+    await stored;
+    expect((await s.audit.query({ username: 'alice', limit: 10 }, new Date(0))).events.map((e) => e.id)).toEqual([event(1).id]);
+    await s.close();
+  });
+
+  it('stores every event appended before close, appended all at once', async () => {
+    const path = join(dir, 'burst.sqlite');
+    const s = new EmbeddedStore(path);
+    await s.init();
+    const all = Array.from({ length: 300 }, (_, i) => s.audit.append(event(i), later()));
+    await s.close();
+    await Promise.all(all);
+    const check = new Database(path);
+    expect((check.prepare('SELECT count(*) AS n FROM audit').get() as { n: number }).n).toBe(300);
+    check.close();
+  });
+});
