@@ -512,7 +512,7 @@ async function idleFigure(label: string, target: { port: number; pid: number }, 
 
 async function main() {
   const hashing = MEMORY_ONLY ? {} : await hashingFigures();
-  const dovecot = await startDovecot();
+  const dovecot = await startDovecot({ highPerformanceLogin: true });
   let postern: Awaited<ReturnType<typeof startPosternProcess>> | null = null;
   try {
     postern = await startPosternProcess(dovecot);

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitFor } from './ports.js';
 
@@ -41,7 +42,7 @@ export function greeting(port: number, expect: string): Promise<void> {
 }
 
 /** Debian's Dovecot from the shipped config, in a fresh private directory. */
-export async function startDovecot(opts: { tls?: { cert: string; key: string } } = {}): Promise<Dovecot> {
+export async function startDovecot(opts: { tls?: { cert: string; key: string }; highPerformanceLogin?: boolean } = {}): Promise<Dovecot> {
   // The mail directory's parents must be traversable by the dovecot user.
   const dir = mkdtempSync('/tmp/postern-dovecot-');
   chmodSync(dir, 0o755);
@@ -58,6 +59,10 @@ export async function startDovecot(opts: { tls?: { cert: string; key: string } }
     .replaceAll('{{pop3ProxyPort}}', String(pop3ProxyPort))
     .replaceAll('{{lmtpPort}}', String(lmtpPort))
     .replaceAll('{{authPort}}', String(authPort))
+    // High-security login (Dovecot's default): a fresh imap-login process for every connection.
+    // High-performance: a few long-lived ones, each serving many connections (what busy
+    // servers run, and the baseline the benchmark compares against).
+    .replaceAll('{{imapLogin}}', opts.highPerformanceLogin ? `  service_count = 0\n  process_min_avail = ${availableParallelism()}` : '  process_min_avail = 1')
     .replaceAll('{{ssl}}', opts.tls ? `ssl = yes\nssl_cert = <${opts.tls.cert}\nssl_key = <${opts.tls.key}` : 'ssl = no');
   const confFile = join(dir, 'dovecot.conf');
   writeFileSync(confFile, conf);
