@@ -172,6 +172,29 @@ async function fetchBytes(port: number, user: string, pass: string, tls = false)
   return { bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
 
+/** Clock ticks the whole machine has been busy (not idle, not waiting for the disk), and in all. */
+function machineTicks(): { busy: number; total: number } {
+  const t = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = t.reduce((a, b) => a + b, 0);
+  return { busy: total - t[3]! - t[4]!, total };
+}
+
+/**
+ * Logins/s with 16 clients, how busy the machine's cores were meanwhile (1 = every core), and
+ * the CPU ms per login of the relay's processes: client, Dovecot and relay share the cores, so
+ * a relay's ratio to direct is bounded by what its own CPU adds to every login.
+ */
+async function loginRate(port: number, user: string, pass: string, relayPids: number[]) {
+  const m0 = machineTicks();
+  const c0 = relayPids.map(cpuSeconds);
+  const t0 = process.hrtime.bigint();
+  const perS = await rate(16, SECONDS, () => imapLoginLogout(port, user, pass));
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const m1 = machineTicks();
+  const cpu = relayPids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - c0[i]!, 0);
+  return { perS, machineBusy: (m1.busy - m0.busy) / (m1.total - m0.total), cpuMsPerLogin: (cpu * 1000) / (perS * seconds) };
+}
+
 /** User+system CPU seconds a process has used so far (from /proc, in clock ticks of 10 ms). */
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -332,6 +355,7 @@ async function startNginxBaseline(dovecot: Dovecot) {
     tlsPort,
     asp: decider.asp,
     pid: worker,
+    deciderPid: decider.pid,
     stop: async () => {
       proc.kill('SIGTERM');
       await decider.stop();
@@ -359,13 +383,12 @@ async function appendSeconds(port: number, user: string, pass: string, message: 
 async function e2eFigures(
   dovecot: Dovecot,
   postern: { port: number; tlsPort: number; asp: string; piaAsp: string; pid: number },
-  nginx: { port: number; tlsPort: number; asp: string; pid: number },
+  nginx: { port: number; tlsPort: number; asp: string; pid: number; deciderPid: number },
 ) {
   log('end-to-end logins and FETCH throughput...');
-  const conc = 16;
-  const direct = await rate(conc, SECONDS, () => imapLoginLogout(dovecot.imapPort, 'alice', 'upstream-pass'));
-  const viaPostern = await rate(conc, SECONDS, () => imapLoginLogout(postern.port, 'alice', postern.asp));
-  const viaNginx = await rate(conc, SECONDS, () => imapLoginLogout(nginx.port, 'alice', nginx.asp));
+  const direct = await loginRate(dovecot.imapPort, 'alice', 'upstream-pass', []);
+  const viaPostern = await loginRate(postern.port, 'alice', postern.asp, [postern.pid]);
+  const viaNginx = await loginRate(nginx.port, 'alice', nginx.asp, [nginx.pid, nginx.deciderPid]);
   const latDirect = await loginLatency(dovecot.imapPort, 'alice', 'upstream-pass', 200);
   const latPostern = await loginLatency(postern.port, 'alice', postern.asp, 200);
   const latNginx = await loginLatency(nginx.port, 'alice', nginx.asp, 200);
@@ -433,11 +456,16 @@ async function e2eFigures(
   const appendDirect = await appendSeconds(dovecot.imapPort, 'pia', 'upstream-pass', draft, 10);
   const appendSealed = await appendSeconds(postern.port, 'pia', postern.piaAsp, draft, 10);
   return {
-    direct_dovecot_logins_per_s: direct,
-    postern_warm_logins_per_s: viaPostern,
-    warm_e2e_vs_direct: viaPostern / direct,
-    nginx_logins_per_s: viaNginx,
-    nginx_vs_direct: viaNginx / direct,
+    direct_dovecot_logins_per_s: direct.perS,
+    postern_warm_logins_per_s: viaPostern.perS,
+    warm_e2e_vs_direct: viaPostern.perS / direct.perS,
+    nginx_logins_per_s: viaNginx.perS,
+    nginx_vs_direct: viaNginx.perS / direct.perS,
+    machine_busy_direct: direct.machineBusy,
+    machine_busy_postern: viaPostern.machineBusy,
+    machine_busy_nginx: viaNginx.machineBusy,
+    postern_cpu_ms_per_login: viaPostern.cpuMsPerLogin,
+    nginx_cpu_ms_per_login: viaNginx.cpuMsPerLogin,
     login_latency_nginx_p50_ms: latNginx.p50,
     login_latency_nginx_p99_ms: latNginx.p99,
     login_latency_direct_p50_ms: latDirect.p50,
@@ -510,6 +538,28 @@ async function idleFigure(label: string, target: { port: number; pid: number }, 
   }
 }
 
+/** The idle figure of test/bench/node-floor.mjs: what any Node.js server holds per connection. */
+async function nodeFloorFigure(tls: boolean): Promise<number> {
+  const port = await freePort();
+  // The node flags postern ships with (bin/postern).
+  const proc = spawn(
+    process.execPath,
+    ['--max-semi-space-size=2', join(ROOT, 'test/bench/node-floor.mjs'), String(port), ...(tls ? [CERT.cert, CERT.key] : [])],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  try {
+    await new Promise((resolve, reject) => {
+      proc.stdout!.once('data', resolve);
+      proc.once('exit', (code) => reject(new Error(`node-floor.mjs exited with ${code}`)));
+    });
+    return await idleFigure(tls ? 'a bare Node.js TLS server' : 'a bare Node.js server', { port, pid: proc.pid! }, tls, 'alice', 'x');
+  } finally {
+    proc.kill();
+  }
+}
+
 async function main() {
   const hashing = MEMORY_ONLY ? {} : await hashingFigures();
   const dovecot = await startDovecot({ highPerformanceLogin: true });
@@ -521,6 +571,8 @@ async function main() {
     const nginxPlain = await idleFigure('nginx', nginx, false, 'alice', nginx.asp);
     const nginxTls = await idleFigure('nginx, TLS', { port: nginx.tlsPort, pid: nginx.pid }, true, 'alice', nginx.asp);
     await nginx.stop();
+    const floorPlain = await nodeFloorFigure(false);
+    const floorTls = await nodeFloorFigure(true);
     // A fresh process for each memory figure: garbage from the phases before would be
     // collected in the middle of it and hide the cost of the sessions.
     const posternIdle: number[] = [];
@@ -537,6 +589,8 @@ async function main() {
       rss_kb_per_idle_session_tls: posternIdle[1]!,
       nginx_rss_kb_per_idle_session: nginxPlain,
       nginx_rss_kb_per_idle_session_tls: nginxTls,
+      node_floor_rss_kb_per_idle_connection: floorPlain,
+      node_floor_rss_kb_per_idle_connection_tls: floorTls,
     };
     const result = { date: new Date().toISOString(), node: process.version, ...hashing, ...e2e, ...idle };
     if (JSON_ONLY || MEMORY_ONLY) console.log(JSON.stringify(result, null, 2));
@@ -549,6 +603,7 @@ async function main() {
 
 function printTable(r: Record<string, string | number>) {
   const f = (v: string | number) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2)) : v);
+  const pct = (v: string | number) => `${Math.round(Number(v) * 100)}%`;
   const rows: Array<[string, string, string]> = [
     ['bcrypt cost 12, raw verifies/s on all cores (ceiling)', f(r.raw_verifies_per_s!), `${r.cores} cores`],
     [
@@ -566,6 +621,16 @@ function printTable(r: Record<string, string | number>) {
     ['IMAP connect+login+logout/s, 16 clients: Dovecot direct', f(r.direct_dovecot_logins_per_s!), 'baseline'],
     ['IMAP connect+login+logout/s: through postern (warm)', f(r.postern_warm_logins_per_s!), `${f(r.warm_e2e_vs_direct!)} x direct`],
     ['IMAP connect+login+logout/s: nginx mail proxy, postern deciding', f(r.nginx_logins_per_s!), `${f(r.nginx_vs_direct!)} x direct`],
+    [
+      '  machine busy during those runs: direct / postern / nginx',
+      `${pct(r.machine_busy_direct!)} / ${pct(r.machine_busy_postern!)} / ${pct(r.machine_busy_nginx!)}`,
+      'of all cores',
+    ],
+    [
+      '  relay CPU ms per login: postern / nginx + its decider',
+      `${f(r.postern_cpu_ms_per_login!)} / ${f(r.nginx_cpu_ms_per_login!)}`,
+      'on the same cores as Dovecot',
+    ],
     ['LOGIN latency p50 / p99 ms, one at a time: Dovecot direct', `${f(r.login_latency_direct_p50_ms!)} / ${f(r.login_latency_direct_p99_ms!)}`, 'baseline'],
     [
       'LOGIN latency p50 / p99 ms: through postern (warm)',
@@ -597,11 +662,17 @@ function printTable(r: Record<string, string | number>) {
     ['APPEND through postern, sealed with PGP, ms', f(r.append_sealed_ms!), `${f(Number(r.append_sealed_ms) / Number(r.append_direct_ms))} x direct`],
     [`RSS per idle IMAP session (${r.idle_sessions} in IDLE): nginx`, `${f(r.nginx_rss_kb_per_idle_session!)} KB`, 'baseline'],
     ['  through postern', `${f(r.rss_kb_per_idle_session!)} KB`, `${f(Number(r.rss_kb_per_idle_session) / Number(r.nginx_rss_kb_per_idle_session))} x nginx`],
+    ['  a bare Node.js server, per connection (the floor)', `${f(r.node_floor_rss_kb_per_idle_connection!)} KB`, 'one socket, no session'],
     ['RSS per idle IMAP session over TLS: nginx', `${f(r.nginx_rss_kb_per_idle_session_tls!)} KB`, 'baseline'],
     [
       '  through postern',
       `${f(r.rss_kb_per_idle_session_tls!)} KB`,
       `${f(Number(r.rss_kb_per_idle_session_tls) / Number(r.nginx_rss_kb_per_idle_session_tls))} x nginx`,
+    ],
+    [
+      '  a bare Node.js TLS server, per connection (the floor)',
+      `${f(r.node_floor_rss_kb_per_idle_connection_tls!)} KB`,
+      `${f(Number(r.node_floor_rss_kb_per_idle_connection_tls) / Number(r.nginx_rss_kb_per_idle_session_tls))} x nginx`,
     ],
   ];
   const w = Math.max(...rows.map((x) => x[0].length));
