@@ -41,12 +41,8 @@ async function tlsPair(servers: Server[]): Promise<[Socket, Socket]> {
   return [near, far];
 }
 
-/**
- * The client's and the upstream's sides, spliced by postern's relay; the upstream side is a
- * real upstream connection (its reads land in a reused buffer) handed over after a greeting.
- */
-async function relayed(servers: Server[], clientHalfOpen = true, tls = false) {
-  const [clientNear, client] = tls ? await tlsPair(servers) : await socketPair(servers, { nearHalfOpen: true, farHalfOpen: clientHalfOpen });
+/** A real upstream connection (plain: its reads land in a reused buffer) handed over after a greeting, and the far end. */
+async function handedOver(servers: Server[]) {
   const server = createServer({ allowHalfOpen: true });
   servers.push(server);
   server.listen(0, '127.0.0.1');
@@ -57,7 +53,13 @@ async function relayed(servers: Server[], clientHalfOpen = true, tls = false) {
   upstream.on('error', () => {});
   upstream.write('* OK ready\r\n');
   expect(await conn.line()).toBe('* OK ready');
-  const up = { ...conn.handOver(), capabilities: '' };
+  return { upstream, up: { ...conn.handOver(), capabilities: '' } };
+}
+
+/** The client's and the upstream's sides, spliced by postern's relay. */
+async function relayed(servers: Server[], clientHalfOpen = true, tls = false) {
+  const [clientNear, client] = tls ? await tlsPair(servers) : await socketPair(servers, { nearHalfOpen: true, farHalfOpen: clientHalfOpen });
+  const { upstream, up } = await handedOver(servers);
   let closed = 0;
   splice(clientNear, up, Buffer.alloc(0), () => closed++);
   return { client, upstream, clientNear, upstreamNear: up.socket, closed: () => closed };
@@ -122,6 +124,30 @@ describe('the byte relay of a logged-in session', () => {
       r.client.destroy();
       r.upstream.destroy();
     });
+
+  // Quiet connections all read into one shared buffer: what a reader keeps must be its own.
+  it('a kept chunk of a quiet connection stays as it arrived while other connections read on', async () => {
+    const conns = [await handedOver(servers), await handedOver(servers), await handedOver(servers)];
+    const kept: Buffer[] = [];
+    for (const c of conns)
+      c.up.read((chunk, keep) => {
+        keep();
+        kept.push(chunk);
+        return true;
+      });
+    const sent: string[] = [];
+    for (let k = 0; k < 10; k++)
+      for (const [i, c] of conns.entries()) {
+        const line = `connection ${i}, line ${k}\r\n`;
+        sent.push(line);
+        c.upstream.write(line);
+        await new Promise<void>((res) => {
+          const tick = setInterval(() => kept.length === sent.length && (clearInterval(tick), res()), 2);
+        });
+      }
+    expect(kept.map((b) => b.toString())).toEqual(sent);
+    for (const c of conns) c.upstream.destroy();
+  });
 
   // What the relay's reuse of its read buffer over TLS rests on, in Node itself: a chunk
   // written with nothing queued is encrypted before write() returns, while one written behind

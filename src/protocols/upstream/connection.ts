@@ -40,29 +40,44 @@ const QUIET_READ = 256;
 const BULK_READ = 64 * 1024;
 
 /**
- * The buffer a plain upstream socket reads into, the same from read to read. Node's own reads
+ * The buffer every quiet plain upstream socket reads into. Each read is handed on (relayed or
+ * copied) before the next read into any buffer starts, so one buffer serves every session that
+ * is not streaming; what it brings is copied (at most QUIET_READ bytes), since other sockets
+ * have it registered for their next read. Each session holding a small buffer of its own cost
+ * about 1.7 KB: its 256 bytes kept a whole 8 KB slab of Node's pool alive.
+ */
+const sharedQuiet = Buffer.allocUnsafeSlow(QUIET_READ);
+
+/**
+ * Where a plain upstream socket reads, the same buffer from read to read. Node's own reads
  * give each chunk a new buffer; relayed at FETCH speed those count as external memory and make
  * V8 mark its whole heap every few dozen MB, which cost postern about as much CPU as moving
- * the bytes. A chunk still referenced by a pending write is kept, and the next read gets a
- * new buffer. An idle session holds only a small buffer (256 bytes of Node's pool): a read that
- * fills it switches to the large one, a short read switches back.
+ * the bytes. A quiet session reads into the shared buffer; a read that fills it switches the
+ * session to a large buffer of its own, and a short read switches it back. A large buffer's
+ * chunk still referenced by a pending write is kept, and the next read gets a new buffer.
  */
 class ReusedReadBuffer {
-  private buf = Buffer.allocUnsafe(QUIET_READ);
+  private buf = sharedQuiet;
   private kept = false;
   /** Bytes the last read brought. */
   lastRead = 0;
 
   readonly next = (): Buffer => {
-    const size = this.lastRead >= this.buf.length ? BULK_READ : this.lastRead < QUIET_READ ? QUIET_READ : this.buf.length;
-    if (this.kept || size !== this.buf.length) {
-      this.buf = size === BULK_READ ? Buffer.allocUnsafeSlow(BULK_READ) : Buffer.allocUnsafe(QUIET_READ);
-      this.kept = false;
-    }
+    const bulk = this.lastRead >= this.buf.length || (this.buf !== sharedQuiet && this.lastRead >= QUIET_READ);
+    if (!bulk) this.buf = sharedQuiet;
+    else if (this.kept || this.buf === sharedQuiet) this.buf = Buffer.allocUnsafeSlow(BULK_READ);
+    this.kept = false;
     return this.buf;
   };
 
-  readonly keep = (): void => {
+  /** The bytes of the last read, and how to keep them past the call. */
+  chunk(n: number): { chunk: Buffer; keep: () => void } {
+    this.lastRead = n;
+    if (this.buf === sharedQuiet) return { chunk: Buffer.from(sharedQuiet.subarray(0, n)), keep: nothingToKeep };
+    return { chunk: this.buf.subarray(0, n), keep: this.keep };
+  }
+
+  private readonly keep = (): void => {
     this.kept = true;
   };
 }
@@ -123,9 +138,9 @@ export class UpstreamConnection {
       ep,
       reused && {
         buffer: reused.next,
-        callback: (n, buf) => {
-          reused.lastRead = n;
-          return conn?.onBytes?.((buf as Buffer).subarray(0, n), reused.keep) ?? true;
+        callback: (n) => {
+          const { chunk, keep } = reused.chunk(n);
+          return conn?.onBytes?.(chunk, keep) ?? true;
         },
       },
     );
