@@ -279,10 +279,12 @@ async function startPosternProcess(dovecot: Dovecot, extra: Record<string, strin
   const piaAsp = /password: ([a-z ]+)/.exec(cli(['asp', 'create', 'pia', '--scope', 'imap']))![1]!.trim();
   dovecot.addUser('pia', 'upstream-pass');
   // bin/postern execs node, so the child's pid is postern's own. POSTERN_BENCH_NODE_FLAGS adds
-  // node options, to compare settings.
-  const flags = process.env.POSTERN_BENCH_NODE_FLAGS;
+  // node options, to compare settings. The inspector (on loopback) is how the memory figures
+  // ask for a full garbage collection before reading RSS.
+  const inspect = await freePort();
+  const nodeOptions = [process.env.POSTERN_BENCH_NODE_FLAGS, `--inspect=127.0.0.1:${inspect}`].filter(Boolean).join(' ');
   const child: ChildProcess = spawn(join(ROOT, 'bin/postern'), ['serve'], {
-    env: flags ? { ...env, NODE_OPTIONS: flags } : env,
+    env: { ...env, NODE_OPTIONS: nodeOptions },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -298,6 +300,7 @@ async function startPosternProcess(dovecot: Dovecot, extra: Record<string, strin
     asp,
     piaAsp,
     pid: child.pid!,
+    inspect,
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
@@ -501,7 +504,7 @@ async function e2eFigures(
  * Measured from a quarter on, the figure is the steady cost of one more session, not the
  * process warming up (heap, caches, the young generation growing).
  */
-async function idleFigure(label: string, target: { port: number; pid: number }, tls: boolean, user: string, pass: string): Promise<number> {
+async function idleFigure(label: string, target: { port: number; pid: number; inspect?: number }, tls: boolean, user: string, pass: string): Promise<number> {
   log(`memory of ${IDLE} idle IMAP sessions: ${label}...`);
   const clients: RawClient[] = [];
   const open = async () => {
@@ -516,11 +519,16 @@ async function idleFigure(label: string, target: { port: number; pid: number }, 
   const openMany = async (n: number) => {
     for (let i = 0; i < n; i += 50) await Promise.all(Array.from({ length: Math.min(50, n - i) }, open));
   };
-  // RSS once the process has settled: V8 returns memory from a burst of logins only after it
-  // has seen a while without one (its memory reducer), which is the state of a gateway whose
-  // sessions sit idle. nginx's figure does not move while it waits.
+  // RSS once the process has settled. A Node.js process is first asked for a full garbage
+  // collection: V8 gives back a burst's memory only when its memory reducer runs, which came
+  // anywhere from 20 s to more than 60 s after the last login, and read at a fixed time
+  // postern's figure moved by 4–8 KB per session from run to run. nginx has no collector.
   const settled = async () => {
     await new Promise((r) => setTimeout(r, SETTLE_MS));
+    if (target.inspect) {
+      await collectGarbage(target.inspect);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
     return rssKb(target.pid);
   };
   try {
@@ -538,23 +546,37 @@ async function idleFigure(label: string, target: { port: number; pid: number }, 
   }
 }
 
+/** A full garbage collection in the Node.js process whose inspector listens on `port` (DevTools protocol). */
+async function collectGarbage(port: number): Promise<void> {
+  const [target] = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ webSocketDebuggerUrl: string }>;
+  // The global WebSocket of node 20 (scripts/bench.mjs runs this with --experimental-websocket).
+  type Socketish = { onopen: unknown; onerror: unknown; onmessage: unknown; send(s: string): void; close(): void };
+  const ws = new (globalThis as unknown as { WebSocket: new (url: string) => Socketish }).WebSocket(target!.webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  await new Promise<void>((resolve) => {
+    ws.onmessage = (m: { data: unknown }) => JSON.parse(String(m.data)).id === 1 && resolve();
+    ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
+  });
+  ws.close();
+}
+
 /** The idle figure of test/bench/node-floor.mjs: what any Node.js server holds per connection. */
 async function nodeFloorFigure(tls: boolean): Promise<number> {
   const port = await freePort();
+  const inspect = await freePort();
   // The node flags postern ships with (bin/postern).
-  const proc = spawn(
-    process.execPath,
-    ['--max-semi-space-size=2', join(ROOT, 'test/bench/node-floor.mjs'), String(port), ...(tls ? [CERT.cert, CERT.key] : [])],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  const args = ['--max-semi-space-size=2', `--inspect=127.0.0.1:${inspect}`, join(ROOT, 'test/bench/node-floor.mjs'), String(port)];
+  // Its stderr is left out: the inspector announces itself there.
+  const proc = spawn(process.execPath, [...args, ...(tls ? [CERT.cert, CERT.key] : [])], { stdio: ['ignore', 'pipe', 'ignore'] });
   try {
     await new Promise((resolve, reject) => {
       proc.stdout!.once('data', resolve);
       proc.once('exit', (code) => reject(new Error(`node-floor.mjs exited with ${code}`)));
     });
-    return await idleFigure(tls ? 'a bare Node.js TLS server' : 'a bare Node.js server', { port, pid: proc.pid! }, tls, 'alice', 'x');
+    return await idleFigure(tls ? 'a bare Node.js TLS server' : 'a bare Node.js server', { port, pid: proc.pid!, inspect }, tls, 'alice', 'x');
   } finally {
     proc.kill();
   }
@@ -580,7 +602,13 @@ async function main() {
       await postern.stop();
       postern = await startPosternProcess(dovecot);
       posternIdle.push(
-        await idleFigure(tls ? 'postern, TLS' : 'postern', { port: tls ? postern.tlsPort : postern.port, pid: postern.pid }, tls, 'alice', postern.asp),
+        await idleFigure(
+          tls ? 'postern, TLS' : 'postern',
+          { port: tls ? postern.tlsPort : postern.port, pid: postern.pid, inspect: postern.inspect },
+          tls,
+          'alice',
+          postern.asp,
+        ),
       );
     }
     const idle = {
