@@ -260,8 +260,6 @@ class EmbeddedAudit implements AuditStore {
   private scheduled = false;
   /** The batch being committed; events that come meanwhile go in the next one. */
   private inFlight: Promise<void> | null = null;
-  /** Prepared at the first write (the table exists only once the store is migrated). */
-  private insert: Database.Statement | null = null;
 
   /** `writer` commits off the main thread (a database file); without one, commits run here (`:memory:`). */
   constructor(
@@ -307,7 +305,7 @@ class EmbeddedAudit implements AuditStore {
   }
 
   private writeHere(rows: unknown[][]): void {
-    const insert = (this.insert ??= this.db.prepare(AUDIT_INSERT));
+    const insert = this.db.prepare(AUDIT_INSERT);
     this.db.transaction(() => rows.forEach((r) => insert.run(...r)))();
   }
 
@@ -623,19 +621,17 @@ export class EmbeddedStore implements Store {
   constructor(path: string, opts: { sync?: 'normal' | 'full' } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = cacheStatements(new Database(path));
-    this.db.pragma('journal_mode = WAL');
     // better-sqlite3 writes on the calling thread, so with "full" a commit here waits for
     // fsync; the audit events of logins are committed by a writer thread instead. "normal"
     // (WAL) never corrupts the file and loses nothing when postern crashes, only the latest
-    // commits on a power loss.
-    const synchronous = opts.sync === 'full' ? 'FULL' : 'NORMAL';
-    this.db.pragma(`synchronous = ${synchronous}`);
-    this.db.pragma('busy_timeout = 5000');
+    // commits on a power loss. The writer thread's connection is set up the same way.
+    const pragmas = ['journal_mode = WAL', `synchronous = ${opts.sync === 'full' ? 'FULL' : 'NORMAL'}`, 'busy_timeout = 5000'];
+    for (const p of pragmas) this.db.pragma(p);
     this.users = new EmbeddedUsers(this.db);
     this.asps = new EmbeddedAsps(this.db);
     this.recoveryCodes = new EmbeddedRecoveryCodes(this.db);
     // Audit events are the one write of every mail login: their commits go to a thread.
-    this.audit = new EmbeddedAudit(this.db, path === ':memory:' ? null : new SqliteWriter(path, synchronous, AUDIT_INSERT));
+    this.audit = new EmbeddedAudit(this.db, path === ':memory:' ? null : new SqliteWriter(path, pragmas, AUDIT_INSERT));
     this.sessions = new EmbeddedSessions(this.db);
     this.devices = new EmbeddedDevices(this.db);
     this.apiTokens = new EmbeddedApiTokens(this.db);

@@ -5,9 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
 const db = new Database(workerData.path);
-db.pragma('journal_mode = WAL');
-db.pragma(`synchronous = ${workerData.synchronous}`);
-db.pragma('busy_timeout = 5000');
+for (const p of workerData.pragmas) db.pragma(p);
 const statement = db.prepare(workerData.sql);
 const write = db.transaction((rows) => {
   for (const row of rows) statement.run(...row);

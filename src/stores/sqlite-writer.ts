@@ -26,7 +26,8 @@ export class SqliteWriter {
 
   constructor(
     private readonly path: string,
-    private readonly synchronous: 'FULL' | 'NORMAL',
+    /** The connection's settings, as the main connection has them (e.g. `synchronous = FULL`). */
+    private readonly pragmas: string[],
     private readonly sql: string,
   ) {}
 
@@ -57,7 +58,7 @@ export class SqliteWriter {
 
   private start(): { worker: Worker; waiting: Map<number, Waiter> } {
     const worker = new Worker(new URL('./sqlite-writer-worker.js', import.meta.url), {
-      workerData: { path: this.path, synchronous: this.synchronous, sql: this.sql },
+      workerData: { path: this.path, pragmas: this.pragmas, sql: this.sql },
     });
     const waiting = new Map<number, Waiter>();
     worker.unref();

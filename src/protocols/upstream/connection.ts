@@ -60,7 +60,7 @@ class ReusedReadBuffer {
   private buf = sharedQuiet;
   private kept = false;
   /** Bytes the last read brought. */
-  lastRead = 0;
+  private lastRead = 0;
 
   readonly next = (): Buffer => {
     const bulk = this.lastRead >= this.buf.length || (this.buf !== sharedQuiet && this.lastRead >= QUIET_READ);

@@ -100,20 +100,22 @@ export class MailUpstream {
    */
   private async withGreeted<T>(kind: 'imap' | 'pop3', client: ClientInfo, login: (conn: UpstreamConnection) => Promise<T>): Promise<T> {
     const pool = this.spares?.[kind];
-    try {
-      const { conn, spare } = pool ? await pool.take() : { conn: await this.greeted(kind, client), spare: false };
+    // A connection whose login failed is closed, whatever the failure.
+    const attempt = async (conn: UpstreamConnection) => {
       try {
         return await login(conn);
       } catch (err) {
         conn.close();
+        throw err;
+      }
+    };
+    try {
+      const { conn, spare } = pool ? await pool.take() : { conn: await this.greeted(kind, client), spare: false };
+      try {
+        return await attempt(conn);
+      } catch (err) {
         if (!spare || (err instanceof PosternError && err.code === 'no_mailbox')) throw err;
-        const fresh = await this.greeted(kind, client);
-        try {
-          return await login(fresh);
-        } catch (again) {
-          fresh.close();
-          throw again;
-        }
+        return await attempt(await this.greeted(kind, client));
       }
     } finally {
       pool?.topUp();
